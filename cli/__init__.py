@@ -1,0 +1,39 @@
+"""The ``ferdata`` command: a thin click layer over the library.
+
+This folder is installed as the ``ferdata.cli`` package (see pyproject.toml).
+"""
+from __future__ import annotations
+
+import click
+
+from ferdata import __version__
+
+from ._common import FerdataGroup, setup_logging
+
+
+@click.group(cls=FerdataGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ferdata")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
+@click.option("-v", "--verbose", count=True, help="More logging.")
+@click.pass_context
+def main(ctx, debug, verbose):
+    """ferdata: ingest FER datasets, render synthetic training data, LBP, train."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    setup_logging(verbose, debug)
+
+
+def _register():
+    from . import commands_core  # noqa: F401  (sample, ingest, inspect, show, verify)
+    for mod in ("render_cmd", "lbp_cmd", "train_cmd"):
+        try:
+            m = __import__(f"{__name__}.{mod}", fromlist=["register"])
+        except ModuleNotFoundError as exc:  # command module not written yet
+            if exc.name != f"{__name__}.{mod}":
+                raise
+            continue
+        m.register(main)
+    commands_core.register(main)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""PyTorch datasets over ferdata shards and face stores (imports torch)."""
