@@ -24,7 +24,7 @@ def main(ctx, debug, verbose):
 
 
 def _register():
-    from . import commands_core  # noqa: F401  (sample, ingest, inspect, show, verify)
+    from . import commands_core  # sample, ingest, inspect, show, verify
     for mod in ("render_cmd", "lbp_cmd", "train_cmd"):
         try:
             m = __import__(f"{__name__}.{mod}", fromlist=["register"])

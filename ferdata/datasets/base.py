@@ -95,3 +95,109 @@ def register_reader(name: str):
         READERS[name] = fn
         return fn
     return deco
+
+
+# ---------------------------------------------------------------------------
+# Shared reader helpers (bad-input policy, csv access, relative paths).
+
+ON_ERROR = ("raise", "skip")
+
+
+class ErrorPolicy:
+    """What a reader does with a bad item: raise, or skip it and record why.
+
+    Every reader takes ``on_error="raise"|"skip"`` and ``skipped=`` (a list the
+    caller owns). With ``"raise"`` a bad item raises a one-line
+    :class:`~ferdata.errors.DatasetFormatError` naming the file (and the row for
+    csv files). With ``"skip"`` the reader yields nothing for it and appends
+    ``(source, reason)`` to ``skipped``.
+
+    Items that are not errors but are left out by design (an AffectNet
+    "non-face", a FER+ row whose majority vote is "unknown", a tied vote) are
+    always recorded in ``skipped`` and never raise.
+    """
+
+    def __init__(self, on_error: str = "raise", skipped: Optional[list] = None):
+        if on_error not in ON_ERROR:
+            raise DatasetFormatError(
+                f"on_error={on_error!r}: expected one of {', '.join(ON_ERROR)}")
+        if skipped is not None and not hasattr(skipped, "append"):
+            raise DatasetFormatError(
+                f"skipped={type(skipped).__name__}: expected a list to append (source, reason) to")
+        self.on_error = on_error
+        self.skipped = skipped if skipped is not None else []
+
+    def error(self, where: str, source: str, reason: str) -> None:
+        """A bad item: raise ``"WHERE: REASON"`` or record ``(source, reason)``."""
+        if self.on_error == "raise":
+            raise DatasetFormatError(f"{where}: {reason}")
+        self.skipped.append((source, reason))
+
+    def skip(self, source: str, reason: str) -> None:
+        """An item left out by design: always recorded, never raised."""
+        self.skipped.append((source, reason))
+
+
+def rel_source(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` as a posix string (the record's ``source``)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def csv_rows(path: Path, required: tuple, what: str) -> tuple[list, Iterator[tuple[int, list]]]:
+    """Open a csv file, check its header, and return ``(header, rows)``.
+
+    ``rows`` yields ``(row_number, fields)`` with 1-based data row numbers (the
+    header is not counted). Raises a one-line DatasetFormatError naming the
+    file when the header lacks a ``required`` column or the file is not text.
+    Each yielded ``fields`` list is not length-checked: callers use
+    :func:`check_row_length` with their :class:`ErrorPolicy`.
+    """
+    import csv
+
+    path = require_file(path, what)
+    f = open(path, newline="", encoding="utf-8-sig")
+    try:
+        reader = csv.reader(f)
+        header = next(reader, None)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        f.close()
+        raise DatasetFormatError(f"{path}: not a {what} csv file ({exc.__class__.__name__}: {exc})") from None
+    if header is None:
+        f.close()
+        raise DatasetFormatError(f"{path}: empty file; expected a {what} csv with columns {','.join(required)}")
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        f.close()
+        shown = ",".join(header)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        raise DatasetFormatError(
+            f"{path}: not a {what} csv: expected columns {','.join(required)}; "
+            f"missing {','.join(missing)} (header: {shown})")
+
+    def rows():
+        with f:
+            n = 0
+            try:
+                for fields in reader:
+                    if not fields or (len(fields) == 1 and not fields[0].strip()):
+                        continue  # blank line
+                    n += 1
+                    yield n, fields
+            except (UnicodeDecodeError, csv.Error) as exc:
+                raise DatasetFormatError(
+                    f"{path} row {n + 1}: unreadable csv ({exc.__class__.__name__}: {exc})") from None
+
+    return header, rows()
+
+
+def check_row_length(fields: list, header: list, where: str, source: str, policy: ErrorPolicy) -> bool:
+    """True if ``fields`` has one value per header column, else report it and return False."""
+    if len(fields) == len(header):
+        return True
+    policy.error(where, source, f"expected {len(header)} fields, found {len(fields)}")
+    return False

@@ -1,0 +1,170 @@
+"""sample, ingest, inspect, show, verify."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ferdata.errors import FerdataError
+
+from ._common import progress
+
+
+def _is_shard_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "manifest.json").exists()
+
+
+@click.command("sample")
+@click.option("-o", "--out", "out", default="sample", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for faces.h5 and backgrounds/.")
+@click.option("--size", default=256, show_default=True, help="Aligned face crop size.")
+def sample_cmd(out, size):
+    """Materialise the built-in sample: faces.h5 + backgrounds (COCO-format folder)."""
+    from ferdata.sample import make_sample
+
+    info = make_sample(out, size=size)
+    click.echo(f"wrote {info['faces']} ({info['n_faces']} faces) and {info['backgrounds']} "
+               f"({info['n_backgrounds']} images)")
+
+
+@click.command("ingest")
+@click.argument("dataset")
+@click.argument("root", required=False, type=click.Path())
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Face store to write (.h5).")
+@click.option("--size", type=int, default=None, help="Aligned crop size [256; native for FER2013/FER+].")
+@click.option("--forehead", type=float, default=0.0, show_default=True, help="Extend mask above the brows (× eye-brow distance).")
+@click.option("--upsample", type=int, default=0, show_default=True, help="dlib HOG detector upsampling.")
+@click.option("--detect-aligned", is_flag=True, help="Also detect landmarks on pre-cropped faces (FER2013/FER+).")
+@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes for detection/alignment.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Reader option (e.g. peak_frames=3).")
+def ingest_cmd(dataset, root, out, size, forehead, upsample, detect_aligned, on_error, workers, options):
+    """Read DATASET at ROOT, align faces, write a face store.
+
+    DATASET: ckplus, fer2013, ferplus, jaffe, bu3dfe, rafd, affectnet, folder, sample.
+    """
+    from ferdata.config import IngestConfig
+    from ferdata.datasets import READERS
+    from ferdata.ingest import ingest, report_path
+
+    if dataset not in READERS:
+        raise click.BadParameter(f"unknown dataset {dataset!r}; known: {', '.join(sorted(READERS))}",
+                                 param_hint="DATASET")
+    if root is None and dataset != "sample":
+        raise click.BadParameter("ROOT is required for this dataset", param_hint="ROOT")
+    opts = {}
+    for kv in options:
+        if "=" not in kv:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--option")
+        k, v = kv.split("=", 1)
+        try:
+            opts[k] = json.loads(v)
+        except ValueError:
+            opts[k] = v
+    skipped: list = []
+    records = READERS[dataset](root, on_error=on_error, skipped=skipped, **opts)
+    cfg = IngestConfig(size=size, forehead=forehead, upsample=upsample, detect_aligned=detect_aligned,
+                       on_error=on_error)
+    bar = progress(desc=f"ingest {dataset}", unit="face")
+
+    def tick(ok, failed):
+        bar.update(1)
+        bar.set_postfix(ok=ok, skipped=failed, refresh=False)
+
+    try:
+        rep = ingest(records, out, dataset, cfg, workers=workers, root=root or "", skipped=skipped,
+                     on_progress=tick)
+    finally:
+        bar.close()
+    click.echo(f"{out}: {rep['ingested']} faces ({rep['faces_per_s']} faces/s), {rep['skipped']} skipped "
+               f"-> {report_path(out)}")
+
+
+@click.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_cmd(path, as_json):
+    """Summarise a face store (.h5) or a shard folder."""
+    p = Path(path)
+    if _is_shard_folder(p):
+        from ferdata.shards.inspect import summarize
+
+        s = summarize(p)
+    elif p.is_file():
+        from ferdata.facestore import FaceStore
+        from ferdata.ingest import report_path
+
+        with FaceStore(p) as fs:
+            s = fs.summary()
+        rp = report_path(p)
+        if rp.exists():
+            r = json.loads(rp.read_text())
+            s["skipped"] = r.get("skipped", 0)
+            s["skipped_files"] = r.get("skipped_files", [])[:20]
+    else:
+        raise FerdataError(f"{p}: neither a face store file nor a shard folder with manifest.json")
+    if as_json:
+        click.echo(json.dumps(s, indent=1, default=str))
+        return
+    for k, v in s.items():
+        if isinstance(v, dict) and len(v) > 12:
+            items = list(v.items())
+            v = dict(items[:12]) | {"…": f"{len(items) - 12} more"}
+        if isinstance(v, list) and len(v) > 12:
+            v = v[:12] + [f"… {len(v) - 12} more"]
+        click.echo(f"{k:>16}: {v}")
+
+
+@click.command("show")
+@click.argument("path", type=click.Path())
+@click.option("-n", "--n", "n", default=36, show_default=True, help="Number of faces/samples.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True)
+@click.option("--mask/--no-mask", default=True, show_default=True, help="Draw the mask outline.")
+@click.option("--tile", type=int, default=None, help="Tile side in px.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which samples (random, seeded); -1: the first n.")
+def show_cmd(path, n, out, landmarks, mask, tile, seed):
+    """Contact sheet PNG of a face store or a shard folder."""
+    from ferdata.viz import contact_sheet, label_captions, save_png
+
+    p = Path(path)
+    if _is_shard_folder(p):
+        from ferdata.shards.inspect import load_samples
+
+        d = load_samples(p, n, seed)
+    elif p.is_file():
+        from ferdata.facestore import FaceStore
+
+        with FaceStore(p) as fs:
+            N = len(fs)
+            idx = np.arange(min(n, N)) if seed < 0 else np.sort(np.random.default_rng(seed).permutation(N)[:n])
+            d = {"image": fs.images[idx], "mask": fs.masks[idx], "landmarks": fs.landmarks[idx],
+                 "label": fs.labels[idx]}
+    else:
+        raise FerdataError(f"{p}: neither a face store file nor a shard folder with manifest.json")
+    sheet = contact_sheet(d["image"], d["landmarks"] if landmarks else None, d["mask"] if mask else None,
+                          label_captions(d["label"]), tile=tile)
+    save_png(out, sheet)
+    click.echo(f"wrote {out} ({len(d['image'])} tiles, {sheet.shape[1]}x{sheet.shape[0]})")
+
+
+@click.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False))
+def verify_cmd(folder):
+    """Recompute shard hashes and check counts and schema against the manifest."""
+    from ferdata.shards.inspect import verify
+
+    res = verify(folder)
+    for name, problem in res["problems"]:
+        click.echo(f"{name}: {problem}", err=True)
+    click.echo(f"{folder}: {res['ok']} shard(s) ok, {len(res['problems'])} problem(s), "
+               f"{res['samples']} samples")
+    if res["problems"]:
+        raise SystemExit(1)
+
+
+def register(main):
+    for c in (sample_cmd, ingest_cmd, inspect_cmd, show_cmd, verify_cmd):
+        main.add_command(c)

@@ -1,0 +1,210 @@
+"""Ingest: dataset records -> landmarks -> aligned faces + masks -> face store.
+
+``ingest(records, out)`` is the library entry point; ``ferdata ingest`` wraps it.
+Faces are processed in a process pool (``workers``); results are written in the
+order of the dataset. Files that cannot be read or hold no face are recorded in
+the report with the reason (``on_error="skip"``) or stop the ingest with a
+one-line error naming the file (``on_error="raise"``); in both cases no
+half-written face store is left behind.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import cv2
+import numpy as np
+
+from . import landmarks as lmk
+from .align import align_face
+from .config import IngestConfig, to_dict
+from .datasets.base import FaceRecord
+from .errors import FerdataError, NoFaceError
+from .facestore import FaceStoreWriter
+from .labels import CLASSES
+from .masks import convex_hull_mask
+
+log = logging.getLogger(__name__)
+DEFAULT_SIZE = 256
+
+
+def read_image_rgb(path) -> np.ndarray:
+    """Read an image file as RGB uint8 (8/16-bit, gray or colour)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        raise FerdataError(f"{path}: cannot read image (missing, corrupt or unsupported format)")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _to_rgb(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=2)
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    return img[..., :3]
+
+
+def process_record(rec: FaceRecord, cfg: IngestConfig, size: int) -> dict:
+    """Load, find landmarks, align and mask one record (raises on failure)."""
+    img = rec.image if rec.image is not None else read_image_rgb(rec.path)
+    img = _to_rgb(np.asarray(img, np.uint8))
+    if rec.aligned:
+        # pre-cropped faces (FER2013/FER+): stored as they are
+        face = img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
+        lm = np.full((68, 2), np.nan, np.float32)
+        mask = np.full((size, size), 255, np.uint8)
+        if cfg.detect_aligned:
+            try:
+                pts, _ = lmk.find_landmarks(face, upsample=max(cfg.upsample, 2), retry_upsample=None)
+                lm, mask = pts, convex_hull_mask(pts, size, cfg.forehead)
+            except NoFaceError:
+                pass
+        return dict(image=face, mask=mask, landmarks=lm)
+    if rec.landmarks is not None:
+        pts = np.asarray(rec.landmarks, np.float32)
+    elif rec.box is not None:
+        pts = lmk.predict_landmarks(img, rec.box)
+    else:
+        pts, _ = lmk.find_landmarks(img, upsample=cfg.upsample, retry_upsample=cfg.retry_upsample)
+    face, lm, _ = align_face(img, pts, size, eye_weight=cfg.eye_weight)
+    mask = convex_hull_mask(lm, size, cfg.forehead)
+    return dict(image=face, mask=mask, landmarks=lm)
+
+
+def _work(args):
+    rec, cfg, size = args
+    try:
+        return rec, process_record(rec, cfg, size), None
+    except (FerdataError, ValueError, cv2.error) as exc:
+        return rec, None, str(exc)
+
+
+def _ordered_imap(fn, items: Iterable, workers: int, window: int):
+    """Map ``fn`` over ``items`` in a spawn-safe process pool, results in order,
+    with at most ``window`` tasks in flight (so huge datasets stream)."""
+    if workers <= 1:
+        for it in items:
+            yield fn(it)
+        return
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        pending: deque = deque()
+        for it in items:
+            pending.append(ex.submit(fn, it))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def report_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + "_ingest_report.json")
+
+
+def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig | None = None,
+           workers: int = 1, root: str = "", skipped: Optional[list] = None,
+           on_progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Ingest ``records`` into the face store ``out`` and write its report.
+
+    Parameters
+    ----------
+    records : iterable of FaceRecord
+        From a reader in :mod:`ferdata.datasets`.
+    out : path
+        The face store to create (written to a temporary name, then renamed).
+    dataset : str
+        Dataset name stored in the attrs.
+    cfg : IngestConfig
+    workers : int
+        Processes for detection/alignment (1 = in this process).
+    skipped : list, optional
+        The list the reader appends its own skipped (source, reason) pairs to; they
+        are merged into the report.
+    on_progress : callable(ok, failed), optional
+        Called after every face.
+
+    Returns
+    -------
+    dict
+        The report (also written to ``<stem>_ingest_report.json`` beside ``out``).
+    """
+    cfg = cfg or IngestConfig()
+    if cfg.on_error not in ("skip", "raise"):
+        raise FerdataError(f"on_error must be 'skip' or 'raise', got {cfg.on_error!r}")
+    out = Path(out)
+    skipped = skipped if skipped is not None else []
+    t0 = time.perf_counter()
+    it = iter(records)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise FerdataError(f"{root or dataset}: no labelled images found") from None
+
+    # the face store size: given, else native for pre-cropped datasets, else 256
+    size = cfg.size
+    if size is None:
+        if first.aligned:
+            im = first.image if first.image is not None else read_image_rgb(first.path)
+            size = int(im.shape[0])
+        else:
+            size = DEFAULT_SIZE
+
+    def chain():
+        yield (first, cfg, size)
+        for r in it:
+            yield (r, cfg, size)
+
+    failures = []
+    counts = Counter()
+    has_votes = first.votes is not None
+    config = dict(to_dict(cfg), size=size)
+    with FaceStoreWriter(out, size, dataset, config, with_votes=has_votes) as w:
+        for rec, res, err in _ordered_imap(_work, chain(), workers, window=max(4, workers * 16)):
+            if err is not None:
+                if cfg.on_error == "raise":
+                    where = rec.path if rec.path is not None else rec.source
+                    raise FerdataError(f"{where}: {err}")
+                failures.append({"source": rec.source, "reason": err})
+            else:
+                w.append(res["image"], res["mask"], res["landmarks"], rec.label, rec.subject,
+                         rec.source, rec.split, rec.votes)
+                counts[CLASSES[rec.label]] += 1
+            if on_progress:
+                on_progress(w.n, len(failures))
+        if w.n == 0:
+            raise FerdataError(f"{root or dataset}: no face could be ingested "
+                               f"({len(failures)} failed, e.g. {failures[0]['source'] if failures else '-'}: "
+                               f"{failures[0]['reason'] if failures else '-'})")
+    dt = time.perf_counter() - t0
+    all_skipped = [{"source": s, "reason": r} for s, r in skipped] + failures
+    report = {
+        "dataset": dataset,
+        "root": str(root),
+        "output": str(out),
+        "size": size,
+        "ingested": int(sum(counts.values())),
+        "skipped": len(all_skipped),
+        "per_class": dict(counts),
+        "seconds": round(dt, 3),
+        "faces_per_s": round(sum(counts.values()) / dt, 2) if dt > 0 else None,
+        "workers": workers,
+        "config": config,
+        "skipped_files": all_skipped,
+    }
+    rp = report_path(out)
+    tmp = rp.with_name(rp.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, rp)
+    return report
