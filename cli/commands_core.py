@@ -46,7 +46,7 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detect_aligned, on_
     DATASET: ckplus, fer2013, ferplus, jaffe, bu3dfe, rafd, affectnet, folder, sample.
     """
     from ferdata.config import IngestConfig
-    from ferdata.datasets import READERS
+    from ferdata.datasets import READERS, read_dataset
     from ferdata.ingest import ingest, report_path
 
     if dataset not in READERS:
@@ -64,7 +64,7 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detect_aligned, on_
         except ValueError:
             opts[k] = v
     skipped: list = []
-    records = READERS[dataset](root, on_error=on_error, skipped=skipped, **opts)
+    records = read_dataset(dataset, root, on_error=on_error, skipped=skipped, **opts)
     cfg = IngestConfig(size=size, forehead=forehead, upsample=upsample, detect_aligned=detect_aligned,
                        on_error=on_error)
     bar = progress(desc=f"ingest {dataset}", unit="face")

@@ -3,7 +3,7 @@
 The 68 iBUG points are mapped onto a canonical template (eyes level, fixed
 inter-ocular distance) by the similarity (rotation, uniform scale, translation)
 that minimises the weighted squared distance of the stable points — the eye
-corners (36, 39, 42, 45, weighted ``eye_weight``) and the nose (27–35) — which
+corners (inner 39, 42 weighted ``eye_weight``, outer 36, 45 half that) and the nose (27–35) — which
 move little with expression. The image is warped with one ``cv2.warpAffine`` and
 the landmarks are transformed with the same matrix.
 """
@@ -145,17 +145,19 @@ def transform_points(points: np.ndarray, M: np.ndarray) -> np.ndarray:
     return h[:, :2] / h[:, 2:3]
 
 
-def alignment_matrix(landmarks: np.ndarray, size: int = 256, eye_weight: float = 4.0) -> np.ndarray:
+def alignment_matrix(landmarks: np.ndarray, size: int = 256, eye_weight: float = 10.0) -> np.ndarray:
     """The (2,3) similarity taking ``landmarks`` onto :func:`template` of ``size``."""
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (68, 2) or not np.all(np.isfinite(lm)):
         raise ValueError(f"landmarks must be a finite (68,2) array, got shape {lm.shape}")
     idx = list(STABLE_POINTS)
-    w = np.array([eye_weight if i in EYE_CORNERS else 1.0 for i in idx])
+    # inner corners (39, 42) move least with expression and head turn: full weight;
+    # outer corners (36, 45) half of it; the nose points 1.
+    w = np.array([eye_weight if i in (39, 42) else eye_weight / 2 if i in (36, 45) else 1.0 for i in idx])
     return similarity_lstsq(lm[idx], template(size)[idx], w)
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 256, eye_weight: float = 4.0,
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 256, eye_weight: float = 10.0,
                border: str = "replicate"):
     """Align a face: warp ``image`` so its landmarks match the canonical template.
 

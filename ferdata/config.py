@@ -21,7 +21,7 @@ class IngestConfig:
     upsample: int = 0                   # dlib HOG upsampling
     retry_upsample: Optional[int] = 1   # retry with this upsampling when no face is found
     detect_aligned: bool = False        # also detect landmarks on pre-cropped faces (FER2013/FER+)
-    eye_weight: float = 4.0             # weight of eye corners in the alignment fit
+    eye_weight: float = 10.0             # weight of eye corners in the alignment fit
     on_error: str = "skip"              # skip | raise
 
 

@@ -67,7 +67,8 @@ def soft_alpha(mask: np.ndarray, erode: float, feather: float, mode: str = "gaus
         sigma = feather/2; ``mode="distance"``: a linear ramp over ``feather`` px of
         the distance transform inside the eroded mask.
     """
-    m = (np.asarray(mask) > 0).astype(np.uint8)
+    hard = (np.asarray(mask) > 0).astype(np.uint8)
+    m = hard
     if erode > 0:
         r = int(round(erode))
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -75,10 +76,11 @@ def soft_alpha(mask: np.ndarray, erode: float, feather: float, mode: str = "gaus
     if feather <= 0:
         return m.astype(np.float32)
     if mode == "gaussian":
-        sigma = feather / 2.0
+        sigma = feather / 3.0
         a = cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
                              borderType=cv2.BORDER_CONSTANT)
-        return np.clip(a, 0.0, 1.0)
+        # the blur's tail never leaves the hard mask (no background of the face photo)
+        return np.clip(a, 0.0, 1.0) * hard
     if mode == "distance":
         d = cv2.distanceTransform(m, cv2.DIST_L2, 3)
         return np.clip(d / float(feather), 0.0, 1.0).astype(np.float32)

@@ -29,8 +29,7 @@ from .folder import read_folder
 from .jaffe import read_jaffe
 from .rafd import read_rafd
 
-if importlib.util.find_spec(f"{__name__}.sample") is not None:  # the built-in sample reader
-    from . import sample  # noqa: F401
+from . import sample  # noqa: F401,E402  (the built-in sample reader)
 
 __all__ = [
     "READERS", "FaceRecord", "ErrorPolicy", "register_reader", "read_dataset", "reader_options",

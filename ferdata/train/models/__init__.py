@@ -173,8 +173,9 @@ def model_inputs(model_or_name, **kwargs: Any) -> ModelInputs:
     cls = entry.cls
     size = kw.get("input_size") or cls.input_size
     ch = kw.get("in_channels") or cls.in_channels
+    outputs = cls.output_keys(**kw) if hasattr(cls, "output_keys") else tuple(getattr(cls, "outputs", ("logits",)))
     return ModelInputs(entry.name, tuple(cls.inputs), _size(size), int(ch), dict(cls.extra_channels),
-                       tuple(cls.outputs))
+                       tuple(outputs))
 
 
 def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -101,6 +101,11 @@ class FERModel(nn.Module):
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
 
+    @classmethod
+    def output_keys(cls, **kwargs) -> Tuple[str, ...]:
+        """Output-dict keys of a model built with ``kwargs`` (default: ``cls.outputs``)."""
+        return tuple(cls.outputs)
+
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from . import register_model
 from .blocks import FERModel, as_image_batch, conv_bn_relu, init_weights, vgg16_front
@@ -131,5 +130,3 @@ class LBPAttentionNet(FERModel):
         logits = self.classifier(self.pool(rec))
         return {"logits": logits, "attention": fm.mean(dim=1, keepdim=True)}
 
-
-_ = F
