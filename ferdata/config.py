@@ -82,3 +82,86 @@ def dump_toml(d: dict) -> str:
         lines.append(f"\n[{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in t.items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class RenderConfig:
+    """Every parameter of the renderer (DESIGN.md §5; docs/rendering.md).
+
+    Defaults reproduce FERAtt's generator (seed 000): 128×128 RGB, 9,231 renders
+    per face, scale 0.8–1.2, rotation ±30°, translation ±0.2, flip, luminance ratio
+    in CIELAB, photometric jitter — with a soft alpha instead of a hard paste.
+    """
+
+    size: int = 128
+    per_face: int = 9231
+    seed: int = 0
+    # geometry
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    rotation: float = 30.0          # degrees, uniform in ±rotation
+    translate: float = 0.2          # fraction of size, uniform in ±translate
+    perspective: float = 0.0        # corner jitter as a fraction of size (0 = off)
+    flip: float = 0.5               # probability of a horizontal flip
+    # luminance / blending
+    luminance: str = "ratio"        # ratio | reinhard | none
+    lum_min: float = 0.5
+    lum_max: float = 1.5
+    blend: str = "alpha"            # alpha | poisson | hard
+    alpha_mode: str = "gaussian"    # gaussian | distance
+    erode: Optional[float] = None   # px; None: size/64
+    feather: Optional[float] = None  # px; None: size/32
+    # photometric augmentation
+    brightness_min: float = 0.75
+    brightness_max: float = 1.25
+    contrast: float = 0.25          # contrast factor in 1 ± contrast
+    gamma: float = 0.25             # gamma in 1 ± gamma
+    blur_p: float = 0.5
+    blur_sigma: float = 1.5         # max sigma at 128 px (scaled by size/128)
+    noise: float = 0.05             # max noise sigma as a fraction of 255
+    gray: bool = False
+    # backgrounds
+    exclude_categories: tuple = (1,)  # COCO category ids/names to exclude (person)
+    include_categories: tuple = ()
+    # shards
+    shard_size: int = 8192
+    encoding: Optional[str] = None  # raw | jpeg; None: jpeg at >= 96 px
+    jpeg_quality: int = 95
+
+    def resolved(self) -> "RenderConfig":
+        """A copy with the automatic values filled in (what is stored)."""
+        d = dataclasses.asdict(self)
+        if d["erode"] is None:
+            d["erode"] = self.size / 64.0
+        if d["feather"] is None:
+            d["feather"] = self.size / 32.0
+        if d["encoding"] is None:
+            d["encoding"] = "jpeg" if self.size >= 96 else "raw"
+        d["exclude_categories"] = tuple(d["exclude_categories"])
+        d["include_categories"] = tuple(d["include_categories"])
+        return RenderConfig(**d)
+
+    def validate(self) -> "RenderConfig":
+        def bad(name, why):
+            raise FerdataError(f"render config: {name} {why}")
+        if self.size < 16:
+            bad("size", f"must be >= 16, got {self.size}")
+        if self.per_face < 1:
+            bad("per_face", f"must be >= 1, got {self.per_face}")
+        if not 0 < self.scale_min <= self.scale_max:
+            bad("scale_min/scale_max", "must satisfy 0 < min <= max")
+        if self.luminance not in ("ratio", "reinhard", "none"):
+            bad("luminance", f"must be ratio|reinhard|none, got {self.luminance!r}")
+        if self.blend not in ("alpha", "poisson", "hard"):
+            bad("blend", f"must be alpha|poisson|hard, got {self.blend!r}")
+        if self.alpha_mode not in ("gaussian", "distance"):
+            bad("alpha_mode", f"must be gaussian|distance, got {self.alpha_mode!r}")
+        if self.encoding not in (None, "raw", "jpeg"):
+            bad("encoding", f"must be raw|jpeg, got {self.encoding!r}")
+        if self.shard_size < 1:
+            bad("shard_size", "must be >= 1")
+        if not 0 <= self.flip <= 1 or not 0 <= self.blur_p <= 1:
+            bad("flip/blur_p", "must be probabilities in [0, 1]")
+        if not 1 <= self.jpeg_quality <= 100:
+            bad("jpeg_quality", "must be in 1..100")
+        return self

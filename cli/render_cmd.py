@@ -1,0 +1,100 @@
+"""ferdata render."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from ferdata.errors import FerdataError
+
+from ._common import progress
+
+
+def _opt(name, default, help, **kw):
+    return click.option(f"--{name.replace('_', '-')}", name, default=default, show_default=True, help=help, **kw)
+
+
+@click.command("render")
+@click.argument("faces", required=False, type=click.Path(dir_okay=False))
+@click.option("--backgrounds", type=click.Path(), default=None,
+              help="A COCO-format folder or a folder of images [the sample's backgrounds].")
+@click.option("--coco", type=click.Path(file_okay=False), default=None, help="COCO root (annotations/ + <split>/).")
+@click.option("--coco-split", default=None, help="COCO split, e.g. train2017.")
+@click.option("-o", "--out", "out", default="ferdata-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML file with RenderConfig keys (options given here override it).")
+@_opt("per_face", None, "Renders per face [9231].", type=int)
+@_opt("size", None, "Output side in px [128].", type=int)
+@click.option("--seed", type=int, default=None, help="Master seed [0].")
+@click.option("--luminance", type=click.Choice(["ratio", "reinhard", "none"]), default=None, help="[ratio]")
+@click.option("--blend", type=click.Choice(["alpha", "poisson", "hard"]), default=None, help="[alpha]")
+@click.option("--perspective", type=float, default=None, help="Corner jitter fraction [0].")
+@click.option("--gray", is_flag=True, default=None, help="Gray output.")
+@click.option("--encoding", type=click.Choice(["raw", "jpeg"]), default=None, help="[jpeg at >=96 px, else raw]")
+@click.option("--shard-size", type=int, default=None, help="Samples per shard [8192].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any RenderConfig field.")
+@click.option("--shards", "shard_range", default=None, help="Only these shards, e.g. 0:40 (array jobs).")
+@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
+@click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786).")
+def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_face, size, seed, luminance, blend,
+                   perspective, gray, encoding, shard_size, sets, shard_range, workers, executor, scheduler):
+    """Render FACES (a face store) on backgrounds into HDF5 shards.
+
+    With no FACES, renders the built-in sample (made on first use in ./sample).
+    """
+    from ferdata.config import RenderConfig, from_dict, load_toml
+    from ferdata.render.run import render
+
+    if faces is None:
+        from ferdata.sample import make_sample
+
+        if not Path("sample/faces.h5").exists():
+            click.echo("materialising the built-in sample into ./sample", err=True)
+            make_sample("sample")
+        faces = "sample/faces.h5"
+        if backgrounds is None and coco is None:
+            backgrounds = "sample/backgrounds"
+    if coco and backgrounds:
+        raise click.BadParameter("give --coco or --backgrounds, not both", param_hint="--coco")
+    bg = coco or backgrounds
+    if bg is None:
+        raise click.BadParameter("backgrounds are required (--coco ROOT or --backgrounds FOLDER)",
+                                 param_hint="--backgrounds")
+    d = dataclasses.asdict(RenderConfig())
+    if config_file:
+        d.update(from_dict(RenderConfig, load_toml(config_file), config_file).__dict__)
+    given = dict(per_face=per_face, size=size, seed=seed, luminance=luminance, blend=blend,
+                 perspective=perspective, gray=gray, encoding=encoding, shard_size=shard_size)
+    d.update({k: v for k, v in given.items() if v is not None})
+    for kv in sets:
+        if "=" not in kv:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--set")
+        k, v = kv.split("=", 1)
+        if k not in d:
+            raise click.BadParameter(f"unknown RenderConfig key {k!r}", param_hint="--set")
+        try:
+            d[k] = json.loads(v)
+        except ValueError:
+            d[k] = v
+    cfg = RenderConfig(**d)
+    bar = progress(desc="render", unit="sample")
+
+    def on_shard(e):
+        bar.update(e["n"])
+
+    try:
+        res = render(faces, bg, out, cfg, coco_split=coco_split, shards=shard_range, workers=workers,
+                     executor=executor, scheduler=scheduler, on_shard=on_shard)
+    finally:
+        bar.close()
+    Path(out, "render_config.json").write_text(json.dumps(dataclasses.asdict(cfg.resolved()), indent=1))
+    click.echo(f"{out}: {res['shards_made']} shard(s) made, {res['shards_skipped']} already complete, "
+               f"{res['num_shards']} in all; {res['samples']} samples"
+               + (f" at {res['samples_per_s']}/s" if res["samples_per_s"] else ""))
+
+
+def register(main):
+    main.add_command(render_command)

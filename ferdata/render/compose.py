@@ -1,0 +1,202 @@
+"""Apply render parameters (pure: arrays + parameter vector -> sample).
+
+Steps (DESIGN.md §5): geometry (one warp per array) -> luminance matching ->
+alpha composite onto the background crop -> photometric augmentation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..config import RenderConfig
+from ..labels import MIRROR68
+from ..masks import soft_alpha
+from .augment import photometric
+from .params import P
+
+_MIRROR = np.array(MIRROR68)
+
+
+@dataclass
+class PreparedFace:
+    """A face-store face resized once to the output size (cached per worker)."""
+
+    image: np.ndarray      # (size,size,3) uint8
+    mask: np.ndarray       # (size,size) uint8 0..255 (area-resized, soft at the edge)
+    landmarks: np.ndarray  # (68,2) float64, NaN if unknown
+
+
+def prepare_face(image: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, size: int) -> PreparedFace:
+    """Resize an aligned face (S×S) to the output size with area interpolation."""
+    S = image.shape[0]
+    if S == size:
+        return PreparedFace(image, mask, np.asarray(landmarks, np.float64))
+    interp = cv2.INTER_AREA if S > size else cv2.INTER_LINEAR
+    k = size / S
+    img = cv2.resize(image, (size, size), interpolation=interp)
+    m = cv2.resize(mask, (size, size), interpolation=interp)
+    lm = (np.asarray(landmarks, np.float64) + 0.5) * k - 0.5
+    return PreparedFace(img, m, lm)
+
+
+def geometry_matrix(p: np.ndarray, size: int) -> np.ndarray:
+    """The 3×3 projective matrix (flip, then similarity about the centre, then perspective)."""
+    c = (size - 1) / 2.0
+    F = np.eye(3)
+    if p[P["flip"]] > 0.5:
+        F = np.array([[-1.0, 0, size - 1], [0, 1, 0], [0, 0, 1]])
+    a = np.deg2rad(float(p[P["angle"]]))
+    s = float(p[P["scale"]])
+    ca, sa = np.cos(a) * s, np.sin(a) * s
+    # rotate counter-clockwise in the image (y down): [[c, s], [-s, c]]
+    A = np.array([[ca, sa, 0], [-sa, ca, 0], [0, 0, 1]])
+    T1 = np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1.0]])
+    T2 = np.array([[1, 0, c + float(p[P["tx"]])], [0, 1, c + float(p[P["ty"]])], [0, 0, 1.0]])
+    M = T2 @ A @ T1 @ F
+    off = p[P["p0x"]:P["p3y"] + 1].astype(np.float64)
+    if np.any(off != 0):
+        src = np.array([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], np.float32)
+        Hp = cv2.getPerspectiveTransform(src, (src + off.reshape(4, 2)).astype(np.float32))
+        M = Hp @ M
+    return M
+
+
+def transform_landmarks(landmarks: np.ndarray, p: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks of the prepared face -> landmarks of the render (flip permutes them)."""
+    M = geometry_matrix(p, size)
+    h = np.c_[landmarks, np.ones(len(landmarks))] @ M.T
+    out = h[:, :2] / h[:, 2:3]
+    if p[P["flip"]] > 0.5:
+        out = out[_MIRROR]
+    return out
+
+
+def _warp(arr, M, size, interp=cv2.INTER_LINEAR):
+    if np.allclose(M[2], (0, 0, 1)):
+        return cv2.warpAffine(arr, M[:2], (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpPerspective(arr, M, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
+
+
+def background_crop(bg: np.ndarray, p: np.ndarray, size: int):
+    """Crop (and rescale if the image is small) the background; returns (crop uint8, box)."""
+    h, w = bg.shape[:2]
+    side = min(size, h, w)
+    x = min(int(p[P["crop_u"]] * (w - side + 1)), w - side)
+    y = min(int(p[P["crop_v"]] * (h - side + 1)), h - side)
+    crop = bg[y:y + side, x:x + side]
+    if side != size:
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(crop), (x, y, side, side)
+
+
+def _bbox(mask):
+    ys = np.flatnonzero(mask.any(1))
+    xs = np.flatnonzero(mask.any(0))
+    if len(ys) == 0:
+        return None
+    return ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+
+
+def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: str, lo: float, hi: float):
+    """Scale the face's CIELAB lightness toward the background under the mask.
+
+    ``ratio`` (FERAtt): L_face *= clip(mean L_bg / mean L_face, lo, hi).
+    ``reinhard``: L_face = (L_face - mu_f) * clip(sd_b/sd_f, lo, hi) + mu_f * w, i.e.
+    the mean moves as in ``ratio`` and the contrast of L is matched too.
+    Returns (face float32 RGB 0..255, w).
+    """
+    face32 = face.astype(np.float32)
+    if mode == "none":
+        return face32, 1.0
+    bb = _bbox(hard)
+    if bb is None:
+        return face32, 1.0
+    y0, y1, x0, x1 = bb
+    m = hard[y0:y1, x0:x1]
+    lab_f = cv2.cvtColor(face32[y0:y1, x0:x1] * (1 / 255.0), cv2.COLOR_RGB2Lab)
+    lab_b = cv2.cvtColor(bg[y0:y1, x0:x1].astype(np.float32) * (1 / 255.0), cv2.COLOR_RGB2Lab)
+    Lf, Lb = lab_f[..., 0][m], lab_b[..., 0][m]
+    mf, mb = float(Lf.mean()), float(Lb.mean())
+    w = float(np.clip(mb / max(mf, 1e-3), lo, hi))
+    L = lab_f[..., 0]
+    if mode == "ratio":
+        L *= w
+    elif mode == "reinhard":
+        sf, sb = float(Lf.std()), float(Lb.std())
+        k = float(np.clip(sb / max(sf, 1e-3), lo, hi))
+        L[:] = (L - mf) * k + mf * w
+    else:
+        raise ValueError(f"unknown luminance mode {mode!r}")
+    np.clip(L, 0, 100, out=L)
+    rgb = cv2.cvtColor(lab_f, cv2.COLOR_Lab2RGB) * 255.0
+    face32[y0:y1, x0:x1] = rgb
+    return face32, w
+
+
+def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: RenderConfig,
+            photometric_on: bool = True) -> dict:
+    """Render one sample.
+
+    Parameters
+    ----------
+    face : PreparedFace
+    bg_image : (h,w,3) uint8 RGB background image
+    p : parameter vector from :func:`ferdata.render.params.sample_params`
+        (``lum_w`` is overwritten with the factor applied).
+    cfg : RenderConfig (resolved)
+    photometric_on : bool
+        False skips step 5 (used by the correctness tests).
+
+    Returns
+    -------
+    dict with ``image`` (size,size,C) uint8, ``mask`` (size,size) bool (the warped
+    hard mask), ``landmarks`` (68,2) float32, ``bg_box`` (x,y,w,h), ``params``.
+    """
+    size = cfg.size
+    M = geometry_matrix(p, size)
+    fimg = _warp(face.image, M, size)
+    fmask = _warp(face.mask, M, size)
+    hard = fmask > 127
+    bg, box = background_crop(bg_image, p, size)
+    f32, w = match_luminance(fimg, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
+    p[P["lum_w"]] = w
+    if cfg.blend == "poisson" and hard.any():
+        out = _poisson(np.clip(f32, 0, 255).astype(np.uint8), bg, hard).astype(np.float32)
+    else:
+        if cfg.blend == "hard":
+            a = hard.astype(np.float32)
+        else:
+            a = soft_alpha(hard, float(p[P["erode"]]), float(p[P["feather"]]), cfg.alpha_mode)
+        a = a[..., None]
+        out = bg.astype(np.float32)
+        out += a * (f32 - out)
+    if photometric_on:
+        out = photometric(out, p)
+    img = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if cfg.gray:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
+    lm = transform_landmarks(face.landmarks, p, size).astype(np.float32)
+    return {"image": img, "mask": hard, "landmarks": lm, "bg_box": box, "params": p}
+
+
+def _poisson(face: np.ndarray, bg: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """cv2.seamlessClone of the face into the background (mask kept off the border)."""
+    size = bg.shape[0]
+    pad = 2
+    fb = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    bb = cv2.copyMakeBorder(bg, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    m = cv2.copyMakeBorder(hard.astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    m[:pad + 1] = 0
+    m[-pad - 1:] = 0
+    m[:, :pad + 1] = 0
+    m[:, -pad - 1:] = 0
+    y0, y1, x0, x1 = _bbox(m > 0) or (0, 1, 0, 1)
+    center = ((x0 + x1) // 2, (y0 + y1) // 2)
+    try:
+        out = cv2.seamlessClone(cv2.cvtColor(fb, cv2.COLOR_RGB2BGR), cv2.cvtColor(bb, cv2.COLOR_RGB2BGR),
+                                m, center, cv2.NORMAL_CLONE)
+    except cv2.error:
+        return np.where(hard[..., None], face, bg)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)[pad:pad + size, pad:pad + size]

@@ -1,0 +1,75 @@
+"""Sample the random parameters of one render (pure: generator + config -> vector).
+
+Every sample ``i`` of face ``f`` draws from
+``numpy.random.default_rng(SeedSequence(seed, spawn_key=(f, i)))``, so a sample is
+the same whatever the sharding, worker count or resume point. The parameters are
+a flat float32 vector (names in :data:`PARAM_NAMES`) stored with every sample.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import RenderConfig
+
+PARAM_NAMES = (
+    "flip", "scale", "angle", "tx", "ty",                 # geometry (tx, ty in px of the output)
+    "p0x", "p0y", "p1x", "p1y", "p2x", "p2y", "p3x", "p3y",  # perspective corner offsets (px)
+    "bg_pick", "crop_u", "crop_v",                        # background choice / crop position in [0,1)
+    "lum_w",                                              # luminance factor actually applied (compose)
+    "erode", "feather",                                   # alpha (px)
+    "brightness", "contrast", "gamma", "blur_sigma", "noise_sigma", "noise_seed",
+)
+P = {name: i for i, name in enumerate(PARAM_NAMES)}
+NOISE_SEED_MAX = 1 << 24  # exactly representable in float32
+
+
+def sample_rng(seed: int, face: int, i: int) -> np.random.Generator:
+    """The generator of sample ``i`` of face ``face``."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(face), int(i))))
+
+
+def sample_params(rng: np.random.Generator, cfg: RenderConfig) -> np.ndarray:
+    """Draw one parameter vector (float32, len(PARAM_NAMES)).
+
+    The draw order is fixed (and part of the schema): changing it changes every
+    render, so it is versioned with the shard schema.
+    """
+    s = cfg.size
+    p = np.zeros(len(PARAM_NAMES), np.float32)
+    u = rng.random(25)  # one block of uniforms, consumed in a fixed order
+    p[P["flip"]] = float(u[0] < cfg.flip)
+    p[P["scale"]] = cfg.scale_min + (cfg.scale_max - cfg.scale_min) * u[1]
+    p[P["angle"]] = cfg.rotation * (2 * u[2] - 1)
+    p[P["tx"]] = cfg.translate * s * (2 * u[3] - 1)
+    p[P["ty"]] = cfg.translate * s * (2 * u[4] - 1)
+    if cfg.perspective > 0:
+        p[P["p0x"]:P["p3y"] + 1] = cfg.perspective * s * (2 * u[5:13] - 1)
+    p[P["bg_pick"]] = u[13]
+    p[P["crop_u"]] = u[14]
+    p[P["crop_v"]] = u[15]
+    p[P["lum_w"]] = 1.0
+    p[P["erode"]] = cfg.erode if cfg.erode is not None else s / 64.0
+    p[P["feather"]] = cfg.feather if cfg.feather is not None else s / 32.0
+    p[P["brightness"]] = cfg.brightness_min + (cfg.brightness_max - cfg.brightness_min) * u[16]
+    p[P["contrast"]] = 1.0 + cfg.contrast * (2 * u[17] - 1)
+    p[P["gamma"]] = 1.0 + cfg.gamma * (2 * u[18] - 1)
+    p[P["blur_sigma"]] = (u[19] * cfg.blur_sigma * s / 128.0) if u[20] < cfg.blur_p else 0.0
+    p[P["noise_sigma"]] = u[21] * cfg.noise * 255.0
+    p[P["noise_seed"]] = float(int(u[22] * NOISE_SEED_MAX))
+    return p
+
+
+def identity_photometric(p: np.ndarray) -> np.ndarray:
+    """A copy of ``p`` with brightness/contrast/gamma/blur/noise switched off (for tests)."""
+    q = p.copy()
+    q[P["brightness"]] = 1.0
+    q[P["contrast"]] = 1.0
+    q[P["gamma"]] = 1.0
+    q[P["blur_sigma"]] = 0.0
+    q[P["noise_sigma"]] = 0.0
+    return q
+
+
+def background_index(p: np.ndarray, n_backgrounds: int) -> int:
+    """Index into the background id list picked by ``p``."""
+    return min(int(p[P["bg_pick"]] * n_backgrounds), n_backgrounds - 1)

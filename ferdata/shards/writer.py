@@ -1,0 +1,91 @@
+"""Write one shard atomically: ``<name>.tmp-<pid>`` -> fsync -> ``os.replace``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .._version import __version__
+from ..errors import ShardError
+from .manifest import file_sha256
+from .schema import SCHEMA_VERSION, encode_jpeg, pack_masks
+
+
+class ShardBuffer:
+    """Collects the samples of one shard in memory (images encoded as they come)."""
+
+    def __init__(self, n: int, size: int, channels: int, encoding: str, n_params: int, quality: int = 95):
+        self.n, self.size, self.channels, self.encoding, self.quality = n, size, channels, encoding, quality
+        self.i = 0
+        if encoding == "raw":
+            self.images = np.zeros((n, size, size, channels), np.uint8)
+        else:
+            self.blobs: list[bytes] = []
+        self.masks = np.zeros((n, (size * size + 7) // 8), np.uint8)
+        self.label = np.zeros(n, np.uint8)
+        self.landmarks = np.zeros((n, 68, 2), np.float16)
+        self.face_index = np.zeros(n, np.int32)
+        self.subject = np.zeros(n, np.int32)
+        self.params = np.zeros((n, n_params), np.float32)
+        self.background = np.zeros(n, np.int64)
+        self.bg_box = np.zeros((n, 4), np.int32)
+
+    def add(self, image, mask, label, landmarks, face_index, subject, params, background, bg_box):
+        i = self.i
+        if self.encoding == "raw":
+            self.images[i] = image
+        else:
+            self.blobs.append(encode_jpeg(image if image.shape[2] == 3 else image[..., 0], self.quality))
+        self.masks[i] = pack_masks(mask[None])[0]
+        self.label[i] = label
+        self.landmarks[i] = landmarks
+        self.face_index[i] = face_index
+        self.subject[i] = subject
+        self.params[i] = params
+        self.background[i] = background
+        self.bg_box[i] = bg_box
+        self.i += 1
+
+
+def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
+    """Write ``buf`` to ``path`` atomically; returns the manifest entry (n, bytes, sha256).
+
+    On any error the temporary file is removed and nothing appears at ``path``.
+    """
+    path = Path(path)
+    if buf.i != buf.n:
+        raise ShardError(f"{path}: shard buffer holds {buf.i} of {buf.n} samples")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", libver="v110", track_order=False) as f:
+            if buf.encoding == "raw":
+                f.create_dataset("image", data=buf.images)
+            else:
+                lengths = np.fromiter((len(b) for b in buf.blobs), np.int64, count=buf.n)
+                offsets = np.zeros(buf.n + 1, np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                blob = np.frombuffer(b"".join(buf.blobs), np.uint8)
+                f.create_dataset("image", data=blob)
+                f.create_dataset("image_offsets", data=offsets)
+            for name in ("label", "landmarks", "face_index", "subject", "params", "background", "bg_box"):
+                f.create_dataset(name, data=getattr(buf, name))
+            f.create_dataset("mask", data=buf.masks)
+            a = f.attrs
+            a["schema_version"] = SCHEMA_VERSION
+            a["encoding"] = buf.encoding
+            a["size"] = buf.size
+            a["channels"] = buf.channels
+            a["ferdata_version"] = __version__
+            for k, v in attrs.items():
+                a[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return {"n": buf.n, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
