@@ -77,11 +77,14 @@ def soft_alpha(mask: np.ndarray, erode: float, feather: float, mode: str = "gaus
         return m.astype(np.float32)
     if mode == "gaussian":
         sigma = feather / 3.0
+        # replicate at the canvas border: a face cut by the frame stays opaque there
         a = cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma,
-                             borderType=cv2.BORDER_CONSTANT)
+                             borderType=cv2.BORDER_REPLICATE)
         # the blur's tail never leaves the hard mask (no background of the face photo)
         return np.clip(a, 0.0, 1.0) * hard
     if mode == "distance":
-        d = cv2.distanceTransform(m, cv2.DIST_L2, 3)
-        return np.clip(d / float(feather), 0.0, 1.0).astype(np.float32)
+        pad = int(np.ceil(feather)) + 1
+        mp = cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        d = cv2.distanceTransform(mp, cv2.DIST_L2, 3)[pad:-pad, pad:-pad]
+        return np.clip(d / float(feather), 0.0, 1.0).astype(np.float32) * hard
     raise ValueError(f"unknown alpha mode {mode!r} (gaussian|distance)")

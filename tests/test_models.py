@@ -4,6 +4,7 @@ model-specific checks against the seeds. ``pytest -s`` prints the parameter coun
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -210,3 +211,44 @@ def test_feratt_flow():
     # the classifier only sees the 32×32 attention image
     with torch.no_grad():
         torch.testing.assert_close(m.fc(m.embed(m.trunk(out["reconstruction_small"]))), out["logits"])
+
+
+#: small configurations for the optimisation smoke test (true configs are tested above)
+SMALL = {
+    "preactresnet18": {"width": 8},
+    "feratt_cls": {"input_size": 32, "att_width": 4, "width": 8},
+    "feratt_rep_cls": {"input_size": 32, "att_width": 4, "width": 8, "embedding_dim": 8},
+    "lbp_attention": {"input_size": 32, "width_mult": 0.125, "reduce_channels": 8, "growth": 4, "dropout": 0.0},
+    "va_cnn": {"dropout": 0.0},
+    "va_cnn_symmetric": {"dropout": 0.0},
+    "deep_emotion": {"dropout": 0.0},
+    "deep_emotion_msa": {"dropout": 0.0},
+    "vggface_stn_msa": {"width_mult": 0.125, "hidden": 32, "dropout": 0.0},
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_initial_scale_and_a_few_optimisation_steps(name):
+    """At init the loss is about log(C) (and FERAtt's I_att MSE about the target's variance);
+    a few Adam steps on one fixed batch lower the joint loss."""
+    from ferdata.train.losses import FERAttLoss
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, **SMALL.get(name, {}))
+    inputs = model.example_inputs(4)
+    mask = torch.zeros(4, *model.input_size, dtype=torch.uint8)
+    mask[:, 4:-4, 4:-4] = 255
+    y = torch.tensor([0, 1, 2, 3])
+    crit = FERAttLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for step in range(8):
+        opt.zero_grad()
+        parts = crit(model(*inputs), y, image=inputs[0], mask=mask)
+        if step == 0:
+            assert parts["cls"].item() < 2 * math.log(4)
+            if "att" in parts:
+                assert parts["att"].item() < 2.0
+        parts["loss"].backward()
+        opt.step()
+        losses.append(parts["loss"].item())
+    assert min(losses[-3:]) < losses[0], losses

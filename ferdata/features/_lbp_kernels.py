@@ -53,7 +53,7 @@ def _ctz(typingctx, x):
     return sig, codegen
 
 
-@njit(cache=False, inline="always")
+@njit(cache=True, inline="always")
 def _map_code(code, P, variant):
     """Map a raw P-bit code (int64) to the code of ``variant``."""
     if variant == CIRCLE:
@@ -85,14 +85,14 @@ def _map_code(code, P, variant):
     return 1 + (ones - 1) * P + (P - start) % P
 
 
-@njit(cache=False, inline="always")
+@njit(cache=True, inline="always")
 def _pixel(img, n, H, W, r, c):
     if r < 0 or r >= H or c < 0 or c >= W:
         return 0.0
     return np.float64(img[n, r, c])
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _code_at(img, n, H, W, r, c, rp, cp):
     """The raw code of one pixel by the general formula (borders, tiny images)."""
     center = np.float64(img[n, r, c])
@@ -116,7 +116,7 @@ def _code_at(img, n, H, W, r, c, rp, cp):
     return code
 
 
-@njit(cache=False, parallel=True)
+@njit(cache=True, parallel=True)
 def lbp_circle(img, out, rp, cp, variant):
     """Circular LBP of ``img (N,H,W)`` (uint8 or float64) into ``out (N,H,W)``.
 
@@ -208,14 +208,14 @@ def lbp_circle(img, out, rp, cp, variant):
                 o[j] = _map_code(acc[j], P, variant)
 
 
-@njit(cache=False, inline="always")
+@njit(cache=True, inline="always")
 def _orig_px(img, n, H, W, r, c):
     if r < 0 or r >= H or c < 0 or c >= W:
         return 0
     return img[n, r, c]
 
 
-@njit(cache=False, parallel=True)
+@njit(cache=True, parallel=True)
 def lbp_original(img, out):
     """3x3 LBP (8 integer neighbours, ``>=`` centre, bit 0 east, counter-clockwise)."""
     N, H, W = img.shape
@@ -260,7 +260,7 @@ def lbp_original(img, out):
                     | (np.uint8(dn[c] >= v) << 6) | (np.uint8(dn[c + 1] >= v) << 7))
 
 
-@njit(cache=False, parallel=True)
+@njit(cache=True, parallel=True)
 def cell_histograms(codes, gy, gx, nbins, hist):
     """Count codes per grid cell: ``codes (N,H,W)`` -> ``hist (N,gy,gx,nbins)`` float32.
 

@@ -39,6 +39,7 @@ class RenderJob:
 
     @property
     def key(self):
+        """What the per-process context depends on (not ``out``)."""
         return (self.faces, self.backgrounds, self.coco_split, json.dumps(dataclasses.asdict(self.cfg), sort_keys=True, default=str))
 
 
@@ -89,7 +90,7 @@ class RenderContext:
                    subject=int(self.subject_ids[f]))
         return out
 
-    def render_shard(self, k: int) -> dict:
+    def render_shard(self, k: int, out) -> dict:
         cfg = self.job.cfg
         first = k * cfg.shard_size
         n = min(cfg.shard_size, self.total - first)
@@ -105,7 +106,7 @@ class RenderContext:
             "config": dataclasses.asdict(cfg), "param_names": list(PARAM_NAMES),
             "subjects": self.subject_names, "n_faces": self.n_faces, "per_face": cfg.per_face,
         }
-        entry = write_shard(Path(self.job.out) / shard_name(k), buf, attrs)
+        entry = write_shard(Path(out) / shard_name(k), buf, attrs)
         entry.update(index=k, first_sample=first)
         return entry
 
@@ -130,7 +131,7 @@ def get_context(job: RenderJob) -> RenderContext:
 def _shard_task(arg):
     job, k = arg
     t = time.perf_counter()
-    entry = get_context(job).render_shard(k)
+    entry = get_context(job).render_shard(k, job.out)
     entry["seconds"] = round(time.perf_counter() - t, 3)
     return entry
 
@@ -147,6 +148,20 @@ def parse_shard_range(spec: Optional[str], n_shards: int) -> range:
         return range(k, k + 1) if 0 <= k < n_shards else range(0)
     except ValueError:
         raise FerdataError(f"--shards {spec!r}: expected a:b or an index") from None
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Delete ``shard-*.h5.tmp-<pid>`` left by a killed run (only if that pid is gone)."""
+    import os
+
+    for p in out.glob("shard-*.h5.tmp-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split: Optional[str] = None,
@@ -187,6 +202,7 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     }
     header["config_hash"] = config_hash({k: header[k] for k in ("config", "face_store", "backgrounds")})
     manifest = init_manifest(out, header)
+    _remove_stale_tmp(out)
     done = complete_shards(out, manifest)
     todo = [k for k in parse_shard_range(shards, ctx.n_shards()) if shard_name(k) not in done]
     skipped = len(parse_shard_range(shards, ctx.n_shards())) - len(todo)

@@ -280,7 +280,8 @@ def aggregate_reports(reports: Sequence[dict]) -> dict:
     if not reports:
         raise ValueError("no reports to aggregate")
     keys = ["accuracy"] + [f"{g}.{m}" for g in ("macro", "weighted") for m in reports[0][g]]
-    keys += [f"topk.{m}" for m in reports[0].get("topk", {})]
+    keys += [f"topk.{m}" for m in reports[0].get("topk", {})
+             if all(m in r.get("topk", {}) for r in reports)]        # top-k only where every fold has it
     vals: Dict[str, List[float]] = {k: [] for k in keys}
     for r in reports:
         for k in keys:

@@ -159,7 +159,11 @@ class FERAttCls(FERModel):
         )
         self.trunk = PreActResNetTrunk(c, width)
         self._build_head(num_classes)
-        init_weights(self)
+        # Kaiming (fan-out) init for the BN nets only; G_ft / G_rec (no BN, residual) keep
+        # PyTorch's default init — with Kaiming their output started at std ≈ 11 (I_att
+        # MSE in the hundreds), with the default at ≈ 0.1.
+        init_weights(self.attention_net)
+        init_weights(self.trunk)
 
     def _build_head(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.trunk.out_features, num_classes)

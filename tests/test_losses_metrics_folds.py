@@ -1,0 +1,406 @@
+"""Metrics against hand-computed values, subject-independent folds, loss properties."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from ferdata.train import folds as fo
+from ferdata.train import losses as L
+from ferdata.train import metrics as M
+
+# ----------------------------------------------------------------------------- metrics
+# 3 classes, 8 samples:
+#   true 0 0 0 1 1 1 2 2
+#   pred 0 0 1 1 1 2 2 0
+Y_TRUE = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+Y_PRED = np.array([0, 0, 1, 1, 1, 2, 2, 0])
+CM = np.array([[2, 1, 0],
+               [0, 2, 1],
+               [1, 0, 1]])
+
+
+def test_confusion_matrix_and_accuracy():
+    cm = M.confusion_matrix(Y_TRUE, Y_PRED)
+    assert cm.dtype == np.int64 and cm.tolist() == CM.tolist()
+    assert M.accuracy(Y_TRUE, Y_PRED) == 5 / 8
+    assert M.confusion_matrix(Y_TRUE, Y_PRED, num_classes=5).shape == (5, 5)
+    scores = np.eye(3)[Y_PRED] + 0.1
+    assert M.confusion_matrix(Y_TRUE, scores).tolist() == CM.tolist()      # argmax of scores
+    assert M.accuracy(Y_TRUE, scores) == 5 / 8
+    assert math.isnan(M.accuracy([], []))
+
+
+def test_precision_recall_f1_by_hand():
+    per = M.precision_recall_f1(CM)
+    # precision = tp / column sum: 2/3, 2/3, 1/2 ; recall = tp / row sum: 2/3, 2/3, 1/2
+    np.testing.assert_allclose(per["precision"], [2 / 3, 2 / 3, 1 / 2])
+    np.testing.assert_allclose(per["recall"], [2 / 3, 2 / 3, 1 / 2])
+    np.testing.assert_allclose(per["f1"], [2 / 3, 2 / 3, 1 / 2])
+    assert per["support"].tolist() == [3, 3, 2]
+    avg = M.averaged_scores(CM)
+    assert avg["macro"]["precision"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert avg["weighted"]["recall"] == pytest.approx((3 * 2 / 3 + 3 * 2 / 3 + 2 * 1 / 2) / 8)   # == accuracy
+    # an asymmetric case: precision ≠ recall
+    cm = np.array([[3, 0], [2, 1]])
+    per = M.precision_recall_f1(cm)
+    np.testing.assert_allclose(per["precision"], [3 / 5, 1.0])
+    np.testing.assert_allclose(per["recall"], [1.0, 1 / 3])
+    np.testing.assert_allclose(per["f1"], [2 * 0.6 / 1.6, 2 * (1 / 3) / (4 / 3)])
+    avg = M.averaged_scores(cm)["macro"]
+    mp, mr = (0.6 + 1) / 2, (1 + 1 / 3) / 2
+    assert avg["f1"] == pytest.approx((0.75 + 0.5) / 2)
+    assert avg["f1_of_macro"] == pytest.approx(2 * mp * mr / (mp + mr))
+
+
+def test_zero_division_and_present_classes():
+    # class 2 never true and never predicted: excluded from macro; class 1 never predicted: precision 0
+    cm = M.confusion_matrix([0, 0, 1, 1], [0, 0, 0, 0], num_classes=3)
+    per = M.precision_recall_f1(cm)
+    assert per["precision"].tolist() == [0.5, 0.0, 0.0] and per["recall"].tolist() == [1.0, 0.0, 0.0]
+    avg = M.averaged_scores(cm)["macro"]
+    assert avg["precision"] == pytest.approx(0.25) and avg["recall"] == pytest.approx(0.5)
+    assert M.averaged_scores(cm, labels=[0, 1, 2])["macro"]["recall"] == pytest.approx(1 / 3)
+    assert all(math.isnan(v) for v in M.averaged_scores(np.zeros((2, 2), int))["macro"].values())
+
+
+def test_metric_validation():
+    with pytest.raises(ValueError, match="differ in length"):
+        M.confusion_matrix([0, 1], [0])
+    with pytest.raises(ValueError, match="negative"):
+        M.confusion_matrix([0, -1], [0, 0])
+    with pytest.raises(ValueError, match="num_classes"):
+        M.confusion_matrix([0, 3], [0, 0], num_classes=3)
+    with pytest.raises(ValueError, match="integer"):
+        M.accuracy([0.5, 1.0], [0, 1])
+    with pytest.raises(ValueError, match="square"):
+        M.precision_recall_f1(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="k must be"):
+        M.topk_accuracy(np.zeros((2, 3)), [0, 1], k=4)
+
+
+def test_topk_accuracy():
+    scores = np.array([[0.1, 0.5, 0.4],     # true 2: rank 2
+                       [0.9, 0.05, 0.05],   # true 0: rank 1
+                       [0.2, 0.3, 0.5]])    # true 0: rank 3
+    y = [2, 0, 0]
+    assert M.topk_accuracy(scores, y, 1) == pytest.approx(1 / 3)
+    assert M.topk_accuracy(scores, y, 2) == pytest.approx(2 / 3)
+    assert M.topk_accuracy(scores, y, 3) == 1.0
+
+
+def test_retrieval_topk_by_hand():
+    # 1-D embeddings; neighbours by distance (self excluded)
+    x = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [0.3]])
+    y = np.array([0, 0, 1, 1, 1, 0])
+    # k=1 nearest: 0→1 (0 ok), 1→0 or 2 (tie 0.1; stable → index 0, ok), 2→1 (0.1, label 0 ✗) [tie with 5 → index 1],
+    #              3→4 ok, 4→3 ok, 5→2 (label 1 ✗)
+    assert M.retrieval_topk_accuracy(x, y, k=1) == pytest.approx(4 / 6)
+    # k=2: 0→{1,2}: 1/2 ; 1→{0,2}: 1/2 ; 2→{1,5}: 0 ; 3→{4,5}: 1/2 ; 4→{3,5}: 1/2 ; 5→{2,1}: 1/2
+    assert M.retrieval_topk_accuracy(x, y, k=2) == pytest.approx((0.5 * 5) / 6)
+    assert M.retrieval_topk_accuracy(x, y, k=2, mode="hit") == pytest.approx(5 / 6)
+    # chunking does not change the result
+    rng = np.random.default_rng(0)
+    e, lab = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
+    assert M.retrieval_topk_accuracy(e, lab, 5, chunk=7) == pytest.approx(M.retrieval_topk_accuracy(e, lab, 5))
+    assert 0 <= M.retrieval_topk_accuracy(e, lab, 5, metric="cosine") <= 1
+    with pytest.raises(ValueError, match="k must be"):
+        M.retrieval_topk_accuracy(x, y, k=6)
+
+
+def test_nearest_class_mean_accuracy():
+    x = np.array([[0.0, 0], [0.2, 0], [3.0, 3], [2.8, 3], [1.4, 1.4]])
+    y = np.array([0, 0, 1, 1, 0])
+    # batch means: class 0 = (0.533, 0.467), class 1 = (2.9, 3): sample 4 is nearer class 0's mean;
+    # with swapped anchors (3,3) / (0,0) every sample lands in the other class
+    assert M.nearest_class_mean_accuracy(x, y) == 1.0
+    assert M.nearest_class_mean_accuracy(x, y, means=[[3, 3], [0, 0]]) == 0.0
+
+
+def test_report_is_json_and_consistent(tmp_path):
+    names = ["neutral", "happiness", "surprise"]
+    scores = np.eye(3)[Y_PRED] * 0.7 + 0.1
+    rep = M.classification_report(Y_TRUE, Y_PRED, classes=names, scores=scores)
+    text = json.dumps(rep)
+    assert json.loads(text) == rep
+    assert rep["n"] == 8 and rep["accuracy"] == 5 / 8
+    assert rep["confusion_matrix"] == CM.tolist()
+    assert rep["per_class"]["surprise"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert rep["topk"]["top1" if "top1" in rep["topk"] else "top2"] >= rep["accuracy"]
+    agg = M.aggregate_reports([rep, M.classification_report([0, 1, 2], [0, 1, 2], classes=names)])
+    assert agg["folds"] == 2
+    assert agg["mean"]["accuracy"] == pytest.approx((5 / 8 + 1) / 2)
+    assert agg["std"]["accuracy"] == pytest.approx((1 - 5 / 8) / 2)
+    assert agg["confusion_matrix"] == (CM + np.eye(3, dtype=int)).tolist()
+    json.dumps(agg)
+    with pytest.raises(ValueError, match="class names"):
+        M.classification_report(Y_TRUE, Y_PRED, classes=["a", "b"], num_classes=3)
+
+
+def test_plot_confusion(tmp_path):
+    out = M.plot_confusion(CM, ["neutral", "happiness", "surprise"], tmp_path / "sub" / "cm.png", title="fold 0")
+    data = open(out, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    M.plot_confusion(np.zeros((8, 8), int), None, tmp_path / "empty.png", normalize=False)
+    with pytest.raises(ValueError, match="class names"):
+        M.plot_confusion(CM, ["a"], tmp_path / "x.png")
+
+
+def test_metrics_module_is_numpy_only():
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(M))
+    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "torch" not in mods and "sklearn" not in mods
+    tree = ast.parse(inspect.getsource(fo))
+    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "torch" not in mods
+
+
+# ------------------------------------------------------------------------------- folds
+def _ckplus_like(n_subjects=118, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 8, n_subjects)
+    return np.repeat(np.array([f"S{i:03d}" for i in range(n_subjects)]), counts)
+
+
+@pytest.mark.parametrize("kw", [{"k": 5}, {"k": 10}, {"subjects_per_fold": 10}, {"subjects_per_fold": 1}])
+def test_subject_kfold_is_subject_independent_and_covering(kw):
+    subj = _ckplus_like()
+    rng = np.random.default_rng(1)
+    subj = subj[rng.permutation(subj.size)]          # samples in any order
+    folds = fo.subject_kfold(subj, seed=3, **kw)
+    tested = np.concatenate([f.test for f in folds])
+    assert np.array_equal(np.sort(tested), np.arange(subj.size))           # every sample tested exactly once
+    for f in folds:
+        assert not set(subj[f.train]) & set(subj[f.test])                    # never a subject on both sides
+        assert np.array_equal(np.sort(np.concatenate([f.train, f.test])), np.arange(subj.size))
+        assert set(subj[f.test]) == set(f.test_subjects.tolist())
+        train, test = f                                                     # unpacks like sklearn
+        assert train is f.train and test is f.test
+    held = np.concatenate([f.test_subjects for f in folds])
+    assert np.array_equal(np.sort(held), np.unique(subj))                    # each subject held out once
+    ids = fo.fold_ids(subj.size, folds)
+    assert (ids >= 0).all()
+
+
+def test_leave_10_subjects_out_fold_sizes_and_determinism():
+    subj = _ckplus_like(118)
+    folds = fo.subject_kfold(subj, subjects_per_fold=10, seed=0)
+    assert [len(f.test_subjects) for f in folds] == [10] * 11 + [8]
+    again = fo.subject_kfold(subj, subjects_per_fold=10, seed=0)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(folds, again))
+    other = fo.subject_kfold(subj, subjects_per_fold=10, seed=1)
+    assert not all(np.array_equal(a.test, b.test) for a, b in zip(folds, other))
+    five = fo.subject_kfold(subj, k=5)
+    assert sorted(len(f.test_subjects) for f in five) == [23, 23, 24, 24, 24]
+    # JAFFE-like: 10 subjects, 5 folds of 2; ordered (no shuffle) groups are contiguous
+    jaffe = np.repeat(["KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM"], 21)
+    ordered = fo.subject_kfold(jaffe, k=5, shuffle=False)
+    assert [f.test_subjects.tolist() for f in ordered][0] == ["KA", "KL"]
+    json.dumps(ordered[0].to_dict())
+
+
+def test_subject_kfold_int_subjects_and_errors():
+    folds = fo.subject_kfold(np.array([3, 3, 1, 2, 2, 7]), k=2)
+    assert sorted(np.concatenate([f.test for f in folds]).tolist()) == list(range(6))
+    with pytest.raises(ValueError, match="exactly one"):
+        fo.subject_kfold(["a", "b"])
+    with pytest.raises(ValueError, match="exactly one"):
+        fo.subject_kfold(["a", "b"], k=2, subjects_per_fold=1)
+    with pytest.raises(ValueError, match="at least 3 subjects"):
+        fo.subject_kfold(["a", "b", "b"], k=3)
+    with pytest.raises(ValueError, match="k must be"):
+        fo.subject_kfold(["a", "b"], k=1)
+    with pytest.raises(ValueError, match="leaves no training"):
+        fo.subject_kfold(["a", "b"], subjects_per_fold=2)
+    with pytest.raises(ValueError, match="subject id"):
+        fo.subject_kfold(["a", "", "b"], k=2)
+    with pytest.raises(ValueError, match="None"):
+        fo.subject_kfold(np.array(["a", None, "b"], dtype=object), k=2)
+    with pytest.raises(ValueError, match="1-D"):
+        fo.subject_kfold(np.zeros((2, 2)), k=2)
+    with pytest.raises(ValueError, match="empty"):
+        fo.subject_kfold([], k=2)
+
+
+def test_split_by_subject():
+    subj = _ckplus_like(40)
+    sp = fo.split_by_subject(subj, test_fraction=0.25, val_fraction=0.1, seed=0)
+    assert set(sp) == {"train", "val", "test"}
+    parts = [set(subj[sp[k]]) for k in ("train", "val", "test")]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert len(parts[2]) == 10 and len(parts[1]) == 4
+    assert np.array_equal(np.sort(np.concatenate(list(sp.values()))), np.arange(subj.size))
+    sp2 = fo.split_by_subject(subj, test_subjects=["S000", "S005"])
+    assert set(subj[sp2["test"]]) == {"S000", "S005"} and "val" not in sp2
+    assert not set(subj[sp2["train"]]) & {"S000", "S005"}
+    with pytest.raises(ValueError, match="not in subjects"):
+        fo.split_by_subject(subj, test_subjects=["nobody"])
+    with pytest.raises(ValueError, match="exactly one"):
+        fo.split_by_subject(subj)
+    with pytest.raises(ValueError, match="test_fraction"):
+        fo.split_by_subject(subj, test_fraction=1.0)
+    with pytest.raises(ValueError, match="no subject left"):
+        fo.split_by_subject(["a", "b"], test_fraction=0.5, val_fraction=0.5)
+
+
+def test_check_subject_disjoint():
+    subj = ["a", "a", "b", "c"]
+    fo.check_subject_disjoint(subj, [0, 1], [2, 3])
+    with pytest.raises(ValueError, match="subject 'a'"):
+        fo.check_subject_disjoint(subj, [0, 2], [1, 3])
+    with pytest.raises(ValueError, match="more than one split"):
+        fo.check_subject_disjoint(subj, [0, 1], [1, 2])
+    with pytest.raises(ValueError, match="out of range"):
+        fo.check_subject_disjoint(subj, [0, 9])
+
+
+def test_official_fer2013_split():
+    usage = ["Training", "PublicTest", "Training", "PrivateTest", "PrivateTest"]
+    sp = fo.fer2013_official_split(usage)
+    assert {k: v.tolist() for k, v in sp.items()} == {"train": [0, 2], "val": [1], "test": [3, 4]}
+    sp = fo.official_split(np.array([b"train", b"test", b"val"]))
+    assert {k: v.tolist() for k, v in sp.items()} == {"train": [0], "val": [2], "test": [1]}
+    assert fo.official_split(["train"])["test"].size == 0
+    with pytest.raises(ValueError, match="unknown split"):
+        fo.official_split(["train", "Validation"])
+    with pytest.raises(ValueError, match="unknown split"):
+        fo.official_split(["train", ""])
+
+
+# ------------------------------------------------------------------------------ losses
+def test_classification_losses():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5)
+    y = torch.tensor([0, 4, 2, 2])
+    ce = L.classification_loss(logits, y)
+    manual = -(logits.log_softmax(1)[torch.arange(4), y]).mean()
+    torch.testing.assert_close(ce, manual)
+    # soft targets equal to one-hot give the same value
+    torch.testing.assert_close(L.classification_loss(logits, F.one_hot(y, 5).float()), ce)
+    bce = L.classification_loss(logits, y, kind="bce")
+    t = F.one_hot(y, 5).float()
+    manual = -(t * F.logsigmoid(logits) + (1 - t) * F.logsigmoid(-logits)).mean()
+    torch.testing.assert_close(bce, manual)
+    w = torch.tensor([1.0, 2.0, 1.0, 1.0, 0.5])
+    assert L.classification_loss(logits, y, weight=w).item() != pytest.approx(ce.item())
+    assert L.classification_loss(logits, y, reduction="none").shape == (4,)
+    with pytest.raises(ValueError, match="kind"):
+        L.classification_loss(logits, y, kind="hinge")
+    with pytest.raises(ValueError, match="integer"):
+        L.classification_loss(logits, y.float())
+    with pytest.raises(ValueError, match="classes"):
+        L.classification_loss(logits, torch.rand(4, 3), kind="bce")
+
+
+def test_reconstruction_loss():
+    torch.manual_seed(0)
+    img = torch.randn(2, 3, 8, 8)
+    mask = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    mask[:, 2:6, 2:6] = 255
+    target = img * (mask[:, None].float() / 255)
+    assert L.reconstruction_loss(target, img, mask).item() == 0.0
+    assert L.reconstruction_loss(target, img, mask.bool()).item() == 0.0
+    assert L.reconstruction_loss(img, img).item() == 0.0                       # no mask: the image itself
+    rec = torch.zeros(2, 3, 8, 8)
+    torch.testing.assert_close(L.reconstruction_loss(rec, img, mask), target.pow(2).mean())
+    small = F.avg_pool2d(target, 4)                                              # a 2×2 reconstruction
+    assert L.reconstruction_loss(small, img, mask).item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="differ in size"):
+        L.reconstruction_loss(rec, img, mask[:, :4])
+
+
+def test_manifold_loss_hand_value():
+    # 1-D, two classes at batch means 0 and 2, σ = 1: P(other | z) = σ(-2) for both samples;
+    # per-sample loss = (1 − p)² + p² with p = P(other) → 2·σ(−2)²
+    z = torch.tensor([[0.0], [2.0]])
+    y = torch.tensor([0, 1])
+    p = torch.sigmoid(torch.tensor(-2.0))
+    torch.testing.assert_close(L.gaussian_manifold_loss(z, y), 2 * p ** 2)
+    post = L.gaussian_posterior(z, torch.tensor([[0.0], [2.0]]))
+    torch.testing.assert_close(post, torch.tensor([[1 - p, p], [p, 1 - p]]))
+    # sigma scales distances
+    p2 = torch.sigmoid(torch.tensor(-2.0 / 4))
+    torch.testing.assert_close(L.gaussian_manifold_loss(z, y, sigma=2.0), 2 * p2 ** 2)
+
+
+def test_manifold_loss_lower_for_clustered_embeddings():
+    torch.manual_seed(0)
+    y = torch.arange(8).repeat_interleave(10)
+    centres = 4.0 * torch.eye(8, 64)
+    clustered = centres[y] + 0.1 * torch.randn(80, 64)
+    loose = centres[y] + 3.0 * torch.randn(80, 64)
+    overlapping = torch.randn(80, 2)                 # 8 classes mixed in 2-d: posterior near uniform
+    lc, ll, lo = (L.gaussian_manifold_loss(e, y).item() for e in (clustered, loose, overlapping))
+    assert lc < 1e-3 < ll and lc < lo
+    assert lo > 0.5                                  # (1 − 1/8 = 0.875 for a uniform posterior)
+    # fixed anchors: at the anchors low, elsewhere high
+    anchors = L.GaussianManifoldLoss.simplex_means(8, 64)
+    assert L.gaussian_manifold_loss(anchors[y], y, means=anchors).item() < 1e-3
+    assert L.gaussian_manifold_loss(anchors[(y + 1) % 8], y, means=anchors).item() > 1.5
+    # a single class in the batch: nothing to separate
+    assert L.gaussian_manifold_loss(torch.randn(5, 4), torch.zeros(5, dtype=torch.long)).item() == 0.0
+
+
+def test_manifold_loss_gradients_and_training_step():
+    torch.manual_seed(0)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    z = torch.zeros(6, 4, requires_grad=True)        # all at one point: zero distances
+    loss = L.gaussian_manifold_loss(z, y)
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+    # a few gradient steps separate the classes and lower the loss
+    z = torch.randn(6, 4, requires_grad=True)
+    opt = torch.optim.SGD([z], lr=1.0)
+    first = None
+    for _ in range(50):
+        opt.zero_grad()
+        loss = L.gaussian_manifold_loss(z, y)
+        first = first if first is not None else loss.item()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+    # soft targets: one-hot soft target equals the integer one
+    e = torch.randn(6, 4)
+    torch.testing.assert_close(L.gaussian_manifold_loss(e, F.one_hot(y, 3).float()),
+                               L.gaussian_manifold_loss(e, y, num_classes=3))
+    with pytest.raises(ValueError, match="means must be"):
+        L.gaussian_manifold_loss(e, y, means=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="out of range"):
+        L.gaussian_manifold_loss(e, y, means=torch.zeros(2, 4))
+
+
+def test_feratt_loss_combines_terms():
+    from ferdata.train.models import create_model
+    torch.manual_seed(0)
+    m = create_model("feratt_rep_cls", input_size=32, att_width=4, width=8, embedding_dim=8)
+    x = torch.randn(4, 3, 32, 32)
+    mask = torch.zeros(4, 32, 32, dtype=torch.uint8)
+    mask[:, 8:24, 8:24] = 255
+    y = torch.tensor([0, 1, 1, 2])
+    out = m(x)
+    crit = L.FERAttLoss()
+    parts = crit(out, y, image=x, mask=mask)
+    assert set(parts) == {"loss", "cls", "rep", "att"}
+    torch.testing.assert_close(parts["loss"], parts["cls"] + parts["rep"] + parts["att"])
+    parts["loss"].backward()
+    assert all(p.grad is not None for p in m.parameters())
+    # plain classifier outputs: classification only; no image → no attention term
+    parts = L.feratt_loss({"logits": out["logits"].detach()}, y, w_rep=2.0)
+    assert set(parts) == {"loss", "cls"}
+    parts = crit({k: v.detach() for k, v in out.items()}, y)
+    assert set(parts) == {"loss", "cls", "rep"}
+    weighted = L.FERAttLoss(w_cls=0.0, w_rep=0.0, w_att=2.0)({k: v.detach() for k, v in out.items()}, y, x, mask)
+    assert set(weighted) == {"loss", "att"}
+    torch.testing.assert_close(weighted["loss"], 2.0 * weighted["att"])
+    with pytest.raises(ValueError, match="w_att"):
+        L.FERAttLoss(w_att=-1.0)
+    with pytest.raises(KeyError, match="logits"):
+        crit({"embedding": out["embedding"]}, y)
