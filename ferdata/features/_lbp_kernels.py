@@ -86,126 +86,167 @@ def _map_code(code, P, variant):
 
 
 @njit(cache=True, inline="always")
-def _pixel(img, n, H, W, r, c):
-    if r < 0 or r >= H or c < 0 or c >= W:
-        return 0.0
-    return np.float64(img[n, r, c])
+def _direct_pass(acc, ctr, a0, a1, a2, a3, b0, b1, b2, b3, first):
+    """Set bits b0..b3 where the neighbour rows a0..a3 are >= the centre row."""
+    for c in range(ctr.shape[0]):
+        v = ctr[c]
+        code = np.int64(0) if first else acc[c]
+        if a0[c] >= v:
+            code |= b0
+        if a1[c] >= v:
+            code |= b1
+        if a2[c] >= v:
+            code |= b2
+        if a3[c] >= v:
+            code |= b3
+        acc[c] = code
 
 
-@njit(cache=True)
-def _code_at(img, n, H, W, r, c, rp, cp):
-    """The raw code of one pixel by the general formula (borders, tiny images)."""
-    center = np.float64(img[n, r, c])
-    code = np.int64(0)
-    for p in range(rp.shape[0]):
-        rr = r + rp[p]
-        cc = c + cp[p]
-        fr = np.floor(rr)
-        fc = np.floor(cc)
-        r0 = np.int64(fr)
-        r1 = np.int64(np.ceil(rr))
-        c0 = np.int64(fc)
-        c1 = np.int64(np.ceil(cc))
-        dr = rr - fr
-        dc = cc - fc
-        top = (1 - dc) * _pixel(img, n, H, W, r0, c0) + dc * _pixel(img, n, H, W, r0, c1)
-        bottom = (1 - dc) * _pixel(img, n, H, W, r1, c0) + dc * _pixel(img, n, H, W, r1, c1)
-        t = (1 - dr) * top + dr * bottom
-        if t >= center:
-            code |= np.int64(1) << p
-    return code
+@njit(cache=True, inline="always")
+def _blend_pass(acc, ctr, a0, a1, a2, a3, z0, z1, z2, z3, d0, d1, d2, d3, b0, b1, b2, b3, first):
+    """Like _direct_pass for ``t = (1-d)*a + d*z`` (skimage's last bilinear step)."""
+    e0 = 1 - d0
+    e1 = 1 - d1
+    e2 = 1 - d2
+    e3 = 1 - d3
+    for c in range(ctr.shape[0]):
+        v = ctr[c]
+        code = np.int64(0) if first else acc[c]
+        if e0 * a0[c] + d0 * z0[c] >= v:
+            code |= b0
+        if e1 * a1[c] + d1 * z1[c] >= v:
+            code |= b1
+        if e2 * a2[c] + d2 * z2[c] >= v:
+            code |= b2
+        if e3 * a3[c] + d3 * z3[c] >= v:
+            code |= b3
+        acc[c] = code
 
 
 @njit(cache=True, parallel=True)
-def lbp_circle(img, out, rp, cp, variant):
+def lbp_circle(img, out, rp, fr, fc, rfrac, src, gcp, order, ndirect, variant, block):
     """Circular LBP of ``img (N,H,W)`` (uint8 or float64) into ``out (N,H,W)``.
 
-    ``rp``/``cp`` are the rounded float64 offsets (P,). ``variant`` is one of
-    CIRCLE, UNIFORM, ROR, NRI_UNIFORM.
+    Plan (from ``lbp._plan``), per neighbour p: ``rp`` rounded row offset, ``fr``/``fc``
+    floor of the row/column offsets, ``rfrac`` 1 if the row offset is fractional,
+    ``src`` the index of its column-offset group in ``gcp`` (the distinct fractional
+    column offsets) or -1 for an integer column offset. ``order`` lists the neighbours
+    with integer row offsets first (``ndirect`` slots), then the others, each part
+    padded to a multiple of 4 with -1 (a no-op slot). ``block`` output rows per task.
+
+    Each task keeps a ring of the input rows it needs, converted to float64 and
+    zero-padded by ``m`` columns (out-of-image samples read 0), plus, per column-offset
+    group, the ring of horizontally interpolated rows ``(1-dc)*x[c+fc] + dc*x[c+fc+1]``
+    (the ``top``/``bottom`` of skimage's formula: they depend on the input row and the
+    column only, so each is computed once per input row and shared by every output row
+    and every neighbour that uses it). A neighbour is then ``(1-dr)*top + dr*bottom``.
     """
     N, H, W = img.shape
     P = rp.shape[0]
-    # per-neighbour integer offsets and kinds, once per call
-    fr = np.empty(P, np.int64)
-    fc = np.empty(P, np.int64)
-    kind = np.empty(P, np.int64)  # bit 0: fractional row offset, bit 1: fractional column offset
-    r_lo, r_hi, c_lo, c_hi = 0, H, 0, W  # interior: every sample of every pixel inside
+    G = gcp.shape[0]
+    kmin = 0
+    kmax = 0
+    m = 1
     for p in range(P):
-        fr[p] = np.int64(np.floor(rp[p]))
-        fc[p] = np.int64(np.floor(cp[p]))
-        cr = np.int64(np.ceil(rp[p]))
-        cc = np.int64(np.ceil(cp[p]))
-        kind[p] = (1 if cr != fr[p] else 0) | (2 if cc != fc[p] else 0)
-        r_lo = max(r_lo, -fr[p])
-        c_lo = max(c_lo, -fc[p])
-        r_hi = min(r_hi, H - cr)
-        c_hi = min(c_hi, W - cc)
-    # column weights (1-dc, dc) per (p, c), from the absolute column as skimage does
-    wc0 = np.empty((P, W), np.float64)
-    wc1 = np.empty((P, W), np.float64)
-    for p in range(P):
+        kmin = min(kmin, fr[p])
+        kmax = max(kmax, fr[p] + rfrac[p])
+        m = max(m, -fc[p], fc[p] + 1)
+    L = kmax - kmin + 1  # input rows r+kmin .. r+kmax feed output row r
+    Wp = W + 2 * m
+    gfc = np.empty(G, np.int64)
+    wc0 = np.empty((G, W), np.float64)
+    wc1 = np.empty((G, W), np.float64)
+    for g in range(G):
+        gfc[g] = np.int64(np.floor(gcp[g]))
         for c in range(W):
-            x = c + cp[p]
-            d = x - np.floor(x)
-            wc0[p, c] = 1 - d
-            wc1[p, c] = d
-    for i in prange(N * H):
-        n = i // H
-        r = i - n * H
-        if r < r_lo or r >= r_hi or c_lo >= c_hi:
-            for c in range(W):
-                out[n, r, c] = _map_code(_code_at(img, n, H, W, r, c, rp, cp), P, variant)
-            continue
-        for c in range(c_lo):
-            out[n, r, c] = _map_code(_code_at(img, n, H, W, r, c, rp, cp), P, variant)
-        for c in range(c_hi, W):
-            out[n, r, c] = _map_code(_code_at(img, n, H, W, r, c, rp, cp), P, variant)
-        m = c_hi - c_lo
-        acc = np.zeros(m, np.int64)
-        ctr = img[n, r, c_lo:c_hi]
-        for p in range(P):
-            rr = r + rp[p]
-            f = np.floor(rr)
-            dr = rr - f
-            r0 = np.int64(f)
-            bit = np.int64(1) << p
-            a = img[n, r0, c_lo + fc[p]:c_hi + fc[p]]
-            k = kind[p]
-            if k == 0:
-                for j in range(m):
-                    if a[j] >= ctr[j]:
-                        acc[j] |= bit
-            elif k == 1:
-                b = img[n, r0 + 1, c_lo + fc[p]:c_hi + fc[p]]
-                for j in range(m):
-                    t = (1 - dr) * np.float64(a[j]) + dr * np.float64(b[j])
-                    if t >= ctr[j]:
-                        acc[j] |= bit
-            else:
-                w0 = wc0[p, c_lo:c_hi]
-                w1 = wc1[p, c_lo:c_hi]
-                a1 = img[n, r0, c_lo + fc[p] + 1:c_hi + fc[p] + 1]
-                if k == 2:
-                    for j in range(m):
-                        t = w0[j] * np.float64(a[j]) + w1[j] * np.float64(a1[j])
-                        if t >= ctr[j]:
-                            acc[j] |= bit
+            x = c + gcp[g]
+            d = x - np.floor(x)  # from the absolute column: its last bits depend on c
+            wc0[g, c] = 1 - d
+            wc1[g, c] = d
+    NO = order.shape[0]
+    nb = (H + block - 1) // block
+    for task in prange(N * nb):
+        n = task // nb
+        r_start = (task - n * nb) * block
+        r_stop = min(H, r_start + block)
+        # ring slots: input rows 0..L-1, then the interpolated rows of group g at L*(1+g)
+        buf = np.zeros((L * (1 + G), Wp), np.float64)
+        acc = np.empty(W, np.int64)
+        ia = np.empty(NO, np.int64)
+        ib = np.empty(NO, np.int64)
+        off = np.empty(NO, np.int64)
+        dd = np.empty(NO, np.float64)
+        bits = np.empty(NO, np.int64)
+        for r in range(r_start, r_stop):
+            k_first = r + kmax if r > r_start else r + kmin
+            for k in range(k_first, r + kmax + 1):
+                s = (k - kmin) % L
+                xr = buf[s]
+                if k < 0 or k >= H:
+                    xr[:] = 0.0
                 else:
-                    b = img[n, r0 + 1, c_lo + fc[p]:c_hi + fc[p]]
-                    b1 = img[n, r0 + 1, c_lo + fc[p] + 1:c_hi + fc[p] + 1]
-                    for j in range(m):
-                        top = w0[j] * np.float64(a[j]) + w1[j] * np.float64(a1[j])
-                        bottom = w0[j] * np.float64(b[j]) + w1[j] * np.float64(b1[j])
-                        t = (1 - dr) * top + dr * bottom
-                        if t >= ctr[j]:
-                            acc[j] |= bit
-        o = out[n, r, c_lo:c_hi]
-        if variant == CIRCLE:
-            for j in range(m):
-                o[j] = acc[j]
-        else:
-            for j in range(m):
-                o[j] = _map_code(acc[j], P, variant)
+                    row = img[n, k]
+                    xm = xr[m:m + W]
+                    for c in range(W):
+                        xm[c] = row[c]
+                for g in range(G):
+                    hr = buf[L * (1 + g) + s, m:m + W]
+                    a = xr[m + gfc[g]:m + gfc[g] + W]
+                    b = xr[m + gfc[g] + 1:m + gfc[g] + 1 + W]
+                    w0 = wc0[g]
+                    w1 = wc1[g]
+                    for c in range(W):
+                        hr[c] = w0[c] * a[c] + w1[c] * b[c]
+            sc = (r - kmin) % L
+            for q in range(NO):
+                p = order[q]
+                if p < 0:  # padding slot: compares the centre with itself into bit mask 0
+                    ia[q] = sc
+                    ib[q] = sc
+                    off[q] = m
+                    dd[q] = 0.0
+                    bits[q] = 0
+                    continue
+                rr = r + rp[p]
+                f = np.floor(rr)
+                dd[q] = rr - f  # dr, from the absolute row as skimage does
+                s0 = (np.int64(f) - kmin) % L
+                s1 = (np.int64(f) + rfrac[p] - kmin) % L
+                bits[q] = np.int64(1) << p
+                if src[p] < 0:
+                    ia[q] = s0
+                    ib[q] = s1
+                    off[q] = m + fc[p]
+                else:
+                    ia[q] = L * (1 + src[p]) + s0
+                    ib[q] = L * (1 + src[p]) + s1
+                    off[q] = m
+            ctr = buf[sc, m:m + W]
+            for q in range(0, ndirect, 4):
+                _direct_pass(acc, ctr,
+                             buf[ia[q], off[q]:off[q] + W], buf[ia[q + 1], off[q + 1]:off[q + 1] + W],
+                             buf[ia[q + 2], off[q + 2]:off[q + 2] + W], buf[ia[q + 3], off[q + 3]:off[q + 3] + W],
+                             bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+            for q in range(ndirect, NO, 4):
+                _blend_pass(acc, ctr,
+                            buf[ia[q], off[q]:off[q] + W], buf[ia[q + 1], off[q + 1]:off[q + 1] + W],
+                            buf[ia[q + 2], off[q + 2]:off[q + 2] + W], buf[ia[q + 3], off[q + 3]:off[q + 3] + W],
+                            buf[ib[q], off[q]:off[q] + W], buf[ib[q + 1], off[q + 1]:off[q + 1] + W],
+                            buf[ib[q + 2], off[q + 2]:off[q + 2] + W], buf[ib[q + 3], off[q + 3]:off[q + 3] + W],
+                            dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
+                            bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+            o = out[n, r]
+            if variant == CIRCLE:
+                for c in range(W):
+                    o[c] = acc[c]
+            elif variant == UNIFORM:
+                for c in range(W):
+                    x = acc[c]
+                    u = _popcount(x ^ ((x >> 1) | ((x & 1) << (P - 1))))
+                    o[c] = _popcount(x) if u <= 2 else P + 1
+            else:
+                for c in range(W):
+                    o[c] = _map_code(acc[c], P, variant)
 
 
 @njit(cache=True, inline="always")

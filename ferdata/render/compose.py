@@ -74,7 +74,7 @@ def transform_landmarks(landmarks: np.ndarray, p: np.ndarray, size: int) -> np.n
 
 
 def _warp(arr, M, size, interp=cv2.INTER_LINEAR):
-    if np.allclose(M[2], (0, 0, 1)):
+    if M[2, 0] == 0 and M[2, 1] == 0 and M[2, 2] == 1:
         return cv2.warpAffine(arr, M[:2], (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
     return cv2.warpPerspective(arr, M, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT)
 

@@ -14,6 +14,9 @@ from .manifest import file_sha256
 from .schema import SCHEMA_VERSION, encode_jpeg, pack_masks
 
 
+MASK_CHUNK = 64
+
+
 class ShardBuffer:
     """Collects the samples of one shard in memory (images encoded as they come)."""
 
@@ -72,7 +75,10 @@ def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
                 f.create_dataset("image_offsets", data=offsets)
             for name in ("label", "landmarks", "face_index", "subject", "params", "background", "bg_box"):
                 f.create_dataset(name, data=getattr(buf, name))
-            f.create_dataset("mask", data=buf.masks)
+            # packed hull masks are mostly runs of 0x00/0xFF: gzip-1 in 64-row chunks makes
+            # them ~10x smaller (2 KB -> ~0.2 KB/sample at 128 px) and still reads in blocks
+            f.create_dataset("mask", data=buf.masks, chunks=(min(MASK_CHUNK, buf.n), buf.masks.shape[1]),
+                             compression="gzip", compression_opts=1)
             a = f.attrs
             a["schema_version"] = SCHEMA_VERSION
             a["encoding"] = buf.encoding

@@ -31,9 +31,9 @@ plus model-specific extras (listed in ``model.outputs``):
 ``"reconstruction"``       ``(B, C, H, W)`` FERAtt attention image I_att at input size
                             (compare with ``image * mask`` — :func:`ferdata.train.losses.reconstruction_loss`)
 ``"reconstruction_small"`` ``(B, C, 32, 32)`` I_att average-pooled: the classifier's input
-``"attention"``            attention / weight map: FERAtt σ(G_att) ``(B, 1, H, W)``;
-                            LBP mask branch ``(B, 64, H/8, W/8)``; VA-CNN weight map B
-                            ``(B, 1, H/16, W/16)``
+``"attention"``            a one-channel attention / weight map: FERAtt σ(G_att)
+                            ``(B, 1, H, W)``; LBP mask branch F_m averaged over channels
+                            ``(B, 1, H/8, W/8)``; VA-CNN weight map B ``(B, 1, H/16, W/16)``
 ``"theta"``                ``(B, 2, 3)`` STN affine parameters (Deep-Emotion family)
 ``"msa_weights"``          ``(B, heads)`` MSA head weights (sum to 1)
 

@@ -1,0 +1,330 @@
+"""Local binary patterns (LBP): codes and spatial-histogram features.
+
+The variants are those of seed 001 (original, circle and uniform LBP as the second
+input stream of the attention CNN) plus ``ror`` and ``nri_uniform``; ``circle``,
+``uniform``, ``ror`` and ``nri_uniform`` are bit-exact with
+``skimage.feature.local_binary_pattern`` (methods ``'default'``, ``'uniform'``,
+``'ror'``, ``'nri_uniform'``) and run 50-100x faster (numba kernels in
+:mod:`ferdata.features._lbp_kernels`). See ``docs/lbp.md``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+
+import numpy as np
+
+from . import _lbp_kernels as _k
+
+VARIANTS = ("original", "circle", "uniform", "ror", "nri_uniform")
+_VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
+                 "nri_uniform": _k.NRI_UNIFORM}
+MAX_P = 32
+
+
+def _check_variant(variant):
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+
+
+def _check_P(P, variant):
+    if isinstance(P, bool) or not isinstance(P, numbers.Integral) or not 1 <= P <= MAX_P:
+        raise ValueError(f"P (number of neighbours) must be an integer in 1..{MAX_P}; got {P!r}")
+    if variant == "original" and P != 8:
+        raise ValueError(f"P must be 8 for variant='original' (the 3x3 operator); got {P!r}")
+    return int(P)
+
+
+def _check_R(R, variant):
+    if (isinstance(R, bool) or not isinstance(R, numbers.Real) or not math.isfinite(R)
+            or not R > 0):
+        raise ValueError(f"R (radius in pixels) must be a finite number > 0; got {R!r}")
+    if variant == "original" and R != 1:
+        raise ValueError(f"R must be 1 for variant='original' (the 3x3 operator); got {R!r}")
+    return float(R)
+
+
+def n_bins(variant: str = "circle", P: int = 8) -> int:
+    """Number of distinct LBP codes of ``variant`` with ``P`` neighbours.
+
+    ``circle`` and ``ror``: ``2**P`` (``ror`` uses only the codes that are minimal
+    over rotations, e.g. 36 of 256 for P=8, but keeps their values as bin indices);
+    ``uniform`` (riu2): ``P + 2``; ``nri_uniform``: ``P*(P-1) + 3``; ``original``: 256.
+    Codes are ``0 .. n_bins - 1``.
+    """
+    _check_variant(variant)
+    P = _check_P(P, variant)
+    return {"original": 256, "circle": 2 ** P, "ror": 2 ** P, "uniform": P + 2,
+            "nri_uniform": P * (P - 1) + 3}[variant]
+
+
+def code_dtype(variant: str = "circle", P: int = 8) -> np.dtype:
+    """The smallest unsigned dtype holding every code: uint8, uint16 or uint32."""
+    top = n_bins(variant, P) - 1
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise AssertionError  # pragma: no cover  (P <= 32)
+
+
+def dataset_name(variant: str = "circle", P: int = 8, R: float = 1.0) -> str:
+    """HDF5 dataset name of a variant: ``lbp/circle_P8_R1``, ``lbp/uniform_P16_R2.5``, ``lbp/original``."""
+    _check_variant(variant)
+    P = _check_P(P, variant)
+    R = _check_R(R, variant)
+    if variant == "original":
+        return "lbp/original"
+    return f"lbp/{variant}_P{P}_R{np.format_float_positional(R, trim='-')}"
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(P: int, R: float):
+    """Sampling plan of (P, R): skimage's rounded offsets and their integer/fraction split."""
+    angle = 2 * np.pi * np.arange(P, dtype=np.float64) / P
+    rp = np.round(-R * np.sin(angle), 5)  # row offset: bit 0 east, counter-clockwise
+    cp = np.round(R * np.cos(angle), 5)
+    fr = np.floor(rp).astype(np.int64)
+    fc = np.floor(cp).astype(np.int64)
+    rfrac = (np.ceil(rp) != fr).astype(np.int64)
+    groups: list[float] = []
+    src = np.full(P, -1, np.int64)
+    for p in range(P):
+        if np.ceil(cp[p]) != fc[p]:
+            if cp[p] not in groups:
+                groups.append(cp[p])
+            src[p] = groups.index(cp[p])
+    direct = [p for p in range(P) if not rfrac[p]]
+    blend = [p for p in range(P) if rfrac[p]]
+    pad = lambda ps: ps + [-1] * (-len(ps) % 4)  # noqa: E731
+    order = np.array(pad(direct) + pad(blend), np.int64)
+    arrays = (rp, fr, fc, rfrac, src, np.array(groups, np.float64), order)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays + (len(pad(direct)),)
+
+
+def _as_image(image):
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be 2-D (H, W) or a 3-D batch (N, H, W); got shape {image.shape}")
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"image must have a boolean, integer or floating dtype; got {image.dtype}")
+    if image.dtype != np.uint8:
+        image = np.ascontiguousarray(image, dtype=np.float64)  # as skimage does
+        if not math.isfinite(float(np.add.reduce(image, axis=None))) and not np.isfinite(image).all():
+            raise ValueError("image contains NaN or infinite values")
+    else:
+        image = np.ascontiguousarray(image)
+    return image
+
+
+def _check_out(out, shape, variant, P):
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be a numpy array; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out must have the shape of image {shape}; got {out.shape}")
+    top = n_bins(variant, P) - 1
+    if out.dtype.kind not in "iu" or np.iinfo(out.dtype).max < top:
+        raise ValueError(f"out must have an integer dtype holding codes up to {top} "
+                         f"(e.g. {code_dtype(variant, P)}); got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+
+
+def _block_rows(N, H):
+    """Output rows per parallel task: small enough to give every thread work."""
+    import numba
+
+    threads = numba.get_num_threads()
+    block = 64
+    while block > 8 and N * -(-H // block) < 4 * threads:
+        block //= 2
+    return block
+
+
+def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) -> np.ndarray:
+    """Local binary pattern codes of a gray image or a batch of gray images.
+
+    Each pixel gets a P-bit code: bit ``p`` is set when neighbour ``p`` is ``>=`` the
+    centre pixel. Neighbour ``p`` of ``(r, c)`` sits at ``(r + rp, c + cp)`` with
+    ``rp = round(-R*sin(2*pi*p/P), 5)`` and ``cp = round(R*cos(2*pi*p/P), 5)``: bit 0
+    is east, then counter-clockwise as displayed (bit ``P/4`` is north). Samples
+    between pixels are bilinear in float64; samples outside the image read 0.
+
+    Parameters
+    ----------
+    image : (H, W) or (N, H, W) array_like
+        Gray image(s), any boolean, integer or floating dtype. uint8 is read
+        directly; every other dtype is converted to float64 first (as scikit-image
+        does), so integers beyond 2**53 lose precision. NaN and inf are refused.
+    variant : {'circle', 'uniform', 'ror', 'nri_uniform', 'original'}
+        ``'circle'``: the P-bit code of the circular operator (skimage ``'default'``).
+        ``'uniform'``: rotation-invariant uniform riu2 (skimage ``'uniform'``): the
+        number of set bits if the circular pattern has at most 2 transitions, else
+        ``P + 1``. ``'ror'``: the smallest code over the P circular bit rotations
+        (skimage ``'ror'``). ``'nri_uniform'``: uniform patterns keep their rotation,
+        ``P*(P-1) + 3`` codes (skimage ``'nri_uniform'``). ``'original'``: the 3x3
+        operator of seed 001 eq. (2): the 8 integer neighbours, no interpolation,
+        same bit order (east = bit 0, north-east = bit 1, north = bit 2, ..., south-east
+        = bit 7), ``>=`` the centre, outside pixels read 0; needs ``P=8, R=1``. It
+        differs from ``'circle'`` with P=8, R=1, whose diagonal neighbours are
+        interpolated at distance 1.
+    P : int, default 8
+        Number of neighbours, 1..32.
+    R : float, default 1.0
+        Radius in pixels, > 0.
+    out : ndarray, optional
+        Array of the shape of ``image`` and an integer dtype that holds every code
+        (see :func:`code_dtype`); the codes are written into it and it is returned.
+
+    Returns
+    -------
+    codes : ndarray, shape of ``image``
+        uint8 when every code fits (``uniform`` always, ``circle``/``ror`` for P <= 8,
+        ``nri_uniform`` for P <= 16, ``original``), else uint16 (P <= 16) or uint32.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2-D or 3-D, has a non-numeric dtype or holds NaN/inf;
+        if ``P`` is not in 1..32, ``R`` is not > 0, ``variant`` is unknown, or
+        ``out`` does not fit.
+
+    Notes
+    -----
+    ``circle``, ``uniform``, ``ror`` and ``nri_uniform`` equal
+    ``skimage.feature.local_binary_pattern(image, P, R, method)`` bit for bit for uint8
+    and float input (tested for P in {4, 8, 16, 24}, R in {1, 1.5, 2, 3}). At P=32
+    scikit-image overflows a signed 32-bit int: its ``'default'``/``'ror'`` codes are
+    ours viewed as int32. The kernels are numba, parallel over output rows (set
+    the thread count with ``numba.set_num_threads``); the first call in a fresh
+    environment compiles them (a few seconds, cached on disk afterwards).
+
+    References
+    ----------
+    .. [1] T. Ojala, M. Pietikainen and T. Maenpaa, "Multiresolution gray-scale and
+       rotation invariant texture classification with local binary patterns",
+       IEEE TPAMI 24(7), 971-987, 2002.
+    .. [2] Seed 001 (``seeds/001_699816336ce9d2b7.txt``): LBP + attention CNN for
+       facial expression recognition; original, circle and uniform LBP (its eqs.
+       2-4) as a second input stream; circle LBP worked best on FER2013.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ferdata.features import lbp
+    >>> img = np.array([[10, 20, 30], [40, 50, 60], [70, 80, 90]], np.uint8)
+    >>> lbp(img, "original")[1, 1]  # east, south-west, south, south-east >= 50
+    np.uint8(225)
+    >>> lbp(img, "uniform", P=8, R=1).dtype
+    dtype('uint8')
+    >>> lbp(np.zeros((4, 32, 32), np.uint8), "circle", P=16, R=2).shape
+    (4, 32, 32)
+    """
+    _check_variant(variant)
+    P = _check_P(P, variant)
+    R = _check_R(R, variant)
+    img = _as_image(image)
+    if out is None:
+        out = np.empty(img.shape, code_dtype(variant, P))
+    else:
+        _check_out(out, img.shape, variant, P)
+    img3 = img if img.ndim == 3 else img[None]
+    out3 = out if out.ndim == 3 else out[None]
+    if img3.size == 0:
+        return out
+    if variant == "original":
+        _k.lbp_original(img3, out3)
+    else:
+        rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
+        _k.lbp_circle(img3, out3, rp, fr, fc, rfrac, src, gcp, order, ndirect,
+                      _VARIANT_CODE[variant], _block_rows(img3.shape[0], img3.shape[1]))
+    return out
+
+
+def lbp_histogram(codes, P: int = 8, variant: str = "circle", grid=(7, 7),
+                  normalize: bool = True) -> np.ndarray:
+    """Spatial LBP histograms: the classic LBP face descriptor (Ahonen et al.).
+
+    The image is cut into ``grid = (gy, gx)`` cells; cell ``(i, j)`` covers rows
+    ``i*H//gy : (i+1)*H//gy`` and columns ``j*W//gx : (j+1)*W//gx`` (sizes differ by
+    at most one pixel). Each cell gets a histogram of its codes with
+    :func:`n_bins` bins, and the histograms are concatenated in cell order (row of
+    cells, column of cells, bin).
+
+    Parameters
+    ----------
+    codes : (H, W) or (N, H, W) integer array
+        Output of :func:`lbp` with the same ``variant`` and ``P``.
+    P : int, default 8
+        Number of neighbours the codes were made with.
+    variant : str, default 'circle'
+        Variant the codes were made with (sets the number of bins). ``circle`` and
+        ``ror`` have ``2**P`` bins and are limited to P <= 16.
+    grid : (int, int), default (7, 7)
+        Cells per column and per row; at most (H, W).
+    normalize : bool, default True
+        Divide each cell's histogram by its pixel count (each cell sums to 1), so
+        cells of different sizes weigh the same. Otherwise raw counts.
+
+    Returns
+    -------
+    features : (gy*gx*n_bins,) or (N, gy*gx*n_bins) float32
+
+    Raises
+    ------
+    ValueError
+        If ``codes`` is not a 2-D/3-D integer array or holds a code ``>= n_bins``;
+        if ``grid`` is not two positive ints no larger than the image; for a bad
+        ``P`` or ``variant``.
+
+    References
+    ----------
+    .. [1] T. Ahonen, A. Hadid and M. Pietikainen, "Face description with local binary
+       patterns: application to face recognition", IEEE TPAMI 28(12), 2006.
+    .. [2] T. Ojala, M. Pietikainen and T. Maenpaa, IEEE TPAMI 24(7), 2002.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ferdata.features import lbp, lbp_histogram
+    >>> gray = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+    >>> feat = lbp_histogram(lbp(gray, "uniform"), P=8, variant="uniform", grid=(7, 7))
+    >>> feat.shape, feat.dtype
+    ((490,), dtype('float32'))
+    >>> round(float(feat[:10].sum()), 5)  # each cell sums to 1
+    1.0
+    """
+    _check_variant(variant)
+    P = _check_P(P, variant)
+    nb = n_bins(variant, P)
+    if variant in ("circle", "ror") and P > 16:
+        raise ValueError(f"P must be <= 16 for a histogram of variant={variant!r} (2**P bins); "
+                         f"got {P}; use variant='uniform' or 'nri_uniform'")
+    codes = np.asarray(codes)
+    if codes.ndim not in (2, 3) or codes.dtype.kind not in "iu":
+        raise ValueError(f"codes must be a 2-D (H, W) or 3-D (N, H, W) integer array; "
+                         f"got shape {codes.shape} dtype {codes.dtype}")
+    H, W = codes.shape[-2:]
+    if (not isinstance(grid, (tuple, list)) or len(grid) != 2
+            or not all(isinstance(g, numbers.Integral) and not isinstance(g, bool) for g in grid)
+            or not (1 <= grid[0] <= H and 1 <= grid[1] <= W)):
+        raise ValueError(f"grid must be two ints (rows, cols) of cells in 1..{(H, W)}; got {grid!r}")
+    gy, gx = int(grid[0]), int(grid[1])
+    c3 = codes if codes.ndim == 3 else codes[None]
+    bad_msg = (f"codes must be in 0..{nb - 1} (the bins of variant={variant!r} with P={P}): "
+               "were they made with these settings?")
+    if codes.dtype not in (np.uint8, np.uint16, np.uint32):
+        if c3.size and (c3.min() < 0 or c3.max() >= nb):
+            raise ValueError(bad_msg)
+        c3 = c3.astype(np.uint32)
+    hist = np.zeros((c3.shape[0], gy, gx, nb), np.float32)
+    if _k.cell_histograms(np.ascontiguousarray(c3), gy, gx, nb, hist):
+        raise ValueError(bad_msg)
+    if normalize:
+        rows = np.diff((np.arange(gy + 1) * H) // gy)
+        cols = np.diff((np.arange(gx + 1) * W) // gx)
+        hist /= (rows[:, None] * cols[None, :]).astype(np.float32)[None, :, :, None]
+    hist = hist.reshape(c3.shape[0], -1)
+    return hist if codes.ndim == 3 else hist[0]
