@@ -1,0 +1,253 @@
+"""LBP on files: add ``lbp/<variant>`` datasets to face stores and shards, or write PNGs.
+
+Codes are computed on the gray image ``cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)``
+(ITU-R BT.601 luma, ``Y = 0.299 R + 0.587 G + 0.114 B``, OpenCV's rounded
+fixed-point path for uint8). Every file is changed atomically: a copy is written
+next to it as ``<name>.tmp-<pid>``, fsynced and renamed over the original, so a
+crash leaves either the old or the new file and a rerun skips what is done.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import FerdataError
+from .lbp import code_dtype, dataset_name, lbp
+
+GRAY = "cv2.COLOR_RGB2GRAY (0.299 R + 0.587 G + 0.114 B)"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def to_gray(images: np.ndarray) -> np.ndarray:
+    """(n,H,W,3) RGB, (n,H,W,4) RGBA, (n,H,W,1) or (n,H,W) -> (n,H,W) gray, same dtype."""
+    import cv2
+
+    if images.ndim == 3:
+        return images
+    n, H, W, C = images.shape
+    if C == 1:
+        return images[..., 0]
+    code = {3: cv2.COLOR_RGB2GRAY, 4: cv2.COLOR_RGBA2GRAY}.get(C)
+    if code is None:
+        raise FerdataError(f"cannot make a gray image from {C} channels")
+    if n == 0:
+        return np.zeros((0, H, W), images.dtype)
+    flat = np.ascontiguousarray(images).reshape(n * H, W, C)  # one cv2 call for the block
+    return cv2.cvtColor(flat, code).reshape(n, H, W)
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lbp_attrs(variant, P, R):
+    return {"variant": variant, "P": P, "R": R, "gray": GRAY, "ferdata_version": __version__}
+
+
+def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
+                  block: int = 1024, progress=None) -> bool:
+    """Add the codes of every image of an HDF5 file as dataset ``lbp/<variant>_P<P>_R<R>``.
+
+    Works on a face store (``image (N,S,S,3) uint8`` RGB) and on a shard (raw or
+    JPEG images, read with :func:`ferdata.shards.reader.read_images`). The new
+    dataset is ``(N,H,W)`` of :func:`~ferdata.features.lbp.code_dtype`, laid out like
+    ``image`` (chunked one image per chunk in a face store, contiguous in a shard),
+    with attrs ``variant``, ``P``, ``R``, ``gray``, ``ferdata_version``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The HDF5 file; changed atomically (copy, add, fsync, rename).
+    variant, P, R
+        As for :func:`ferdata.features.lbp`.
+    block : int
+        Images read and coded at a time.
+    progress : callable, optional
+        Called with the number of images done after each block.
+
+    Returns
+    -------
+    added : bool
+        False if the dataset was already there (nothing is written).
+    """
+    import h5py
+
+    from ..shards.reader import read_images
+
+    path = Path(path)
+    name = dataset_name(variant, P, R)
+    try:
+        with h5py.File(path, "r") as f:
+            if name in f:
+                return False
+            if "image" not in f:
+                raise FerdataError(f"{path}: no 'image' dataset (not a face store or shard)")
+    except OSError as exc:
+        raise FerdataError(f"{path}: cannot read as HDF5 ({exc})") from exc
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            n = len(f["image_offsets"]) - 1 if "image_offsets" in f else len(f["image"])
+            first = read_images(f, 0, min(n, 1))
+            if first.ndim != 4:
+                raise FerdataError(f"{path}: images must be (N,H,W,C); got shape {first.shape}")
+            H, W = first.shape[1:3]
+            chunks = (1, H, W) if f["image"].chunks is not None and n else None
+            ds = f.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
+            for k, v in _lbp_attrs(variant, P, R).items():
+                ds.attrs[k] = v
+            for a in range(0, n, block):
+                b = min(n, a + block)
+                ds[a:b] = lbp(to_gray(read_images(f, a, b)), variant, P, R)
+                if progress is not None:
+                    progress(b - a)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+def _shard_task(folder, shard, variant, P, R, threads):
+    if threads:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    added = add_lbp_to_h5(Path(folder) / shard, variant, P, R)
+    return shard, added
+
+
+def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.0, *,
+                      workers: int = 1, progress=None) -> dict:
+    """Add ``lbp/<variant>_P<P>_R<R>`` to every shard listed in ``folder/manifest.json``.
+
+    Each shard is changed atomically (:func:`add_lbp_to_h5`) and its manifest entry
+    (``bytes``, ``sha256``) recomputed right after; shards that already hold the
+    dataset are skipped (and their entry repaired if a crash came between the two
+    steps). When every shard has it, the dataset name is added to the manifest's
+    ``lbp`` list. ``workers > 1`` runs shards in that many processes (spawned, one
+    numba thread each); ``progress`` is called with 1 per shard done.
+
+    Returns ``{shard file name: True if added, False if skipped}``.
+    """
+    from ..shards.manifest import load_manifest, rewrite_shard_entry, update_manifest
+
+    folder = Path(folder)
+    name = dataset_name(variant, P, R)
+    shards = sorted(load_manifest(folder)["shards"])
+    for s in shards:
+        if not (folder / s).exists():
+            raise FerdataError(f"{folder / s}: listed in the manifest but missing")
+    result = {}
+
+    def done(shard, added):
+        entry = load_manifest(folder)["shards"][shard]
+        if added or entry.get("bytes") != (folder / shard).stat().st_size:
+            rewrite_shard_entry(folder, shard)
+        result[shard] = added
+        if progress is not None:
+            progress(1)
+
+    workers = max(1, min(int(workers), len(shards)))
+    if workers == 1:
+        for s in shards:
+            done(*_shard_task(folder, s, variant, P, R, 0))
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(_shard_task, str(folder), s, variant, P, R, 1) for s in shards]
+            for fut in futs:
+                done(*fut.result())
+    listed = load_manifest(folder).get("lbp", [])
+    if name not in listed:
+        update_manifest(folder, lbp=sorted([*listed, name]))
+    return result
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FerdataError(f"{path}: cannot read as an image")
+    if img.ndim == 3:
+        code = {3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}.get(img.shape[2])
+        if code is None:
+            raise FerdataError(f"{path}: cannot make a gray image from {img.shape[2]} channels")
+        img = cv2.cvtColor(img, code)  # same weights as RGB2GRAY on the RGB image
+    return img
+
+
+def _write_png(path: Path, codes: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    try:
+        if not cv2.imwrite(str(tmp), codes):
+            raise FerdataError(f"{path}: cannot write PNG")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def lbp_image_folder(src, out, variant: str = "circle", P: int = 8, R: float = 1.0, *,
+                     workers: int = 1, progress=None) -> dict:
+    """Write the codes of every image under ``src`` as ``out/<relative path>.png``.
+
+    The suffix of each image is replaced by ``.png`` (``a/b.jpg`` -> ``out/a/b.png``);
+    codes are 8-bit PNGs, or 16-bit where a code exceeds 255 (``circle``/``ror`` with
+    9 <= P <= 16, ``nri_uniform`` with P >= 17). Existing outputs are skipped, each
+    PNG is written to a temporary name and renamed, and ``out/lbp.json`` records the
+    settings. Images are read and written by ``workers`` threads.
+
+    Returns ``{"written": int, "skipped": int}``.
+    """
+    src, out = Path(src), Path(out)
+    dt = code_dtype(variant, P)
+    if dt.itemsize > 2:
+        raise FerdataError(f"{variant} codes with P={P} exceed 16 bits and cannot be stored as PNG")
+    if not src.is_dir():
+        raise FerdataError(f"{src}: not a folder")
+    out_abs = out.resolve()
+    files = sorted(p for p in src.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and out_abs not in p.resolve().parents and not p.name.startswith("."))
+    if not files:
+        raise FerdataError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    dst = {}
+    for p in files:
+        d = out / p.relative_to(src).with_suffix(".png")
+        if d in dst:
+            raise FerdataError(f"{p} and {dst[d]} would both be written to {d}")
+        dst[d] = p
+    todo = [(p, d) for d, p in dst.items() if not d.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dict(_lbp_attrs(variant, P, R), source=str(src), dataset=dataset_name(variant, P, R))
+    (out / "lbp.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    if progress is not None and len(files) > len(todo):
+        progress(len(files) - len(todo))
+    with ThreadPoolExecutor(max(1, int(workers))) as ex:
+        for a in range(0, len(todo), 256):  # bounded read-ahead
+            part = todo[a:a + 256]
+            writes = [ex.submit(_write_png, d, lbp(gray, variant, P, R))
+                      for (_, d), gray in zip(part, ex.map(_read_gray, [p for p, _ in part]))]
+            for w in writes:
+                w.result()
+                if progress is not None:
+                    progress(1)
+    return {"written": len(todo), "skipped": len(files) - len(todo)}
