@@ -165,3 +165,72 @@ class RenderConfig:
         if not 1 <= self.jpeg_quality <= 100:
             bad("jpeg_quality", "must be in 1..100")
         return self
+
+
+@dataclass
+class TrainConfig:
+    """A training run (``ferdata train``; recipes in recipes/*.toml set these keys)."""
+
+    name: str = "run"
+    model: str = "preactresnet18"
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    # data: shards to train on; a face store of real faces to validate/test on
+    data: Optional[str] = None          # shard folder; None: render the built-in sample
+    faces: Optional[str] = None         # face store for validation/test (real faces)
+    val_data: Optional[str] = None      # shard folder of held-out renders (eval_on=renders)
+    lbp: str = "circle_P8_R1"           # LBP variant for models with an "lbp" input (from the shard or on the fly)
+    eval_on: str = "auto"               # faces | renders | auto (faces if given and subjects allow)
+    protocol: str = "kfold"             # kfold (subject-independent) | official (dataset splits) | holdout
+    folds: Optional[int] = None         # k for kfold
+    subjects_per_fold: Optional[int] = None  # e.g. 10 for CK+ leave-10-subjects-out
+    fold: int = 0
+    val_fraction: float = 0.1           # holdout: fraction of renders (by sample index) held out
+    # optimisation
+    epochs: int = 60
+    batch_size: int = 200
+    optimizer: str = "adam"             # adam | sgd (nesterov)
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "none"             # none | cosine | plateau
+    plateau_patience: int = 5
+    plateau_factor: float = 0.1
+    early_stopping: int = 0             # epochs without val improvement (0 = off)
+    class_balance: str = "none"         # none | loss (class-weighted CE) | sample (weighted sampler)
+    w_cls: float = 1.0                  # FERAtt loss weights (terms a model lacks are skipped)
+    w_rep: float = 1.0
+    w_att: float = 1.0
+    label_smoothing: float = 0.0
+    max_steps_per_epoch: Optional[int] = None
+    # runtime
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: str = "none"                   # none | bf16 | fp16 (CUDA)
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 2
+    eval_batch_size: int = 256
+    noise: tuple = ()                   # noise sweep sigmas for the final evaluation
+    sample_per_face: int = 300          # renders per face when data is None (built-in sample)
+    sample_size: int = 64
+
+    def validate(self) -> "TrainConfig":
+        def bad(k, why):
+            raise FerdataError(f"train config: {k} {why}")
+        if self.optimizer not in ("adam", "sgd"):
+            bad("optimizer", f"must be adam|sgd, got {self.optimizer!r}")
+        if self.scheduler not in ("none", "cosine", "plateau"):
+            bad("scheduler", f"must be none|cosine|plateau, got {self.scheduler!r}")
+        if self.protocol not in ("kfold", "official", "holdout"):
+            bad("protocol", f"must be kfold|official|holdout, got {self.protocol!r}")
+        if self.eval_on not in ("auto", "faces", "renders"):
+            bad("eval_on", f"must be auto|faces|renders, got {self.eval_on!r}")
+        if self.class_balance not in ("none", "loss", "sample"):
+            bad("class_balance", f"must be none|loss|sample, got {self.class_balance!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            bad("amp", f"must be none|bf16|fp16, got {self.amp!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            bad("epochs/batch_size", "must be >= 1")
+        if not self.lr > 0:
+            bad("lr", "must be > 0")
+        return self

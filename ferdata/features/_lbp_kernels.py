@@ -1,8 +1,10 @@
 """numba kernels behind :mod:`ferdata.features.lbp` (private: no validation here).
 
 Every kernel works on a batch ``(N, H, W)`` (a single image is passed as ``img[None]``)
-and runs ``prange`` over the ``N*H`` output rows. Arguments are trusted: the public
-wrapper checks shapes, dtypes, ``P``, ``R`` and finiteness before calling.
+and runs ``prange`` over the output rows of all images (in blocks of consecutive rows
+of one image, so each task can reuse the rows it has converted and interpolated).
+Arguments are trusted: the public wrapper checks shapes, dtypes, ``P``, ``R`` and
+finiteness, and computes the sampling plan once per (P, R).
 
 Exactness (the compatibility contract with ``skimage.feature.local_binary_pattern``):
 neighbour ``p`` sits at ``(r + rp[p], c + cp[p])``; its value is bilinear in float64
@@ -11,11 +13,9 @@ with the formula ``top = (1-dc)*tl + dc*tr``, ``bottom = (1-dc)*bl + dc*br``,
 are computed from the *absolute* sample position (their last bits depend on the row or
 column), pixels outside the image read 0, and bit ``p`` is ``t >= center``. No
 ``fastmath``: re-association or FMA contraction would change the last bit of ``t``.
-
 Where an offset is an integer the formula degenerates exactly (``dc == 0`` gives
-``top == tl`` for finite input), so those neighbours skip the interpolation; that is
-an identity, not an approximation. The column weights ``1-dc`` and ``dc`` depend only
-on ``(p, c)`` and are tabulated once per call; the row weight is a scalar per row.
+``top == tl`` for finite input), so those neighbours skip that step; that is an
+identity, not an approximation.
 """
 from __future__ import annotations
 

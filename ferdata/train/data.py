@@ -1,0 +1,192 @@
+"""Data for the training loop: which renders to train on, which faces to evaluate on.
+
+Protocols
+---------
+``kfold``    subject-independent k-fold over the face store's subjects
+             (``folds`` groups, or ``subjects_per_fold`` — CK+ leave-10-subjects-out);
+             fold ``fold`` is held out: train on renders of the other subjects'
+             faces, evaluate on the real faces of the held-out subjects.
+``official`` the dataset's own splits (FER2013/FER+): train on renders of faces in
+             'train', evaluate on the real 'test' faces ('val' if no 'test').
+``holdout``  evaluate on held-out renders (``val_data``, or for the built-in sample
+             a second render with another seed): checks the loop, not generalisation
+             to new people.
+No subject is ever on both sides (checked).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import RenderConfig, TrainConfig
+from ..errors import FerdataError
+from ..labels import CLASS_INDEX
+from ..shards.manifest import load_manifest
+from .folds import check_subject_disjoint, subject_kfold
+
+
+@dataclasses.dataclass
+class TrainData:
+    train_dataset: object
+    eval_dataset: object
+    train_loader: object
+    eval_loader: object
+    classes: list
+    class_counts: list
+    lbp_key: Optional[str]
+    describe_train: dict
+    describe_eval: dict
+    sampler: object = None
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(epoch)
+        if self.sampler is not None and hasattr(self.sampler, "generator"):
+            self.sampler.generator.manual_seed(epoch)
+
+
+def sample_renders(out: Path, cfg: TrainConfig) -> tuple[Path, Path, Path]:
+    """Render the built-in sample for a demo run (train seed 0, held-out seed 1)."""
+    from ..render.run import render
+    from ..sample import make_sample
+
+    base = out / "sample-data"
+    faces = base / "faces.h5"
+    if not faces.exists():
+        make_sample(base)
+    train, val = base / "train", base / "val"
+    rc = dict(size=cfg.sample_size, shard_size=1024)
+    render(faces, base / "backgrounds", train, RenderConfig(per_face=cfg.sample_per_face, seed=cfg.seed, **rc),
+           workers=1)
+    render(faces, base / "backgrounds", val,
+           RenderConfig(per_face=max(32, cfg.sample_per_face // 5), seed=cfg.seed + 1000, **rc), workers=1)
+    return faces, train, val
+
+
+def _lbp_fields(cfg: TrainConfig, inputs, shard_folder: Optional[Path]):
+    """The dataset field that provides the LBP input (stored in shards, else on the fly)."""
+    if "lbp" not in inputs.fields:
+        return None, None
+    stored = f"lbp/{cfg.lbp}"
+    if shard_folder is not None:
+        m = load_manifest(shard_folder)
+        name = sorted(m["shards"])[0] if m["shards"] else None
+        if name:
+            import h5py
+
+            with h5py.File(shard_folder / name, "r") as f:
+                if stored in f:
+                    return stored, f"lbp:{cfg.lbp}"
+    return f"lbp:{cfg.lbp}", f"lbp:{cfg.lbp}"
+
+
+def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 1) -> TrainData:
+    from ..facestore import FaceStore
+    from ..torch import FaceStoreDataset, ShardDataset, ShardIterableDataset
+
+    data = Path(cfg.data) if cfg.data else None
+    faces = Path(cfg.faces) if cfg.faces else None
+    val_data = Path(cfg.val_data) if cfg.val_data else None
+    if data is None:
+        faces_s, data, val_s = sample_renders(Path(out), cfg)
+        faces = faces or faces_s
+        val_data = val_data or val_s
+    manifest = load_manifest(data)
+    classes = list(manifest["classes"])
+    eval_on = cfg.eval_on
+    if eval_on == "auto":
+        eval_on = "faces" if (faces is not None and cfg.protocol != "holdout") else "renders"
+
+    train_subjects = eval_subjects = None
+    desc_train = {"shards": str(data), "samples": manifest["total_samples"]}
+    if eval_on == "faces":
+        if faces is None:
+            raise FerdataError("eval_on=faces needs a face store (faces = ...)")
+        with FaceStore(faces) as fs:
+            subj, splits = fs.subjects, fs.splits
+        if cfg.protocol == "kfold":
+            folds = subject_kfold(subj, k=cfg.folds, subjects_per_fold=cfg.subjects_per_fold
+                                  if cfg.folds is None else None, seed=cfg.seed) \
+                if (cfg.folds or cfg.subjects_per_fold) else subject_kfold(subj, k=5, seed=cfg.seed)
+            if not 0 <= cfg.fold < len(folds):
+                raise FerdataError(f"fold {cfg.fold} out of range: {len(folds)} folds")
+            fold = folds[cfg.fold]
+            check_subject_disjoint(subj, fold.train, fold.test)
+            eval_subjects = sorted(set(subj[fold.test]))
+            train_subjects = sorted(set(subj[fold.train]))
+        elif cfg.protocol == "official":
+            test_name = "test" if (splits == "test").any() else "val"
+            eval_idx = np.flatnonzero(splits == test_name)
+            train_idx = np.flatnonzero(splits == "train")
+            if len(eval_idx) == 0 or len(train_idx) == 0:
+                raise FerdataError(f"{faces}: protocol=official needs 'train' and 'test'/'val' splits")
+            eval_subjects = None
+            desc_train["split"] = "train"
+        else:
+            raise FerdataError("protocol=holdout evaluates on renders: set eval_on=renders")
+        if train_subjects is not None and eval_subjects is not None:
+            if set(train_subjects) & set(eval_subjects):  # pragma: no cover - guarded by folds
+                raise FerdataError("a subject is on both sides of the split")
+            desc_train["subjects"] = len(train_subjects)
+    lbp_train, lbp_eval = _lbp_fields(cfg, inputs, data)
+    fields = ["image", "label"]
+    if "reconstruction" in inputs.outputs:
+        fields.append("mask")
+    tfields = fields + ([lbp_train] if lbp_train else [])
+
+    common = dict(fields=tuple(tfields))
+    if cfg.class_balance == "sample":
+        train_ds = ShardDataset(data, subjects=train_subjects, **common)
+        labels = train_ds.labels() if hasattr(train_ds, "labels") else None
+        counts = np.bincount(labels, minlength=256)
+        w = 1.0 / np.maximum(counts[labels], 1)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(w),
+                                                         generator=gen)
+        loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
+                                             persistent_workers=cfg.num_workers > 0, drop_last=True)
+    else:
+        sampler = None
+        train_ds = ShardIterableDataset(data, shuffle=True, seed=cfg.seed, subjects=train_subjects,
+                                        split="train" if cfg.protocol == "official" and eval_on == "faces" else None,
+                                        rank=rank, world_size=world_size, **common)
+        loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                             pin_memory=torch.cuda.is_available(),
+                                             persistent_workers=cfg.num_workers > 0)
+    efields = fields + ([lbp_eval] if lbp_eval else [])
+    if eval_on == "faces":
+        split = None
+        if cfg.protocol == "official":
+            split = "test" if (splits == "test").any() else "val"
+        eval_ds = FaceStoreDataset(faces, fields=tuple(efields), subjects=eval_subjects, split=split)
+        desc_eval = {"faces": str(faces), "subjects": eval_subjects, "split": split, "n": len(eval_ds)}
+    else:
+        if val_data is None:
+            raise FerdataError("eval_on=renders needs val_data (a shard folder of held-out renders)")
+        eval_ds = ShardDataset(val_data, fields=tuple(efields))
+        desc_eval = {"shards": str(val_data), "n": len(eval_ds)}
+    eval_loader = torch.utils.data.DataLoader(eval_ds, batch_size=cfg.eval_batch_size, shuffle=False,
+                                              num_workers=0)
+    # class counts of the training renders (for class-weighted loss)
+    lab_counts = np.zeros(len(classes))
+    with_counts = json.loads(json.dumps(manifest.get("classes")))
+    for c in with_counts:
+        lab_counts[classes.index(c)] = 1
+    try:
+        import h5py
+        lab_counts[:] = 0
+        for name in manifest["shards"]:
+            with h5py.File(data / name, "r") as f:
+                bc = np.bincount(f["label"][:], minlength=256)
+            for i, c in enumerate(classes):
+                lab_counts[i] += bc[CLASS_INDEX[c]]
+    except OSError:
+        pass
+    return TrainData(train_ds, eval_ds, loader, eval_loader, classes, lab_counts.tolist(),
+                     lbp_train, desc_train, desc_eval, sampler)
