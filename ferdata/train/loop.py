@@ -124,7 +124,8 @@ class BatchPrep:
                 m = F.interpolate(m, size=(H, W), mode="nearest")
             out["mask"] = m
         if "lbp" in self.inputs.fields:
-            lb = batch[self.lbp_key].to(self.device, non_blocking=True)
+            key = self.lbp_key if self.lbp_key in batch else next(k for k in batch if k.startswith("lbp"))
+            lb = batch[key].to(self.device, non_blocking=True)
             if lb.ndim == 3:
                 lb = lb[:, None]
             lb = lb.float() / 255.0
@@ -253,7 +254,8 @@ def fit(cfg: TrainConfig, out, resume: bool = False,
         if not last.exists():
             raise FerdataError(f"{last}: nothing to resume (no last.pt in {out})")
         ck = load_checkpoint(last)
-        if ck["config"] != _cfg_dict(cfg, ignore=("epochs",)) | {"epochs": ck["config"]["epochs"]}:
+        runtime = ("epochs", "num_workers", "device", "noise", "compile", "eval_batch_size")
+        if {k: v for k, v in ck["config"].items() if k not in runtime} != _cfg_dict(cfg, ignore=runtime):
             raise FerdataError(f"{last}: the checkpoint was made with a different configuration")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
