@@ -505,3 +505,12 @@ def test_cli_errors(tmp_path):
     bad.write_bytes(b"not hdf5")
     r = run_cli("lbp", bad)
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "bad.h5" in r.output
+
+
+def test_lbp_figure(tmp_path):
+    from ferdata.features import lbp_figure
+
+    path = lbp_figure([_faces_rgb(1, 40)[0], np.zeros((30, 30), np.uint8)], tmp_path / "fig" / "v.png",
+                      titles=["face", "flat"])
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[1] > img.shape[0] > 100

@@ -123,27 +123,142 @@ def _blend_pass(acc, ctr, a0, a1, a2, a3, z0, z1, z2, z3, d0, d1, d2, d3, b0, b1
         acc[c] = code
 
 
+@njit(cache=True)
+def code_table(P, variant):
+    """``variant`` code of every raw P-bit code (for a lookup in :func:`_store_row`)."""
+    t = np.empty(np.int64(1) << P, np.int64)
+    for x in range(t.shape[0]):
+        t[x] = _map_code(np.int64(x), P, variant)
+    return t
+
+
+@njit(cache=True)
+def _store_row(acc, o, P, variant, table):
+    """Map the raw codes of a row to ``variant`` (via ``table`` if not empty) and store."""
+    if variant == CIRCLE:
+        for c in range(acc.shape[0]):
+            o[c] = acc[c]
+    elif variant == UNIFORM:
+        for c in range(acc.shape[0]):
+            x = acc[c]
+            u = _popcount(x ^ ((x >> 1) | ((x & 1) << (P - 1))))
+            o[c] = _popcount(x) if u <= 2 else P + 1
+    elif table.shape[0]:
+        for c in range(acc.shape[0]):
+            o[c] = table[acc[c]]
+    else:
+        for c in range(acc.shape[0]):
+            o[c] = _map_code(acc[c], P, variant)
+
+
+@njit(cache=True)
+def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
+                 kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off):
+    """Raw codes of rows ``r_start:r_stop`` of image ``n`` into the flat ``acc``.
+
+    The buffers are flat over (input row, padded column): index ``i*Wp + m + c`` is
+    column ``c`` of image row ``r_start + kmin + i``. ``X`` holds those rows in
+    float64 with ``m`` zero columns each side (samples outside the image read 0),
+    ``Hs[g]`` the same rows interpolated horizontally at column offset ``gcp[g]``,
+    ``(1-dc)*x[c+fc] + dc*x[c+fc+1]`` -- skimage's ``top``/``bottom``, which depend on
+    the input row and the column only, so each is made once and shared by every
+    output row and neighbour that uses it. A neighbour is ``(1-dr)*top + dr*bottom``
+    with ``dr`` from the absolute row; consecutive rows with the same ``dr`` for every
+    neighbour (all but a few rows near powers of two) are done as one flat run, so
+    the inner loops are long and vectorise even on 48-pixel-wide images.
+    """
+    H, W = img.shape[1], img.shape[2]
+    Wp = W + 2 * m
+    G = gfc.shape[0]
+    NO = order.shape[0]
+    xb = r_start + kmin
+    nin = r_stop - r_start + L - 1
+    for i in range(nin):
+        k = xb + i
+        seg = X[i * Wp + m:i * Wp + m + W]
+        if k < 0 or k >= H:
+            seg[:] = 0.0
+        else:
+            row = img[n, k]
+            for c in range(W):
+                seg[c] = row[c]
+    tot = nin * Wp
+    for g in range(G):
+        h = Hs[g, m:tot - m]
+        w0 = W0[g, m:tot - m]
+        w1 = W1[g, m:tot - m]
+        a = X[m + gfc[g]:tot - m + gfc[g]]
+        b = X[m + gfc[g] + 1:tot - m + gfc[g] + 1]
+        for j in range(tot - 2 * m):
+            h[j] = w0[j] * a[j] + w1[j] * b[j]
+    for q in range(NO):
+        p = order[q]
+        # neighbour row r0 = r + fr exactly: offsets are rounded to 5 decimals, so
+        # r + rp never rounds across an integer
+        off[q] = 0 if p < 0 else fr[p] * Wp + (fc[p] if src[p] < 0 else 0)
+        bits[q] = 0 if p < 0 else np.int64(1) << p  # padding slot: a no-op bit
+    ra = r_start
+    while ra < r_stop:
+        for q in range(NO):
+            p = order[q]
+            dd[q] = 0.0
+            if p >= 0 and rfrac[p]:
+                rr = ra + rp[p]
+                dd[q] = rr - np.floor(rr)  # dr, from the absolute row as skimage does
+        rb = ra + 1
+        same = True
+        while rb < r_stop and same:
+            for q in range(NO):
+                p = order[q]
+                if p >= 0 and rfrac[p]:
+                    rr = rb + rp[p]
+                    if rr - np.floor(rr) != dd[q]:
+                        same = False
+            if same:
+                rb += 1
+        j0 = (ra - xb) * Wp + m
+        j1 = (rb - 1 - xb) * Wp + m + W
+        ctr = X[j0:j1]
+        ac = acc[j0:j1]
+        for q in range(0, NO, 4):
+            s0 = X if order[q] < 0 or src[order[q]] < 0 else Hs[src[order[q]]]
+            s1 = X if order[q + 1] < 0 or src[order[q + 1]] < 0 else Hs[src[order[q + 1]]]
+            s2 = X if order[q + 2] < 0 or src[order[q + 2]] < 0 else Hs[src[order[q + 2]]]
+            s3 = X if order[q + 3] < 0 or src[order[q + 3]] < 0 else Hs[src[order[q + 3]]]
+            o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
+            nj = j1 - j0
+            if q < ndirect:
+                _direct_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
+                             bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+            else:
+                _blend_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
+                            s0[o0 + Wp:o0 + Wp + nj], s1[o1 + Wp:o1 + Wp + nj],
+                            s2[o2 + Wp:o2 + Wp + nj], s3[o3 + Wp:o3 + Wp + nj],
+                            dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
+                            bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+        ra = rb
+
+
 @njit(cache=True, parallel=True)
-def lbp_circle(img, out, rp, fr, fc, rfrac, src, gcp, order, ndirect, variant, block):
+def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant, table,
+               block, nchunks):
     """Circular LBP of ``img (N,H,W)`` (uint8 or float64) into ``out (N,H,W)``.
 
     Plan (from ``lbp._plan``), per neighbour p: ``rp`` rounded row offset, ``fr``/``fc``
     floor of the row/column offsets, ``rfrac`` 1 if the row offset is fractional,
-    ``src`` the index of its column-offset group in ``gcp`` (the distinct fractional
-    column offsets) or -1 for an integer column offset. ``order`` lists the neighbours
+    ``src`` the index of its fractional column offset among the distinct ones (group
+    ``g``, floor ``gfc[g]``) or -1 for an integer one. ``order`` lists the neighbours
     with integer row offsets first (``ndirect`` slots), then the others, each part
-    padded to a multiple of 4 with -1 (a no-op slot). ``block`` output rows per task.
-
-    Each task keeps a ring of the input rows it needs, converted to float64 and
-    zero-padded by ``m`` columns (out-of-image samples read 0), plus, per column-offset
-    group, the ring of horizontally interpolated rows ``(1-dc)*x[c+fc] + dc*x[c+fc+1]``
-    (the ``top``/``bottom`` of skimage's formula: they depend on the input row and the
-    column only, so each is computed once per input row and shared by every output row
-    and every neighbour that uses it). A neighbour is then ``(1-dr)*top + dr*bottom``.
+    padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant`` for
+    ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]`` are the column weights
+    ``1-dc``/``dc`` of group g laid out flat like the task buffers (``lbp._weights``).
+    The output rows are cut into tasks of ``block`` rows of one image; ``prange`` runs
+    ``nchunks`` chunks of consecutive tasks, each with its own buffers
+    (see :func:`_circle_task`).
     """
     N, H, W = img.shape
     P = rp.shape[0]
-    G = gcp.shape[0]
+    G = gfc.shape[0]
     kmin = 0
     kmax = 0
     m = 1
@@ -152,101 +267,26 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gcp, order, ndirect, variant, b
         kmax = max(kmax, fr[p] + rfrac[p])
         m = max(m, -fc[p], fc[p] + 1)
     L = kmax - kmin + 1  # input rows r+kmin .. r+kmax feed output row r
-    Wp = W + 2 * m
-    gfc = np.empty(G, np.int64)
-    wc0 = np.empty((G, W), np.float64)
-    wc1 = np.empty((G, W), np.float64)
-    for g in range(G):
-        gfc[g] = np.int64(np.floor(gcp[g]))
-        for c in range(W):
-            x = c + gcp[g]
-            d = x - np.floor(x)  # from the absolute column: its last bits depend on c
-            wc0[g, c] = 1 - d
-            wc1[g, c] = d
+    size = (block + L - 1) * (W + 2 * m)
     NO = order.shape[0]
     nb = (H + block - 1) // block
-    for task in prange(N * nb):
-        n = task // nb
-        r_start = (task - n * nb) * block
-        r_stop = min(H, r_start + block)
-        # ring slots: input rows 0..L-1, then the interpolated rows of group g at L*(1+g)
-        buf = np.zeros((L * (1 + G), Wp), np.float64)
-        acc = np.empty(W, np.int64)
-        ia = np.empty(NO, np.int64)
-        ib = np.empty(NO, np.int64)
-        off = np.empty(NO, np.int64)
+    ntask = N * nb
+    for ch in prange(nchunks):
+        X = np.zeros(size, np.float64)
+        Hs = np.empty((G, size), np.float64)
+        acc = np.empty(size, np.int64)
         dd = np.empty(NO, np.float64)
         bits = np.empty(NO, np.int64)
-        for r in range(r_start, r_stop):
-            k_first = r + kmax if r > r_start else r + kmin
-            for k in range(k_first, r + kmax + 1):
-                s = (k - kmin) % L
-                xr = buf[s]
-                if k < 0 or k >= H:
-                    xr[:] = 0.0
-                else:
-                    row = img[n, k]
-                    xm = xr[m:m + W]
-                    for c in range(W):
-                        xm[c] = row[c]
-                for g in range(G):
-                    hr = buf[L * (1 + g) + s, m:m + W]
-                    a = xr[m + gfc[g]:m + gfc[g] + W]
-                    b = xr[m + gfc[g] + 1:m + gfc[g] + 1 + W]
-                    w0 = wc0[g]
-                    w1 = wc1[g]
-                    for c in range(W):
-                        hr[c] = w0[c] * a[c] + w1[c] * b[c]
-            sc = (r - kmin) % L
-            for q in range(NO):
-                p = order[q]
-                if p < 0:  # padding slot: compares the centre with itself into bit mask 0
-                    ia[q] = sc
-                    ib[q] = sc
-                    off[q] = m
-                    dd[q] = 0.0
-                    bits[q] = 0
-                    continue
-                rr = r + rp[p]
-                f = np.floor(rr)
-                dd[q] = rr - f  # dr, from the absolute row as skimage does
-                s0 = (np.int64(f) - kmin) % L
-                s1 = (np.int64(f) + rfrac[p] - kmin) % L
-                bits[q] = np.int64(1) << p
-                if src[p] < 0:
-                    ia[q] = s0
-                    ib[q] = s1
-                    off[q] = m + fc[p]
-                else:
-                    ia[q] = L * (1 + src[p]) + s0
-                    ib[q] = L * (1 + src[p]) + s1
-                    off[q] = m
-            ctr = buf[sc, m:m + W]
-            for q in range(0, ndirect, 4):
-                _direct_pass(acc, ctr,
-                             buf[ia[q], off[q]:off[q] + W], buf[ia[q + 1], off[q + 1]:off[q + 1] + W],
-                             buf[ia[q + 2], off[q + 2]:off[q + 2] + W], buf[ia[q + 3], off[q + 3]:off[q + 3] + W],
-                             bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
-            for q in range(ndirect, NO, 4):
-                _blend_pass(acc, ctr,
-                            buf[ia[q], off[q]:off[q] + W], buf[ia[q + 1], off[q + 1]:off[q + 1] + W],
-                            buf[ia[q + 2], off[q + 2]:off[q + 2] + W], buf[ia[q + 3], off[q + 3]:off[q + 3] + W],
-                            buf[ib[q], off[q]:off[q] + W], buf[ib[q + 1], off[q + 1]:off[q + 1] + W],
-                            buf[ib[q + 2], off[q + 2]:off[q + 2] + W], buf[ib[q + 3], off[q + 3]:off[q + 3] + W],
-                            dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
-                            bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
-            o = out[n, r]
-            if variant == CIRCLE:
-                for c in range(W):
-                    o[c] = acc[c]
-            elif variant == UNIFORM:
-                for c in range(W):
-                    x = acc[c]
-                    u = _popcount(x ^ ((x >> 1) | ((x & 1) << (P - 1))))
-                    o[c] = _popcount(x) if u <= 2 else P + 1
-            else:
-                for c in range(W):
-                    o[c] = _map_code(acc[c], P, variant)
+        off = np.empty(NO, np.int64)
+        for task in range(ch * ntask // nchunks, (ch + 1) * ntask // nchunks):
+            n = task // nb
+            r_start = (task - n * nb) * block
+            r_stop = min(H, r_start + block)
+            _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
+                         kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off)
+            for r in range(r_start, r_stop):
+                j = (r - r_start - kmin) * (W + 2 * m) + m
+                _store_row(acc[j:j + W], out[n, r], P, variant, table)
 
 
 @njit(cache=True, inline="always")
@@ -256,49 +296,76 @@ def _orig_px(img, n, H, W, r, c):
     return img[n, r, c]
 
 
+@njit(cache=True)
+def _orig_code_at(img, n, H, W, r, c):
+    """The 3x3 code of one pixel with bounds checks (outside reads 0)."""
+    v = img[n, r, c]
+    code = 0
+    if _orig_px(img, n, H, W, r, c + 1) >= v:
+        code |= 1
+    if _orig_px(img, n, H, W, r - 1, c + 1) >= v:
+        code |= 2
+    if _orig_px(img, n, H, W, r - 1, c) >= v:
+        code |= 4
+    if _orig_px(img, n, H, W, r - 1, c - 1) >= v:
+        code |= 8
+    if _orig_px(img, n, H, W, r, c - 1) >= v:
+        code |= 16
+    if _orig_px(img, n, H, W, r + 1, c - 1) >= v:
+        code |= 32
+    if _orig_px(img, n, H, W, r + 1, c) >= v:
+        code |= 64
+    if _orig_px(img, n, H, W, r + 1, c + 1) >= v:
+        code |= 128
+    return code
+
+
 @njit(cache=True, parallel=True)
-def lbp_original(img, out):
-    """3x3 LBP (8 integer neighbours, ``>=`` centre, bit 0 east, counter-clockwise)."""
+def lbp_original(img, out, block):
+    """3x3 LBP of ``img (N,H,W)`` into C-contiguous uint8 ``out``.
+
+    Bit k is set when neighbour k >= the centre: k = 0 east, 1 north-east, 2 north,
+    3 north-west, 4 west, 5 south-west, 6 south, 7 south-east; outside pixels read 0.
+    Tasks of ``block`` rows; each does its interior rows as one flat run over the
+    image (the neighbours are fixed flat offsets), then redoes the border pixels,
+    which the flat run got wrong, with bounds checks.
+    """
     N, H, W = img.shape
-    for i in prange(N * H):
-        n = i // H
-        r = i - n * H
-        if r == 0 or r == H - 1 or W < 3:
-            cs = range(W)
-        else:
-            cs = range(0, W, max(W - 1, 1))  # the two border columns
-        for c in cs:
-            v = img[n, r, c]
-            code = 0
-            if _orig_px(img, n, H, W, r, c + 1) >= v:
-                code |= 1
-            if _orig_px(img, n, H, W, r - 1, c + 1) >= v:
-                code |= 2
-            if _orig_px(img, n, H, W, r - 1, c) >= v:
-                code |= 4
-            if _orig_px(img, n, H, W, r - 1, c - 1) >= v:
-                code |= 8
-            if _orig_px(img, n, H, W, r, c - 1) >= v:
-                code |= 16
-            if _orig_px(img, n, H, W, r + 1, c - 1) >= v:
-                code |= 32
-            if _orig_px(img, n, H, W, r + 1, c) >= v:
-                code |= 64
-            if _orig_px(img, n, H, W, r + 1, c + 1) >= v:
-                code |= 128
-            out[n, r, c] = code
-        if r == 0 or r == H - 1 or W < 3:
-            continue
-        up = img[n, r - 1]
-        mid = img[n, r]
-        dn = img[n, r + 1]
-        o = out[n, r]
-        for c in range(1, W - 1):
-            v = mid[c]
-            o[c] = (np.uint8(mid[c + 1] >= v) | (np.uint8(up[c + 1] >= v) << 1)
-                    | (np.uint8(up[c] >= v) << 2) | (np.uint8(up[c - 1] >= v) << 3)
-                    | (np.uint8(mid[c - 1] >= v) << 4) | (np.uint8(dn[c - 1] >= v) << 5)
-                    | (np.uint8(dn[c] >= v) << 6) | (np.uint8(dn[c + 1] >= v) << 7))
+    nb = (H + block - 1) // block
+    for task in prange(N * nb):
+        n = task // nb
+        r_start = (task - n * nb) * block
+        r_stop = min(H, r_start + block)
+        a = max(r_start, 1)
+        b = min(r_stop, H - 1)
+        if W >= 3 and a < b:
+            f = img[n].reshape(H * W)
+            j0 = a * W + 1
+            j1 = (b - 1) * W + W - 1
+            nj = j1 - j0
+            o = out[n].reshape(H * W)[j0:j1]
+            ctr = f[j0:j1]
+            e = f[j0 + 1:j0 + 1 + nj]
+            ne = f[j0 - W + 1:j0 - W + 1 + nj]
+            no = f[j0 - W:j0 - W + nj]
+            nw = f[j0 - W - 1:j0 - W - 1 + nj]
+            w = f[j0 - 1:j0 - 1 + nj]
+            sw = f[j0 + W - 1:j0 + W - 1 + nj]
+            so = f[j0 + W:j0 + W + nj]
+            se = f[j0 + W + 1:j0 + W + 1 + nj]
+            for j in range(nj):
+                v = ctr[j]
+                o[j] = (np.uint8(e[j] >= v) | (np.uint8(ne[j] >= v) << 1)
+                        | (np.uint8(no[j] >= v) << 2) | (np.uint8(nw[j] >= v) << 3)
+                        | (np.uint8(w[j] >= v) << 4) | (np.uint8(sw[j] >= v) << 5)
+                        | (np.uint8(so[j] >= v) << 6) | (np.uint8(se[j] >= v) << 7))
+        for r in range(r_start, r_stop):
+            if r == 0 or r == H - 1 or W < 3:
+                for c in range(W):
+                    out[n, r, c] = _orig_code_at(img, n, H, W, r, c)
+            else:
+                out[n, r, 0] = _orig_code_at(img, n, H, W, r, 0)
+                out[n, r, W - 1] = _orig_code_at(img, n, H, W, r, W - 1)
 
 
 @njit(cache=True, parallel=True)

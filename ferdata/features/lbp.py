@@ -13,6 +13,7 @@ import functools
 import math
 import numbers
 
+import numba
 import numpy as np
 
 from . import _lbp_kernels as _k
@@ -78,16 +79,39 @@ def dataset_name(variant: str = "circle", P: int = 8, R: float = 1.0) -> str:
     return f"lbp/{variant}_P{P}_R{np.format_float_positional(R, trim='-')}"
 
 
+@functools.lru_cache(maxsize=256, typed=True)
+def _settings_cached(variant, P, R):
+    _check_variant(variant)
+    P = _check_P(P, variant)
+    R = _check_R(R, variant)
+    return P, R, code_dtype(variant, P), n_bins(variant, P) - 1
+
+
+def _settings(variant, P, R):
+    """Validated ``(P, R, code dtype, largest code)``, cached for repeated calls."""
+    try:
+        return _settings_cached(variant, P, R)
+    except TypeError:  # unhashable argument: validate uncached (raises ValueError)
+        _check_variant(variant)
+        _check_P(P, variant)
+        _check_R(R, variant)
+        raise
+
+
 @functools.lru_cache(maxsize=64)
 def _plan(P: int, R: float):
-    """Sampling plan of (P, R): skimage's rounded offsets and their integer/fraction split."""
+    """Sampling plan of (P, R): skimage's rounded offsets and their integer/fraction split.
+
+    Returns read-only arrays ``rp, fr, fc, rfrac, src, gcp, order`` and ``ndirect``
+    (see :func:`ferdata.features._lbp_kernels.lbp_circle`).
+    """
     angle = 2 * np.pi * np.arange(P, dtype=np.float64) / P
     rp = np.round(-R * np.sin(angle), 5)  # row offset: bit 0 east, counter-clockwise
     cp = np.round(R * np.cos(angle), 5)
     fr = np.floor(rp).astype(np.int64)
     fc = np.floor(cp).astype(np.int64)
     rfrac = (np.ceil(rp) != fr).astype(np.int64)
-    groups: list[float] = []
+    groups: list[float] = []  # distinct fractional column offsets
     src = np.full(P, -1, np.int64)
     for p in range(P):
         if np.ceil(cp[p]) != fc[p]:
@@ -102,6 +126,45 @@ def _plan(P: int, R: float):
     for a in arrays:
         a.flags.writeable = False
     return arrays + (len(pad(direct)),)
+
+
+@functools.lru_cache(maxsize=16)
+def _table(variant: str, P: int):
+    """Lookup table raw code -> ``ror``/``nri_uniform`` code for P <= 16 (else empty:
+    the kernel maps with bit operations; ``circle`` and ``uniform`` never need one)."""
+    if variant in ("ror", "nri_uniform") and P <= 16:
+        t = _k.code_table(P, _VARIANT_CODE[variant])
+    else:
+        t = np.zeros(0, np.int64)
+    t.flags.writeable = False
+    return t
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int = 8192):
+    """Task layout and column weights for one image size.
+
+    Returns ``block`` (output rows per task: a task's buffers hold about ``plane``
+    float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at
+    least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks), and the
+    column weights ``W0, W1 (G, (block+L-1)*Wp)``: ``1-dc`` and ``dc`` with
+    ``dc = (c+cp) - floor(c+cp)`` from the absolute column as skimage computes it
+    (the last bits depend on c), repeated for every buffer row, 0 in the padding.
+    """
+    rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
+    L = int((fr + rfrac).max(initial=0) - fr.min(initial=0)) + 1
+    m = int(max(1, (-fc).max(), (fc + 1).max()))
+    Wp = W + 2 * m
+    block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
+    chunks = min(N * -(-H // block), threads)
+    x = np.arange(W, dtype=np.float64)[None, :] + gcp[:, None]
+    dc = x - np.floor(x)
+    w = np.zeros((2, len(gcp), block + L - 1, Wp))
+    w[0, :, :, m:m + W] = (1 - dc)[:, None, :]
+    w[1, :, :, m:m + W] = dc[:, None, :]
+    w = w.reshape(2, len(gcp), (block + L - 1) * Wp)
+    w.flags.writeable = False
+    return block, chunks, np.floor(gcp).astype(np.int64), w[0], w[1]
 
 
 def _as_image(image):
@@ -119,28 +182,16 @@ def _as_image(image):
     return image
 
 
-def _check_out(out, shape, variant, P):
+def _check_out(out, shape, dtype, top):
     if not isinstance(out, np.ndarray):
         raise ValueError(f"out must be a numpy array; got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"out must have the shape of image {shape}; got {out.shape}")
-    top = n_bins(variant, P) - 1
     if out.dtype.kind not in "iu" or np.iinfo(out.dtype).max < top:
         raise ValueError(f"out must have an integer dtype holding codes up to {top} "
-                         f"(e.g. {code_dtype(variant, P)}); got {out.dtype}")
+                         f"(e.g. {dtype}); got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError("out must be writeable")
-
-
-def _block_rows(N, H):
-    """Output rows per parallel task: small enough to give every thread work."""
-    import numba
-
-    threads = numba.get_num_threads()
-    block = 64
-    while block > 8 and N * -(-H // block) < 4 * threads:
-        block //= 2
-    return block
 
 
 def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) -> np.ndarray:
@@ -222,24 +273,32 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
     >>> lbp(np.zeros((4, 32, 32), np.uint8), "circle", P=16, R=2).shape
     (4, 32, 32)
     """
-    _check_variant(variant)
-    P = _check_P(P, variant)
-    R = _check_R(R, variant)
+    P, R, dt, top = _settings(variant, P, R)
     img = _as_image(image)
     if out is None:
-        out = np.empty(img.shape, code_dtype(variant, P))
+        out = np.empty(img.shape, dt)
     else:
-        _check_out(out, img.shape, variant, P)
+        _check_out(out, img.shape, dt, top)
     img3 = img if img.ndim == 3 else img[None]
-    out3 = out if out.ndim == 3 else out[None]
     if img3.size == 0:
         return out
+    # the kernels write C-contiguous arrays of the default dtype; another ``out``
+    # (a strided view, a wider dtype) is filled by a copy
+    direct = out.flags.c_contiguous and out.dtype == dt
+    res = out if direct else np.empty(img.shape, dt)
+    res3 = res if res.ndim == 3 else res[None]
+    N, H, W = img3.shape
+    threads = numba.get_num_threads()
     if variant == "original":
-        _k.lbp_original(img3, out3)
+        block = max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads))))
+        _k.lbp_original(img3, res3, block)
     else:
         rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
-        _k.lbp_circle(img3, out3, rp, fr, fc, rfrac, src, gcp, order, ndirect,
-                      _VARIANT_CODE[variant], _block_rows(img3.shape[0], img3.shape[1]))
+        block, chunks, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
+        _k.lbp_circle(img3, res3, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                      _VARIANT_CODE[variant], _table(variant, P), block, chunks)
+    if not direct:
+        out[...] = res
     return out
 
 

@@ -251,3 +251,41 @@ def lbp_image_folder(src, out, variant: str = "circle", P: int = 8, R: float = 1
                 if progress is not None:
                     progress(1)
     return {"written": len(todo), "skipped": len(files) - len(todo)}
+
+
+def lbp_figure(images, path, P: int = 8, R: float = 1.0,
+               variants=("original", "circle", "uniform"), titles=None):
+    """Save a PNG: each image (a row) beside its codes for ``variants`` (columns).
+
+    ``images`` is one gray/RGB uint8 image or a list of them; the codes are computed
+    on the gray image (:func:`to_gray`). ``original`` and ``circle`` codes are shown
+    in gray levels (0..2**P-1), ``uniform`` and the others in a colour map over
+    their codes. Uses matplotlib's Agg canvas (no display needed), like
+    seed 001's Figure 7 (image, circle, original, uniform LBP).
+    """
+    from matplotlib.figure import Figure
+
+    from .lbp import n_bins
+
+    if isinstance(images, np.ndarray):
+        images = [images]
+    rows = len(images)
+    fig = Figure(figsize=(2.0 * (len(variants) + 1), 2.1 * rows), layout="constrained")
+    axes = fig.subplots(rows, len(variants) + 1, squeeze=False)
+    for i, img in enumerate(images):
+        img = np.asarray(img)
+        gray = img if img.ndim == 2 else to_gray(img[None])[0]
+        axes[i, 0].imshow(img if img.ndim == 3 else gray, cmap=None if img.ndim == 3 else "gray")
+        axes[i, 0].set_title(titles[i] if titles else "image", fontsize=9)
+        for j, v in enumerate(variants, 1):
+            pp, rr = (8, 1.0) if v == "original" else (P, R)
+            codes = lbp(gray, v, pp, rr)
+            gray_levels = v in ("original", "circle")
+            axes[i, j].imshow(codes, cmap="gray" if gray_levels else "viridis",
+                              vmin=0, vmax=n_bins(v, pp) - 1, interpolation="nearest")
+            axes[i, j].set_title(v if v == "original" else f"{v} P={pp} R={rr:g}", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return Path(path)

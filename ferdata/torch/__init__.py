@@ -1,1 +1,13 @@
-"""PyTorch datasets over ferdata shards and face stores (imports torch)."""
+"""PyTorch datasets over ferdata shards and face stores, and GPU-side batch transforms.
+
+The only ferdata package (with :mod:`ferdata.train`) that imports torch::
+
+    from ferdata.torch import ShardDataset, ShardIterableDataset, FaceStoreDataset
+    from ferdata.torch import transforms as T
+
+See ``docs/torch.md``.
+"""
+from . import transforms
+from .datasets import FaceStoreDataset, ShardDataset, ShardIterableDataset
+
+__all__ = ["ShardDataset", "ShardIterableDataset", "FaceStoreDataset", "transforms"]

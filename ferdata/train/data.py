@@ -16,7 +16,6 @@ No subject is ever on both sides (checked).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -139,10 +138,17 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         fields.append("mask")
     tfields = fields + ([lbp_train] if lbp_train else [])
 
-    common = dict(fields=tuple(tfields))
+    # decode + resize + gray in the workers; BatchPrep only normalises on the device
+    common = dict(fields=tuple(tfields), resize=tuple(inputs.input_size), gray=inputs.in_channels == 1)
+    split_kw = {}
+    if cfg.protocol == "official" and eval_on == "faces":
+        split_kw = dict(split="train", faces=faces)
     if cfg.class_balance == "sample":
-        train_ds = ShardDataset(data, subjects=train_subjects, **common)
-        labels = train_ds.labels() if hasattr(train_ds, "labels") else None
+        train_ds = ShardDataset(data, subjects=train_subjects, **split_kw, **common)
+        src = train_ds._source
+        labels = src.column("label").astype(np.int64)
+        if train_ds._sel is not None:
+            labels = labels[train_ds._sel]
         counts = np.bincount(labels, minlength=256)
         w = 1.0 / np.maximum(counts[labels], 1)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -154,9 +160,9 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
     else:
         sampler = None
         train_ds = ShardIterableDataset(data, shuffle=True, seed=cfg.seed, subjects=train_subjects,
-                                        split="train" if cfg.protocol == "official" and eval_on == "faces" else None,
-                                        rank=rank, world_size=world_size, **common)
-        loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                        batch_size=cfg.batch_size, rank=rank, world_size=world_size,
+                                        **split_kw, **common)
+        loader = torch.utils.data.DataLoader(train_ds, batch_size=None, num_workers=cfg.num_workers,
                                              pin_memory=torch.cuda.is_available(),
                                              persistent_workers=cfg.num_workers > 0)
     efields = fields + ([lbp_eval] if lbp_eval else [])
@@ -164,29 +170,25 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         split = None
         if cfg.protocol == "official":
             split = "test" if (splits == "test").any() else "val"
-        eval_ds = FaceStoreDataset(faces, fields=tuple(efields), subjects=eval_subjects, split=split)
+        eval_ds = FaceStoreDataset(faces, fields=tuple(efields), subjects=eval_subjects, split=split,
+                                   resize=tuple(inputs.input_size), gray=inputs.in_channels == 1)
         desc_eval = {"faces": str(faces), "subjects": eval_subjects, "split": split, "n": len(eval_ds)}
     else:
         if val_data is None:
             raise FerdataError("eval_on=renders needs val_data (a shard folder of held-out renders)")
-        eval_ds = ShardDataset(val_data, fields=tuple(efields))
+        eval_ds = ShardDataset(val_data, fields=tuple(efields), resize=tuple(inputs.input_size),
+                               gray=inputs.in_channels == 1)
         desc_eval = {"shards": str(val_data), "n": len(eval_ds)}
     eval_loader = torch.utils.data.DataLoader(eval_ds, batch_size=cfg.eval_batch_size, shuffle=False,
                                               num_workers=0)
     # class counts of the training renders (for class-weighted loss)
+    import h5py
+
     lab_counts = np.zeros(len(classes))
-    with_counts = json.loads(json.dumps(manifest.get("classes")))
-    for c in with_counts:
-        lab_counts[classes.index(c)] = 1
-    try:
-        import h5py
-        lab_counts[:] = 0
-        for name in manifest["shards"]:
-            with h5py.File(data / name, "r") as f:
-                bc = np.bincount(f["label"][:], minlength=256)
-            for i, c in enumerate(classes):
-                lab_counts[i] += bc[CLASS_INDEX[c]]
-    except OSError:
-        pass
+    for name in manifest["shards"]:
+        with h5py.File(data / name, "r") as f:
+            bc = np.bincount(f["label"][:], minlength=256)
+        for i, c in enumerate(classes):
+            lab_counts[i] += bc[CLASS_INDEX[c]]
     return TrainData(train_ds, eval_ds, loader, eval_loader, classes, lab_counts.tolist(),
                      lbp_train, desc_train, desc_eval, sampler)

@@ -317,9 +317,9 @@ def fit(cfg: TrainConfig, out, resume: bool = False,
                 parts["loss"].backward()
                 opt.step()
             bs = y.shape[0]
-            tot += float(parts["loss"]) * bs
+            tot += float(parts["loss"].detach()) * bs
             for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) * bs
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach()) * bs
             correct += int((outd["logits"].argmax(1) == y).sum())
             n += bs
             steps += 1

@@ -1,0 +1,399 @@
+"""HDF5 access for the torch datasets: shard folders, face stores, per-process handles.
+
+Nothing here imports torch. Two sources present the same interface to the datasets:
+
+* :class:`ShardSource` — the shards of one render, concatenated in ``first_sample``
+  order (position ``p`` of the concatenation is row ``p - start[k]`` of shard ``k``);
+* :class:`FaceStoreSource` — one ``faces.h5``.
+
+``read(fields, positions)`` returns the *stored* values of ``positions`` (any order,
+repeats allowed) as numpy arrays in that order; JPEG images come back as a list of
+undecoded byte views. Reads are grouped by file, sorted, and runs of nearby rows are
+read with one h5py slice each (h5py fancy indexing costs ~35 µs per row; a slice
+costs ~3 µs plus the copy).
+
+h5py handles are opened lazily and cached per process *and* per thread
+(:class:`_Handles`): after a fork (DataLoader workers) the child sees a different
+``os.getpid()`` and reopens its own; pickling (spawn) drops them. Handles are never
+shared between threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import FerdataError, ShardError
+from ..shards.manifest import file_sha256, load_manifest
+from ..shards.schema import SCHEMA_VERSION
+
+# rows closer than this are read with one slice and the rows between dropped
+_GAP = 4
+# fields small enough to cache whole per open shard (bytes per row <= 16)
+_SMALL = ("label", "subject", "face_index", "background", "bg_box")
+# HDF5 chunk cache per dataset: the gzip'd mask chunks (64 rows) are then decompressed once
+_RDCC_NBYTES = 8 << 20
+
+
+def _attr(a, name, default=None):
+    v = a.get(name, default)
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        v = v.item()
+    return v
+
+
+def _json_attr(a, name, default=None):
+    v = _attr(a, name, None)
+    if v is None:
+        return default
+    return json.loads(v) if isinstance(v, str) else list(v)
+
+
+class _Handles:
+    """An LRU of open h5py files, private to one process and one thread."""
+
+    def __init__(self, opener, max_open: int = 32):
+        self._opener = opener
+        self.max_open = max_open
+        self._local = threading.local()
+
+    def _cache(self) -> OrderedDict:
+        loc = self._local
+        if getattr(loc, "pid", None) != os.getpid():
+            # fresh thread, or a forked child: never touch the parent's handles
+            loc.pid = os.getpid()
+            loc.files = OrderedDict()
+        return loc.files
+
+    def get(self, key):
+        """``(h5py.File, per-file cache dict)`` for ``key`` (opened on first use)."""
+        files = self._cache()
+        hit = files.get(key)
+        if hit is not None:
+            files.move_to_end(key)
+            return hit
+        while len(files) >= self.max_open:
+            _, (old, _) = files.popitem(last=False)
+            old.close()
+        hit = (self._opener(key), {})
+        files[key] = hit
+        return hit
+
+    def close(self):
+        files = getattr(self._local, "files", None)
+        if files and getattr(self._local, "pid", None) == os.getpid():
+            for f, _ in files.values():
+                f.close()
+            files.clear()
+
+    def __getstate__(self):
+        return {"_opener": self._opener, "max_open": self.max_open}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+def _open_h5(path, locking=None):
+    kw = {"rdcc_nbytes": _RDCC_NBYTES}
+    if locking is not None:
+        kw["locking"] = locking
+    try:
+        return h5py.File(path, "r", **kw)
+    except FileNotFoundError:
+        raise ShardError(f"{path}: file does not exist") from None
+    except OSError as exc:
+        raise ShardError(f"{path}: cannot open as HDF5 ({exc}); on a network file system "
+                         "set HDF5_USE_FILE_LOCKING=FALSE") from exc
+
+
+def _runs(local: np.ndarray, gap: int = _GAP):
+    """Sorted row indices -> (start, stop) slices covering them, merging gaps <= ``gap``."""
+    if local.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    brk = np.flatnonzero(np.diff(local) > gap) + 1
+    starts = np.concatenate(([local[0]], local[brk]))
+    stops = np.concatenate((local[brk - 1], [local[-1]])) + 1
+    return starts, stops
+
+
+def _read_rows(ds, local: np.ndarray) -> np.ndarray:
+    """Rows ``local`` (sorted, unique) of an h5py dataset, one slice per run."""
+    starts, stops = _runs(local)
+    if len(starts) == 1:
+        block = ds[int(starts[0]):int(stops[0])]
+        return block if block.shape[0] == local.size else block[local - starts[0]]
+    out = np.empty((local.size,) + ds.shape[1:], ds.dtype)
+    i = 0
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        j = i + int(np.searchsorted(local[i:], b))
+        block = ds[a:b]
+        out[i:j] = block if b - a == j - i else block[local[i:j] - a]
+        i = j
+    return out
+
+
+def _read_jpeg(ds, offsets: np.ndarray, local: np.ndarray) -> list:
+    """Compressed images ``local`` (sorted, unique) as uint8 views into the read spans."""
+    starts, stops = _runs(local)
+    out = []
+    i = 0
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        j = i + int(np.searchsorted(local[i:], b))
+        o0 = int(offsets[a])
+        blob = ds[o0:int(offsets[b])]
+        for r in local[i:j].tolist():
+            out.append(blob[offsets[r] - o0:offsets[r + 1] - o0])
+        i = j
+    return out
+
+
+def _gather(parts: list, order: np.ndarray, n: int):
+    """Concatenate per-file results (in sorted-unique order) and put them in request order."""
+    if isinstance(parts[0], list):
+        flat = [x for p in parts for x in p]
+        return [flat[i] for i in order.tolist()]
+    arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if n == arr.shape[0] and np.array_equal(order, np.arange(n)):
+        return arr
+    return arr[order]
+
+
+class ShardSource:
+    """The complete shards of one render folder (validated against the manifest).
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder written by ``ferdata render`` (``shard-*.h5`` + ``manifest.json``).
+    verify : bool
+        Also recompute every shard's sha256 (reads every byte once).
+    allow_partial : bool
+        Accept a render whose manifest lists fewer shards than it should have
+        (an interrupted render); by default that is an error.
+    locking : bool, optional
+        Passed to ``h5py.File(locking=...)``; None leaves it to ``HDF5_USE_FILE_LOCKING``.
+    """
+
+    kind = "shards"
+
+    def __init__(self, path, verify: bool = False, allow_partial: bool = False, locking=None,
+                 max_open: int = 32):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ShardError(f"{self.path}: not a folder (expected a ferdata shard folder)")
+        m = load_manifest(self.path)
+        self.manifest = {k: v for k, v in m.items() if k != "shards"}
+        entries = sorted(m["shards"].items(), key=lambda kv: kv[1].get("first_sample", 0))
+        if not entries:
+            raise ShardError(f"{self.path / 'manifest.json'}: lists no complete shard")
+        expected = m.get("num_shards")
+        if expected is not None and len(entries) < expected and not allow_partial:
+            raise ShardError(f"{self.path}: incomplete render, {len(entries)} of {expected} shards in "
+                             "manifest.json; finish it with `ferdata render` (it resumes) or pass "
+                             "allow_partial=True")
+        self.files, self.first, counts = [], [], []
+        for name, e in entries:
+            p = self.path / name
+            if not p.exists():
+                raise ShardError(f"{p}: listed in manifest.json but missing")
+            size = p.stat().st_size
+            if size != e.get("bytes"):
+                raise ShardError(f"{p}: file size {size} does not match manifest.json ({e.get('bytes')} bytes); "
+                                 "the shard is truncated or was changed — re-render it or run `ferdata verify`")
+            if verify and file_sha256(p) != e.get("sha256"):
+                raise ShardError(f"{p}: sha256 does not match manifest.json (corrupt shard)")
+            self.files.append(str(p))
+            self.first.append(int(e.get("first_sample", 0)))
+            counts.append(int(e["n"]))
+        self.counts = np.asarray(counts, np.int64)
+        self.start = np.concatenate(([0], np.cumsum(self.counts)))
+        self.n = int(self.start[-1])
+        self.first = np.asarray(self.first, np.int64)
+        self.size = int(m.get("size", 0))
+        self.encoding = m.get("encoding", "raw")
+        self.channels = int(m.get("channels", 3))
+        self.classes = list(m.get("classes", []))
+        self.subjects = list(m.get("subjects", []))
+        self.param_names = list(m.get("param_names", []))
+        self.locking = locking
+        self._handles = _Handles(self._open, max_open)
+        # the first shard tells the truth about the datasets present (size, channels, lbp/*)
+        f0, _ = self._handles.get(0)
+        self.size = int(_attr(f0.attrs, "size", self.size))
+        self.channels = int(_attr(f0.attrs, "channels", self.channels))
+        self.encoding = str(_attr(f0.attrs, "encoding", self.encoding))
+        self.datasets = set(_h5_names(f0))
+        if not self.classes:
+            self.classes = _json_attr(f0.attrs, "classes", [])
+        if not self.subjects:
+            self.subjects = _json_attr(f0.attrs, "subjects", [])
+
+    # -- files -------------------------------------------------------------------------
+    def _open(self, k: int):
+        path = self.files[k]
+        f = _open_h5(path, self.locking)
+        v = _attr(f.attrs, "schema_version")
+        if v != SCHEMA_VERSION:
+            f.close()
+            raise ShardError(f"{path}: unknown shard schema_version {v!r} (this ferdata reads {SCHEMA_VERSION}); "
+                             "upgrade ferdata or re-render")
+        enc = str(_attr(f.attrs, "encoding", "raw"))
+        if enc not in ("raw", "jpeg"):
+            f.close()
+            raise ShardError(f"{path}: unknown image encoding {enc!r}")
+        return f
+
+    def check_fields(self, names, k: int | None = None):
+        """Raise :class:`ShardError` naming the file if a stored dataset is missing."""
+        ks = range(len(self.files)) if k is None else [k]
+        for kk in ks:
+            f, _ = self._handles.get(kk)
+            for name in names:
+                if name not in f:
+                    have = ", ".join(sorted(_h5_names(f)))
+                    raise ShardError(f"{self.files[kk]}: no dataset {name!r} in this shard (has: {have})"
+                                     + ("; add it with `ferdata lbp`" if name.startswith("lbp/") else ""))
+
+    def close(self):
+        self._handles.close()
+
+    # -- metadata arrays -----------------------------------------------------------------
+    def column(self, name: str) -> np.ndarray:
+        """A small per-sample dataset (label, subject, face_index) over all shards."""
+        out = []
+        for k in range(len(self.files)):
+            f, _ = self._handles.get(k)
+            if name not in f:
+                raise ShardError(f"{self.files[k]}: no dataset {name!r} in this shard")
+            out.append(f[name][:])
+        return np.concatenate(out)
+
+    def render_index(self, positions: np.ndarray) -> np.ndarray:
+        """The render's global sample index of concatenated ``positions``."""
+        k = np.searchsorted(self.start, positions, side="right") - 1
+        return self.first[k] + (positions - self.start[k])
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, fields, positions: np.ndarray) -> dict:
+        """Stored values of ``fields`` at ``positions`` (request order). See module doc."""
+        positions = np.asarray(positions, np.int64)
+        uniq, inverse = np.unique(positions, return_inverse=True)
+        ks = np.searchsorted(self.start, uniq, side="right") - 1
+        cuts = np.flatnonzero(np.diff(ks)) + 1
+        groups = np.split(np.arange(uniq.size), cuts)
+        parts = {name: [] for name in fields}
+        for g in groups:
+            if g.size == 0:
+                continue
+            k = int(ks[g[0]])
+            local = uniq[g] - self.start[k]
+            f, cache = self._handles.get(k)
+            for name in fields:
+                parts[name].append(self._read_field(k, f, cache, name, local))
+        return {name: _gather(p, inverse, positions.size) for name, p in parts.items()}
+
+    def _read_field(self, k, f, cache, name, local):
+        if name == "index":
+            return self.first[k] + local
+        if name == "image" and self.encoding == "jpeg":
+            off = cache.get("image_offsets")
+            if off is None:
+                off = cache["image_offsets"] = self._dataset(k, f, "image_offsets")[:]
+            return _read_jpeg(self._dataset(k, f, "image"), off, local)
+        if name in _SMALL:
+            col = cache.get(name)
+            if col is None:
+                col = cache[name] = self._dataset(k, f, name)[:]
+            return col[local]
+        return _read_rows(self._dataset(k, f, name), local)
+
+    def _dataset(self, k, f, name):
+        try:
+            return f[name]
+        except KeyError:
+            self.check_fields([name], k)
+            raise
+
+
+
+class FaceStoreSource:
+    """One face store (``faces.h5``) as a source: real aligned faces."""
+
+    kind = "facestore"
+
+    def __init__(self, path, locking=None):
+        self.path = Path(path)
+        self.locking = locking
+        if not self.path.exists():
+            raise FerdataError(f"{self.path}: face store does not exist")
+        self._handles = _Handles(self._open, 1)
+        f, _ = self._handles.get(0)
+        a = f.attrs
+        if "schema_version" not in a or "image" not in f:
+            raise FerdataError(f"{self.path}: not a ferdata face store (no schema_version/image)")
+        v = _attr(a, "schema_version")
+        if v != 1:
+            raise FerdataError(f"{self.path}: unknown face store schema_version {v!r} (this ferdata reads 1)")
+        self.files = [str(self.path)]
+        self.size = int(_attr(a, "size"))
+        self.encoding = "raw"
+        self.channels = int(f["image"].shape[-1])
+        self.classes = _json_attr(a, "classes", [])
+        self.n = int(f["image"].shape[0])
+        self.labels = f["label"][:].astype(np.int64)
+        self.subject_names = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in f["subject"][:]],
+                                      dtype=object)
+        self.split_names = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in f["split"][:]],
+                                    dtype=object)
+        self.subjects = sorted(set(self.subject_names.tolist()))
+        sidx = {s: i for i, s in enumerate(self.subjects)}
+        self.subject_ids = np.array([sidx[s] for s in self.subject_names], np.int64)
+        self.datasets = set(_h5_names(f))
+        self.param_names = []
+
+    def _open(self, _k):
+        return _open_h5(self.path, self.locking)
+
+    def check_fields(self, names, k=None):
+        f, _ = self._handles.get(0)
+        for name in names:
+            if name not in f:
+                have = ", ".join(sorted(_h5_names(f)))
+                raise FerdataError(f"{self.path}: no dataset {name!r} in this face store (has: {have})")
+
+    def close(self):
+        self._handles.close()
+
+    def read(self, fields, positions) -> dict:
+        positions = np.asarray(positions, np.int64)
+        uniq, inverse = np.unique(positions, return_inverse=True)
+        f, _ = self._handles.get(0)
+        out = {}
+        for name in fields:
+            if name == "index":
+                col = uniq
+            elif name == "label":
+                col = self.labels[uniq]
+            elif name == "subject":
+                col = self.subject_ids[uniq]
+            else:
+                if name not in f:
+                    self.check_fields([name])
+                col = _read_rows(f[name], uniq)
+            out[name] = _gather([col], inverse, positions.size)
+        return out
+
+
+def _h5_names(f) -> list:
+    """Every dataset path in an open file ('image', 'lbp/circle_P8_R1', ...)."""
+    names = []
+    f.visit(lambda n: names.append(n) if isinstance(f[n], h5py.Dataset) else None)
+    return names
