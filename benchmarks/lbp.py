@@ -55,6 +55,16 @@ def first_call_times():
     return out
 
 
+def cpu_ticks():
+    """(busy, total) jiffies of the whole machine from /proc/stat (Linux), else None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(v) - v[3] - v[4], sum(v)  # minus idle and iowait
+
+
 def best_time(fn, min_time, min_reps=3):
     fn()  # warm-up
     best, total, reps = float("inf"), 0.0, 0
@@ -93,6 +103,7 @@ def main():
     print(f"first call, on-disk cache:     import {warm[0]:.2f} s, circle {warm[1]:.2f} s, "
           f"original {warm[2]:.2f} s")
     lbp(face(64), "circle")  # this process: load the kernels before timing
+    ticks0, cpu0 = cpu_ticks(), time.process_time()
 
     head = f"{'image':>10} {'P,R':>6} {'variant':>8} {'skimage':>9}" + "".join(
         f" {f'{t} thr':>9} {'ratio':>7}" for t in threads)
@@ -135,6 +146,13 @@ def main():
         row += f" {mpx / dt:9.0f} {t_sk / dt:6.0f}x"
     print(row)
 
+    ticks1, cpu1 = cpu_ticks(), time.process_time()
+    if ticks0 and ticks1:
+        hz = os.sysconf("SC_CLK_TCK")
+        busy, total = ticks1[0] - ticks0[0], ticks1[1] - ticks0[1]
+        others = max(0.0, busy / hz - (cpu1 - cpu0)) / (total / hz)
+        print(f"\nother processes kept {100 * others:.0f}% of the machine's CPU time busy during "
+              "the timings (2-thread figures need a quiet machine)")
     t2 = max(threads)
     if (args.sizes and t2 == 2):
         p8 = min(results[(s, 8, v, 2)] for s in args.sizes for v in ("circle", "uniform"))

@@ -16,12 +16,14 @@ from ._common import progress
 @click.option("--variant", default="circle", show_default=True,
               type=click.Choice(["circle", "uniform", "original", "ror", "nri_uniform"]),
               help="circle = skimage 'default', uniform = riu2, original = 3x3 (seed 001).")
-@click.option("-P", "P", type=int, default=8, show_default=True, help="Neighbours (1..32; 8 for original).")
-@click.option("-R", "R", type=float, default=1.0, show_default=True, help="Radius in pixels (1 for original).")
+@click.option("-P", "P", type=int, default=8, show_default=True,
+              help="Neighbours (1..32; 8 for original).")
+@click.option("-R", "R", type=float, default=1.0, show_default=True,
+              help="Radius in pixels (1 for original).")
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False),
               help="Output folder for the PNG code images (image-folder input only).")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores",
-              help="Shards: processes; face store: LBP threads; image folder: I/O threads.")
+              help="Shards: processes; face store: LBP threads; image folder: I/O and LBP threads.")
 def lbp_command(path, variant, P, R, out, workers):
     """Compute LBP codes of the gray images in PATH.
 

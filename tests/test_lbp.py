@@ -1,6 +1,5 @@
 """LBP: bit-exact with scikit-image, the 3x3 operator, histograms, errors, files, CLI."""
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def test_matches_skimage_any_P_and_R():
     img = rough_image(rng, (19, 21), np.uint8)
     for P in (1, 2, 3, 5, 7, 12, 31):
         for R in (0.5, 1.25, 2.7, 12.0):
-            for variant in ("circle", "uniform", "nri_uniform"):
+            for variant in ("circle", "uniform", "ror", "nri_uniform"):
                 assert_same_as_skimage(img, variant, P, R)
 
 
@@ -514,3 +513,13 @@ def test_lbp_figure(tmp_path):
                       titles=["face", "flat"])
     img = cv2.imread(str(path))
     assert img is not None and img.shape[1] > img.shape[0] > 100
+
+
+def test_docstring_examples():
+    import doctest
+    import sys
+
+    import ferdata.features  # noqa: F401
+
+    res = doctest.testmod(sys.modules["ferdata.features.lbp"])
+    assert res.attempted >= 5 and res.failed == 0

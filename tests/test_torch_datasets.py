@@ -20,7 +20,7 @@ from ferdata.labels import CLASSES, MIRROR68
 from ferdata.render.run import RenderJob, get_context, render
 from ferdata.shards.manifest import rewrite_shard_entry
 from ferdata.shards.reader import read_images
-from ferdata.shards.schema import unpack_masks
+from ferdata.shards.schema import decode_jpeg, encode_jpeg, unpack_masks
 from ferdata.torch import FaceStoreDataset, ShardDataset, ShardIterableDataset
 from ferdata.torch import transforms as T
 
@@ -119,7 +119,7 @@ def test_every_sample_once_per_epoch(renders, monkeypatch, world, drop_last, bat
 def test_real_dataloader_fork_workers_cover_epoch(renders):
     ds = ShardIterableDataset(renders.raw, fields=("index",), block=4, buffer=12, rank=1, world_size=2)
     ds.set_epoch(1)
-    for workers in (0, 2, 3):
+    for workers in (0, 2):
         dl = DataLoader(ds, batch_size=5, num_workers=workers, multiprocessing_context="fork" if workers else None)
         got = np.concatenate([b["index"].numpy() for b in dl])
         assert sorted(got.tolist()) == sorted(ds.epoch_order().tolist())
@@ -202,7 +202,7 @@ def test_resume_in_process(renders, batch):
     it = iter(DataLoader(ds, batch_size=None if batch else 4))
     first = [int(i) for _ in range(3) for i in next(it)["index"]]
     state = json.loads(json.dumps(ds.state_dict()))  # JSON-able
-    assert state["epoch"] == 3 and state["samples_consumed"] == 12 if not batch else 24
+    assert state["epoch"] == 3 and state["samples_consumed"] == (24 if batch else 12)
     ds2 = ShardIterableDataset(renders.raw, **kw)
     ds2.load_state_dict(state)
     rest = [int(i) for b in DataLoader(ds2, batch_size=None if batch else 4) for i in b["index"]]
@@ -227,7 +227,7 @@ def test_resume_with_dataloader_workers(renders, batch):
     assert state["samples_consumed"] == seen
     ds2 = ShardIterableDataset(renders.raw, **kw)
     ds2.load_state_dict(state)
-    for workers in (0, 3):  # resuming with another number of workers is fine
+    for workers in (0, 1):  # resuming with another number of workers is fine
         ds2.load_state_dict(state)
         rest = [int(i) for b in DataLoader(ds2, batch_size=None if batch else 6, num_workers=workers)
                 for i in b["index"]]
@@ -243,9 +243,7 @@ def test_resume_state_checks(renders):
     with pytest.raises(FerdataError, match="seed"):
         ShardIterableDataset(renders.raw, fields=("index",), seed=2).load_state_dict(state)
     with pytest.raises(FerdataError, match="rank"):
-        ShardIterableDataset(renders.raw, fields=("index",), seed=1, rank=1, world_size=1) if False else \
-            ShardIterableDataset(renders.raw, fields=("index",), seed=1, rank=0, world_size=1).load_state_dict(
-                {**state, "rank": 3})
+        ShardIterableDataset(renders.raw, fields=("index",), seed=1).load_state_dict({**state, "rank": 3})
     with pytest.raises(FerdataError, match="state"):
         ds.load_state_dict({"epoch": 0})
     with pytest.raises(FerdataError, match="batch_size"):
@@ -285,8 +283,9 @@ def test_samples_equal_the_render(renders, which):
         diff = np.abs(img.astype(int) - want["image"].astype(int))
         if which == "raw":
             assert diff.max() == 0
-        else:
-            assert diff.mean() < 2.5
+        else:  # JPEG q95 of a noisy render: close to it, and exactly the writer's encoding decoded
+            assert 10 * np.log10(255 ** 2 / (diff.astype(float) ** 2).mean()) > 28  # PSNR, dB
+            assert np.array_equal(img, decode_jpeg(encode_jpeg(want["image"], job.cfg.jpeg_quality)))
         assert s["label"].dtype == torch.int64 and int(s["label"]) == want["label"]
         assert int(s["subject"]) == want["subject"] and int(s["face_index"]) == want["face_index"]
         assert int(s["background"]) == want["background"] and int(s["index"]) == g
@@ -384,11 +383,19 @@ def test_stored_lbp_field(renders, tmp_path):
     assert set(np.unique(small[20]["lbp/circle_P8_R1"].numpy())) <= set(np.unique(written["shard-000001.h5"][4]))
 
 
-def test_on_the_fly_lbp(renders):
+def test_on_the_fly_lbp(renders, tmp_path):
     try:
+        from ferdata.features import add_lbp_to_shards
         from ferdata.features.lbp import lbp
     except Exception as exc:  # the features package is built by another change
-        pytest.skip(f"ferdata.features.lbp not importable here: {exc}")
+        pytest.skip(f"ferdata.features (lbp) not importable here: {exc}")
+    # codes added by `ferdata lbp` == codes computed on the fly from the same gray image
+    folder = _copy(renders.raw, tmp_path / "lbp")
+    add_lbp_to_shards(folder, "circle", 8, 1.0)
+    both = ShardDataset(folder, fields=("lbp/circle_P8_R1", "lbp:circle_P8_R1"))
+    for i in (0, 33, N - 1):
+        s = both[i]
+        assert torch.equal(s["lbp/circle_P8_R1"], s["lbp:circle_P8_R1"])
     ds = ShardIterableDataset(renders.jpeg, fields=("image", "lbp:circle_P8_R1", "lbp:original"), gray=True,
                               resize=64, block=4, buffer=8, batch_size=16)
     b = next(iter(ds))
@@ -399,10 +406,16 @@ def test_on_the_fly_lbp(renders):
     s = wide[0]
     assert s["lbp:uniform_P16_R2"].dtype == torch.uint8 and int(s["lbp:uniform_P16_R2"].max()) <= 17
     assert s["lbp:circle_P16_R2"].dtype == torch.int32
-    # works in a forked worker after the parent compiled / ran the kernels
-    dl = DataLoader(ShardDataset(renders.raw, fields=("lbp:uniform",)), batch_size=40, num_workers=2,
-                    multiprocessing_context="fork")
-    assert sum(len(x["lbp:uniform"]) for x in dl) == N
+    # DataLoader workers: spawn works after this process ran the (OpenMP) kernels; a forked
+    # worker would be killed by GNU OpenMP, so it raises a clear error instead
+    mk = lambda ctx: DataLoader(ShardDataset(renders.raw, fields=("lbp:uniform",)), batch_size=40,  # noqa: E731
+                                num_workers=1, multiprocessing_context=ctx)
+    assert sum(len(x["lbp:uniform"]) for x in mk("spawn")) == N
+    import numba
+
+    if numba.threading_layer() == "omp":
+        with pytest.raises(FerdataError, match="spawn"):
+            list(mk("fork"))
 
 
 def test_threads_get_their_own_handles(renders):
@@ -545,7 +558,8 @@ def test_gpu_augment_keeps_fields_consistent(renders):
     aug.eval()
     plain = aug(batch)
     assert torch.allclose(plain["image"], (img.float() / 255 - 0.5) / 0.25)
-    jit = T.GpuAugment(flip=0.5, scale=(1.0, 1.3), translate=0.1, size=(32, 32))(batch, torch.Generator().manual_seed(1))
+    jitter = T.GpuAugment(flip=0.5, scale=(1.0, 1.3), translate=0.1, size=(32, 32))
+    jit = jitter(batch, torch.Generator().manual_seed(1))
     assert jit["image"].shape == (6, 3, 32, 32) and jit["mask"].shape == (6, 1, 32, 32)
     assert jit["landmarks"].shape == (6, 68, 2)
 

@@ -58,7 +58,6 @@ def _map_code(code, P, variant):
     """Map a raw P-bit code (int64) to the code of ``variant``."""
     if variant == CIRCLE:
         return code
-    mask = (np.int64(1) << P) - 1
     if variant == ROR:
         best = code
         x = code
@@ -80,7 +79,7 @@ def _map_code(code, P, variant):
         return 0
     if ones == P:
         return P * (P - 1) + 1
-    rotl = ((code << 1) | (code >> (P - 1))) & mask
+    rotl = ((code << 1) | (code >> (P - 1))) & ((np.int64(1) << P) - 1)
     start = _ctz(code & ~rotl)  # first bit of the run of ones (its predecessor is 0)
     return 1 + (ones - 1) * P + (P - start) % P
 
@@ -249,10 +248,10 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, va
     ``src`` the index of its fractional column offset among the distinct ones (group
     ``g``, floor ``gfc[g]``) or -1 for an integer one. ``order`` lists the neighbours
     with integer row offsets first (``ndirect`` slots), then the others, each part
-    padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant`` for
-    ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]`` are the column weights
-    ``1-dc``/``dc`` of group g laid out flat like the task buffers (``lbp._weights``).
-    The output rows are cut into tasks of ``block`` rows of one image; ``prange`` runs
+    padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant``
+    for ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]``: the
+    column weights ``1-dc``/``dc`` of group g, laid out flat like the task buffers
+    (``lbp._layout``). The output rows are cut into tasks of ``block`` rows of one image; ``prange`` runs
     ``nchunks`` chunks of consecutive tasks, each with its own buffers
     (see :func:`_circle_task`).
     """

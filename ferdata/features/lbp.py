@@ -4,8 +4,8 @@ The variants are those of seed 001 (original, circle and uniform LBP as the seco
 input stream of the attention CNN) plus ``ror`` and ``nri_uniform``; ``circle``,
 ``uniform``, ``ror`` and ``nri_uniform`` are bit-exact with
 ``skimage.feature.local_binary_pattern`` (methods ``'default'``, ``'uniform'``,
-``'ror'``, ``'nri_uniform'``) and run 50-100x faster (numba kernels in
-:mod:`ferdata.features._lbp_kernels`). See ``docs/lbp.md``.
+``'ror'``, ``'nri_uniform'``) and run 30-130x faster on two cores (numba kernels
+in :mod:`ferdata.features._lbp_kernels`). See ``docs/lbp.md``.
 """
 from __future__ import annotations
 

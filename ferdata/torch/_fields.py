@@ -6,7 +6,9 @@ masks / LBP codes ``(n,h,w)``, labels int64 and so on.
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 import cv2
 import numpy as np
@@ -23,7 +25,8 @@ FACESTORE_FIELDS = ("image", "label", "landmarks", "mask", "subject", "index", "
 
 _LBP_SPEC = re.compile(r"^(original|circle|uniform|ror|nri_uniform)(?:_P(\d+)_R(\d+(?:\.\d+)?))?$")
 _RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
-_REDUCED = {1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE), 2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+_REDUCED = {1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
+            2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
             4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
             8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8)}
 
@@ -36,6 +39,31 @@ def parse_lbp_spec(spec: str):
                            "original, circle, uniform, ror, nri_uniform (e.g. 'lbp:circle_P8_R1')")
     variant, P, R = m.group(1), m.group(2), m.group(3)
     return variant, int(P) if P else 8, float(R) if R else 1.0
+
+
+_OMP_INHERITED = False  # set in a forked child whose parent had started numba's OpenMP pool
+
+
+def _after_fork_in_child():
+    global _OMP_INHERITED
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    try:
+        from numba.np.ufunc import parallel
+        _OMP_INHERITED = bool(parallel._is_initialized) and numba.threading_layer() == "omp"
+    except Exception:  # pragma: no cover - numba internals moved
+        _OMP_INHERITED = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_FORK_MSG = ("on-the-fly LBP ('lbp:...') in a forked DataLoader worker: the parent process had already run "
+             "numba's OpenMP thread pool, and GNU OpenMP aborts a forked child that uses it. Use "
+             "DataLoader(..., multiprocessing_context='spawn') (or 'forkserver'), or set "
+             "NUMBA_THREADING_LAYER=workqueue (or tbb) before anything runs LBP, or store the codes in the "
+             "shards with `ferdata lbp` and read them as 'lbp/<name>'.")
 
 
 def lbp_function():
@@ -233,6 +261,8 @@ class Pipeline:
         return out
 
     def _lbp_codes(self, img, variant, P, R):
+        if _OMP_INHERITED:
+            raise FerdataError(_FORK_MSG)
         if self._lbp is None:
             self._lbp = lbp_function()
         g = img[..., 0] if img.shape[-1] == 1 else np.stack([cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in img])

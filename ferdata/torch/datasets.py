@@ -39,16 +39,28 @@ _DECODE_BATCH = 128  # per-sample mode decodes this many samples at a time
 # ---------------------------------------------------------------------------------------
 # numpy batch -> tensors
 # ---------------------------------------------------------------------------------------
-def _to_tensors(batch: dict) -> dict:
-    """Batch-first numpy arrays -> tensors: images NHWC -> NCHW view (channels_last
-    memory), (n,H,W) planes -> (n,1,H,W); no copies."""
+def _to_tensors(batch: dict, channels_last: bool = False) -> dict:
+    """Batch-first numpy arrays -> tensors; images NHWC -> NCHW, (n,H,W) planes -> (n,1,H,W).
+
+    ``channels_last``: the image tensor is a zero-copy NCHW view of the NHWC array (batch
+    mode). Otherwise images are transposed once per batch so that each sample is a
+    contiguous CHW tensor: collating contiguous tensors is a plain copy, while stacking
+    strided views is ~10x slower and, with several intra-op threads on a busy machine,
+    pathologically so.
+    """
     out = {}
     for k, v in batch.items():
-        t = torch.from_numpy(np.ascontiguousarray(v))
-        if t.ndim == 4:  # images (n,h,w,C)
-            t = t.permute(0, 3, 1, 2)
-        elif t.ndim == 3 and (k == "mask" or k.startswith("lbp")):
-            t = t.unsqueeze(1)
+        if v.ndim == 4:  # images (n,h,w,C)
+            if channels_last:
+                t = torch.from_numpy(np.ascontiguousarray(v)).permute(0, 3, 1, 2)
+            elif v.shape[-1] == 1:
+                t = torch.from_numpy(np.ascontiguousarray(v).reshape(v.shape[0], 1, *v.shape[1:3]))
+            else:
+                t = torch.from_numpy(np.ascontiguousarray(v.transpose(0, 3, 1, 2)))
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(v))
+            if t.ndim == 3 and (k == "mask" or k.startswith("lbp")):
+                t = t.unsqueeze(1)
         out[k] = t
     return out
 
@@ -515,7 +527,10 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
         in_process = info is None
         if in_process:
             self._progress = [epoch, rem, 0]
+        # per-sample mode reads a shuffle window at a time (one pass over its blocks),
+        # at most ~64 MiB of stored rows
         group = max(self.buffer, self.block * 16)
+        group = max(self.block, min(group, (64 << 20) // self._row_bytes()))
         if self.batch_size is None:
             gid = stream_pos // group
             cuts = np.flatnonzero(np.diff(gid)) + 1
@@ -525,7 +540,7 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
         else:
             B = self.batch_size
             for a in range(0, sel.size, B):
-                batch = _to_tensors(self._read(sel[a:a + B]))
+                batch = _to_tensors(self._read(sel[a:a + B]), channels_last=True)
                 if self.transform is not None:
                     batch = self.transform(batch)
                 if in_process:
@@ -533,6 +548,11 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
                 yield batch
         if self._resume is not None and self._resume[0] == epoch:
             self._resume = None  # the resumed epoch is done; later epochs are whole
+
+    def _row_bytes(self) -> int:
+        src = self._source
+        px = src.size * src.size * src.channels
+        return max(1, px if src.encoding == "raw" else px // 8)
 
     def _samples(self, sel: np.ndarray, in_process: bool):
         raw = self._source.read(self._pipe.stored, self._positions(sel))
@@ -601,7 +621,8 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
         with ``persistent_workers=True`` make a new loader).
         """
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise FerdataError(f"not a ShardIterableDataset state (format {state.get('format') if isinstance(state, dict) else None!r})")
+            fmt = state.get("format") if isinstance(state, dict) else None
+            raise FerdataError(f"not a ShardIterableDataset state (format {fmt!r})")
         mine = {"seed": self.seed, "shuffle": self.shuffle, "block": self.block, "buffer": self.buffer,
                 "batch_size": self.batch_size, "drop_last": self.drop_last, "world_size": self.world_size,
                 "num_samples": self._n_selected()}
@@ -662,7 +683,8 @@ class FaceStoreDataset(_Base, Dataset):
             names = _names(subjects, "subjects")
             unknown = sorted(set(names) - set(source.subjects))
             if unknown:
-                raise FerdataError(f"{self.path}: subject(s) {', '.join(map(repr, unknown[:5]))} not in this face store")
+                raise FerdataError(f"{self.path}: subject(s) {', '.join(map(repr, unknown[:5]))} "
+                                   "not in this face store")
             keep &= np.isin(source.subject_names.astype(str), names)
         if face_indices is not None:
             keep &= _face_keep(source.n, face_indices, self.path)
