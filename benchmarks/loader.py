@@ -12,7 +12,13 @@ full epochs through a real ``torch.utils.data.DataLoader`` (batch 256, shuffled)
 * ``iter-sample``: :class:`ShardIterableDataset` per-sample + default collate;
 * ``map``: :class:`ShardDataset` with a shuffling sampler (reads each sampler batch at once);
 * ``naive-h5`` (a): a map-style Dataset doing one h5py read (+ one cv2 decode) per sample;
-* ``png`` (b): a map-style Dataset over a folder of PNG files (``cv2.imread``).
+* ``png`` (b): a map-style Dataset over a folder of PNG files (``cv2.imread``);
+
+and, for the JPEG shards with 0 workers, ``batch gray`` (decoded straight to luma),
+``batch 64px`` (``resize=64``: DCT-scaled decode) and the bare ``cv2.imdecode`` rate,
+the ceiling for full-size RGB decoding on this CPU; with workers, ``loader floor`` — a
+dataset yielding copies of a ready batch — measures what the DataLoader itself spends
+moving batches through shared memory.
 
 Reported: samples/s (wall), samples per CPU-second of the main process plus its workers
 (= per-core throughput; read from /proc), and the ratio to (b). The first epoch of each
@@ -108,6 +114,26 @@ class PngFolder(Dataset):
         return {"image": torch.from_numpy(img).permute(2, 0, 1), "label": int(self.labels[i])}
 
 
+class ReadyBatches(torch.utils.data.IterableDataset):
+    """No reading at all: copies of one decoded batch (what the DataLoader itself costs
+    to move batches from workers to the main process)."""
+
+    def __init__(self, shards, n):
+        with h5py.File(sorted(Path(shards).glob("shard-*.h5"))[0], "r") as f:
+            self.images = read_images(f, 0, BATCH)
+        self.n = n
+
+    def set_epoch(self, epoch):
+        pass
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        k, w = (info.num_workers, info.id) if info else (1, 0)
+        for j in range(w, self.n // BATCH, k):
+            yield {"image": torch.from_numpy(self.images.copy()).permute(0, 3, 1, 2),
+                   "label": torch.zeros(BATCH, dtype=torch.int64)}
+
+
 def write_pngs(shards, out):
     out.mkdir(parents=True, exist_ok=True)
     labels = []
@@ -123,8 +149,9 @@ def write_pngs(shards, out):
 
 
 def measure(make_loader, set_epoch, epochs, n_expected):
+    """(samples/s wall, samples per CPU-second) over ``epochs`` timed epochs after a warm-up one."""
     loader = make_loader()
-    rates, cpus = [], []
+    total_n = total_t = total_cpu = 0.0
     for e in range(epochs + 1):
         set_epoch(e)
         it = iter(loader)
@@ -137,13 +164,26 @@ def measure(make_loader, set_epoch, epochs, n_expected):
         cpu = cpu_seconds(pids) - c0
         assert n == n_expected, (n, n_expected)
         if e:
-            rates.append(n / dt)
-            cpus.append(n / cpu if cpu > 0 else float("nan"))
+            total_n += n
+            total_t += dt
+            total_cpu += cpu
     del it, loader
-    return float(np.median(rates)), float(np.median(cpus))
+    return total_n / total_t, (total_n / total_cpu if total_cpu > 0 else float("nan"))
 
 
-def bench(name, shards, pngs, labels, workers, epochs, n):
+def decoder_ceiling(shards):
+    """Bare cv2.imdecode of every JPEG of the first shard (samples/s, one core)."""
+    with h5py.File(sorted(Path(shards).glob("shard-*.h5"))[0], "r") as f:
+        off = f["image_offsets"][:]
+        blob = f["image"][:]
+    bufs = [blob[a:b] for a, b in zip(off[:-1], off[1:])]
+    t = time.perf_counter()
+    for b in bufs:
+        cv2.imdecode(b, cv2.IMREAD_COLOR_RGB)
+    return len(bufs) / (time.perf_counter() - t)
+
+
+def bench(name, shards, pngs, labels, workers, epochs, n, extra=None):
     rows = []
     cfgs = {
         "iter-batch": lambda: (ShardIterableDataset(shards, fields=("image", "label"), batch_size=BATCH), None),
@@ -152,8 +192,17 @@ def bench(name, shards, pngs, labels, workers, epochs, n):
         "naive-h5 (a)": lambda: (NaiveH5(shards), BATCH),
         "png (b)": lambda: (PngFolder(pngs, labels), BATCH),
     }
+    for label, mk in (extra or {}).items():
+        cfgs[label] = mk
+    cfgs["loader floor"] = lambda: (ReadyBatches(shards, n), None)
     for label, mk in cfgs.items():
-        for w in workers:
+        if label == "loader floor":
+            ws = [w for w in workers if w > 0]
+        elif label in ("iter-batch", "iter-sample", "map", "naive-h5 (a)", "png (b)"):
+            ws = workers
+        else:
+            ws = [0]
+        for w in ws:
             ds, bs = mk()
             shuffle = bs is not None and not isinstance(ds, ShardIterableDataset)
 
@@ -172,7 +221,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=8192, help="samples per render")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=2, help="timed epochs per configuration (median)")
+    ap.add_argument("--epochs", type=int, default=4, help="timed epochs per configuration")
     ap.add_argument("--shard-size", type=int, default=4096)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -196,13 +245,23 @@ def main():
             labels = write_pngs(out, d / f"png{size}")
             print(f"  wrote {len(labels)} PNGs in {time.perf_counter() - t:.1f} s")
             name = f"{size}px {enc}"
-            summary[name] = bench(name, out, d / f"png{size}", labels, args.workers, args.epochs, r["samples"])
+            extra = None
+            if enc == "jpeg":
+                print(f"  bare cv2.imdecode (RGB, one core): {decoder_ceiling(out):.0f} samples/s")
+                extra = {
+                    "batch gray": lambda out=out: (ShardIterableDataset(out, fields=("image", "label"),
+                                                                        batch_size=BATCH, gray=True), None),
+                    "batch 64px": lambda out=out: (ShardIterableDataset(out, fields=("image", "label"),
+                                                                        batch_size=BATCH, resize=64), None),
+                }
+            summary[name] = bench(name, out, d / f"png{size}", labels, args.workers, args.epochs, r["samples"],
+                                  extra)
         print("\nsummary: samples/s (wall) | samples per CPU-second | x vs png (b), same workers")
         for name, rows in summary.items():
             ref = {w: (rate, cpu) for lab, w, rate, cpu in rows if lab.startswith("png")}
             print(f"{name}")
             for lab, w, rate, cpu in rows:
-                rr, rc = ref[w]
+                rr, rc = ref.get(w, (float("nan"), float("nan")))
                 print(f"  {lab:<13} w={w}: {rate:8.0f}/s {cpu:8.0f}/CPU-s   "
                       f"{rate / rr:5.2f}x wall {cpu / rc:5.2f}x CPU")
         print("targets (DESIGN.md §12): >= 10k samples/s per core at 128 px JPEG, >= 40k/s per core at <= 64 px raw")

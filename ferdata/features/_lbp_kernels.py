@@ -131,7 +131,7 @@ def code_table(P, variant):
     return t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _store_row(acc, o, P, variant, table):
     """Map the raw codes of a row to ``variant`` (via ``table`` if not empty) and store."""
     if variant == CIRCLE:

@@ -4,7 +4,7 @@ The variants are those of seed 001 (original, circle and uniform LBP as the seco
 input stream of the attention CNN) plus ``ror`` and ``nri_uniform``; ``circle``,
 ``uniform``, ``ror`` and ``nri_uniform`` are bit-exact with
 ``skimage.feature.local_binary_pattern`` (methods ``'default'``, ``'uniform'``,
-``'ror'``, ``'nri_uniform'``) and run 30-130x faster on two cores (numba kernels
+``'ror'``, ``'nri_uniform'``) and run 30-115x faster (1-2 threads) (numba kernels
 in :mod:`ferdata.features._lbp_kernels`). See ``docs/lbp.md``.
 """
 from __future__ import annotations
@@ -140,7 +140,7 @@ def _table(variant: str, P: int):
     return t
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)  # ~130 KB per entry at P=8 (more for large P)
 def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int = 8192):
     """Task layout and column weights for one image size.
 
@@ -216,7 +216,7 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
         ``P + 1``. ``'ror'``: the smallest code over the P circular bit rotations
         (skimage ``'ror'``). ``'nri_uniform'``: uniform patterns keep their rotation,
         ``P*(P-1) + 3`` codes (skimage ``'nri_uniform'``). ``'original'``: the 3x3
-        operator of seed 001 eq. (2): the 8 integer neighbours, no interpolation,
+        operator of seed 001 eqs. (1)-(2): the 8 integer neighbours, no interpolation,
         same bit order (east = bit 0, north-east = bit 1, north = bit 2, ..., south-east
         = bit 7), ``>=`` the centre, outside pixels read 0; needs ``P=8, R=1``. It
         differs from ``'circle'`` with P=8, R=1, whose diagonal neighbours are
@@ -259,7 +259,7 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
        IEEE TPAMI 24(7), 971-987, 2002.
     .. [2] Seed 001 (``seeds/001_699816336ce9d2b7.txt``): LBP + attention CNN for
        facial expression recognition; original, circle and uniform LBP (its eqs.
-       2-4) as a second input stream; circle LBP worked best on FER2013.
+       1-4) as a second input stream; circle LBP worked best on FER2013.
 
     Examples
     --------
