@@ -154,17 +154,22 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         gen = torch.Generator().manual_seed(cfg.seed)
         sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(w),
                                                          generator=gen)
+        ctx = "spawn" if (lbp_train and lbp_train.startswith("lbp:") and cfg.num_workers > 0) else None
         loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
                                              num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
-                                             persistent_workers=cfg.num_workers > 0, drop_last=True)
+                                             persistent_workers=cfg.num_workers > 0, drop_last=True,
+                                             multiprocessing_context=ctx)
     else:
         sampler = None
         train_ds = ShardIterableDataset(data, shuffle=True, seed=cfg.seed, subjects=train_subjects,
                                         batch_size=cfg.batch_size, rank=rank, world_size=world_size,
                                         **split_kw, **common)
+        # numba's OpenMP layer aborts in a forked child once the parent ran an LBP kernel:
+        # workers that compute LBP on the fly are spawned
+        ctx = "spawn" if (lbp_train and lbp_train.startswith("lbp:") and cfg.num_workers > 0) else None
         loader = torch.utils.data.DataLoader(train_ds, batch_size=None, num_workers=cfg.num_workers,
                                              pin_memory=torch.cuda.is_available(),
-                                             persistent_workers=cfg.num_workers > 0)
+                                             persistent_workers=cfg.num_workers > 0, multiprocessing_context=ctx)
     efields = fields + ([lbp_eval] if lbp_eval else [])
     if eval_on == "faces":
         split = None
