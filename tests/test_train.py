@@ -130,3 +130,23 @@ def test_every_family_trains_a_step(model, tmp_path):
     if model == "feratt_rep_cls":
         assert "train_rep" in rec and "train_att" in rec
     assert res["eval"]["n"] > 0
+
+
+def test_official_split_with_weighted_sampling(tmp_path):
+    """FER2013 layout: renders of 'train' faces, evaluated on the real 'test' faces."""
+    root = fx.make_fer2013(tmp_path / "fer", fx.sample_faces(), n_rows=21)
+    ingest(read_dataset("fer2013", root), tmp_path / "fer.h5", "fer2013", IngestConfig())
+    from ferdata.sample import make_sample
+    make_sample(tmp_path / "s")
+    render(tmp_path / "fer.h5", tmp_path / "s" / "backgrounds", tmp_path / "shards",
+           RenderConfig(size=48, per_face=4, shard_size=32))
+    cfg = TrainConfig(model="deep_emotion", data=str(tmp_path / "shards"), faces=str(tmp_path / "fer.h5"),
+                      eval_on="faces", protocol="official", class_balance="sample", optimizer="sgd",
+                      weight_decay=1e-4, scheduler="plateau", early_stopping=30, **{**TINY, "lr": 1e-2})
+    res = fit(cfg, tmp_path / "run")
+    from ferdata.facestore import FaceStore
+    with FaceStore(tmp_path / "fer.h5") as fs:
+        n_test = int((fs.splits == "test").sum())
+    assert res["eval"]["n"] == n_test > 0
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["resolved"]["eval"]["split"] == "test"
