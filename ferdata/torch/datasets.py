@@ -193,6 +193,7 @@ class _ShardBase(_Base):
         self._sel = self._select(subjects, face_indices, split, faces)
         self._shard_counts = (np.diff(np.searchsorted(self._sel, source.start)) if self._sel is not None
                               else source.counts.copy())
+        source.close()  # validated; each process (DataLoader worker) opens what it reads, lazily
 
     @property
     def param_names(self) -> list:
@@ -693,6 +694,7 @@ class FaceStoreDataset(_Base, Dataset):
             self._sel = np.flatnonzero(keep).astype(np.int64)
             if self._sel.size == 0:
                 raise FerdataError(f"{self.path}: no face matches the filters (split={split!r}, subjects={subjects!r})")
+        source.close()
 
     @property
     def face_indices(self) -> np.ndarray:
