@@ -71,7 +71,7 @@ def main():
         r1 = render(faces, bg, tmp / "w1", cfg, workers=1)
         t1 = time.perf_counter() - t
         t = time.perf_counter()
-        r2 = render(faces, bg, tmp / "w2", cfg, workers=2)
+        render(faces, bg, tmp / "w2", cfg, workers=2)
         t2 = time.perf_counter() - t
         n = r1["samples"]
         nbytes = sum(p.stat().st_size for p in (tmp / "w1").glob("shard-*.h5"))

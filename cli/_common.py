@@ -1,7 +1,6 @@
 """Shared bits of the click layer: error reporting, logging, progress bars."""
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 
@@ -35,3 +34,19 @@ def progress(total=None, desc="", unit="it", disable=None):
 
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
                 disable=disable, mininterval=0.5)
+
+
+def parse_key_values(pairs, option: str) -> dict:
+    """``("a=1", "b=x")`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when they are)."""
+    import json
+
+    out = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint=option)
+        k, v = kv.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 
 from ferdata.errors import FerdataError
 
-from ._common import progress
+from ._common import parse_key_values, progress
 
 
 def _is_shard_folder(path: Path) -> bool:
@@ -54,15 +54,7 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detect_aligned, on_
                                  param_hint="DATASET")
     if root is None and dataset != "sample":
         raise click.BadParameter("ROOT is required for this dataset", param_hint="ROOT")
-    opts = {}
-    for kv in options:
-        if "=" not in kv:
-            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--option")
-        k, v = kv.split("=", 1)
-        try:
-            opts[k] = json.loads(v)
-        except ValueError:
-            opts[k] = v
+    opts = parse_key_values(options, "--option")
     skipped: list = []
     records = read_dataset(dataset, root, on_error=on_error, skipped=skipped, **opts)
     cfg = IngestConfig(size=size, forehead=forehead, upsample=upsample, detect_aligned=detect_aligned,

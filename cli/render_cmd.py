@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from ferdata.errors import FerdataError
 
-from ._common import progress
+from ._common import parse_key_values, progress
 
 
 def _opt(name, default, help, **kw):
@@ -69,16 +68,10 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
     given = dict(per_face=per_face, size=size, seed=seed, luminance=luminance, blend=blend,
                  perspective=perspective, gray=gray, encoding=encoding, shard_size=shard_size)
     d.update({k: v for k, v in given.items() if v is not None})
-    for kv in sets:
-        if "=" not in kv:
-            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--set")
-        k, v = kv.split("=", 1)
+    for k, v in parse_key_values(sets, "--set").items():
         if k not in d:
             raise click.BadParameter(f"unknown RenderConfig key {k!r}", param_hint="--set")
-        try:
-            d[k] = json.loads(v)
-        except ValueError:
-            d[k] = v
+        d[k] = v
     cfg = RenderConfig(**d)
     bar = progress(desc="render", unit="sample")
 

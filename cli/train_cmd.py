@@ -1,15 +1,12 @@
 """ferdata train, ferdata eval."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import click
 
-from ferdata.errors import FerdataError
 
-from ._common import progress
+from ._common import parse_key_values, progress
 
 
 def load_train_config(recipe, sets, **overrides):
@@ -18,14 +15,7 @@ def load_train_config(recipe, sets, **overrides):
     d = {}
     if recipe:
         d.update(load_toml(recipe))
-    for kv in sets:
-        if "=" not in kv:
-            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--set")
-        k, v = kv.split("=", 1)
-        try:
-            d[k] = json.loads(v)
-        except ValueError:
-            d[k] = v
+    d.update(parse_key_values(sets, "--set"))
     d.update({k: v for k, v in overrides.items() if v is not None})
     if "noise" in d and isinstance(d["noise"], list):
         d["noise"] = tuple(d["noise"])

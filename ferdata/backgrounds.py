@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferdata.align import (STABLE_POINTS, align_face, alignment_matrix, similarity_lstsq, template,
+from ferdata.align import (align_face, alignment_matrix, similarity_lstsq, template,
                            transform_points)
 from ferdata.labels import MIRROR68
 from ferdata.masks import convex_hull_mask, hull_points, soft_alpha

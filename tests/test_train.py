@@ -1,7 +1,6 @@
 """The training loop end to end on tiny renders (CPU)."""
 import json
 
-import h5py
 import numpy as np
 import pytest
 import torch

@@ -11,7 +11,6 @@ receives ``(source, reason)`` for every item left out).
 """
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import itertools
 from pathlib import Path
