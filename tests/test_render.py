@@ -367,3 +367,13 @@ def test_cli_render_inspect_show(sample_dir, tmp_path):
     r = CliRunner().invoke(main, ["render", str(sample_dir / "faces.h5"), "--backgrounds",
                                   str(sample_dir / "backgrounds"), "-o", str(out), "--set", "nope=1"])
     assert r.exit_code != 0 and "nope" in r.output
+
+
+def test_dask_executor_gives_the_same_shards(sample_dir, tmp_path):
+    pytest.importorskip("distributed")
+    faces, bg = sample_dir / "faces.h5", sample_dir / "backgrounds"
+    cfg = RenderConfig(**SMALL)
+    render(faces, bg, tmp_path / "local", cfg, workers=1)
+    r = render(faces, bg, tmp_path / "dask", cfg, workers=2, executor="dask")
+    assert r["shards_made"] == 3
+    assert manifest_hashes(tmp_path / "dask") == manifest_hashes(tmp_path / "local")
