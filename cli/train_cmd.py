@@ -56,6 +56,8 @@ def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume):
         res = fit(cfg, out, resume=resume, on_step=on_step)
     finally:
         bar.close()
+    if not res:  # a DDP rank other than 0: rank 0 reports
+        return
     ev = res.get("eval", {})
     click.echo(f"{out}: best epoch {res.get('best_epoch')} of {res.get('epochs_run')}; "
                f"accuracy {ev.get('accuracy', float('nan')):.4f}, macro F1 {ev.get('macro', {}).get('f1', float('nan')):.4f}"

@@ -92,6 +92,12 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
     faces = Path(cfg.faces) if cfg.faces else None
     val_data = Path(cfg.val_data) if cfg.val_data else None
     if data is None:
+        if world_size > 1:  # rank 0 renders the sample, the others wait for it
+            import torch.distributed as dist
+
+            if rank == 0:
+                sample_renders(Path(out), cfg)
+            dist.barrier()
         faces_s, data, val_s = sample_renders(Path(out), cfg)
         faces = faces or faces_s
         val_data = val_data or val_s
