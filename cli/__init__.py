@@ -24,16 +24,10 @@ def main(ctx, debug, verbose):
 
 
 def _register():
-    from . import commands_core  # sample, ingest, inspect, show, verify
-    for mod in ("render_cmd", "lbp_cmd", "train_cmd"):
-        try:
-            m = __import__(f"{__name__}.{mod}", fromlist=["register"])
-        except ModuleNotFoundError as exc:  # command module not written yet
-            if exc.name != f"{__name__}.{mod}":
-                raise
-            continue
+    from . import commands_core, lbp_cmd, render_cmd, train_cmd
+
+    for m in (commands_core, render_cmd, lbp_cmd, train_cmd):
         m.register(main)
-    commands_core.register(main)
 
 
 _register()
