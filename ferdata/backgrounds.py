@@ -215,15 +215,3 @@ class BackgroundSource:
         kw.pop("include_categories", None)
         return cls.from_folder(path, **kw)
 
-
-def crop_box(rng: np.random.Generator, shape, size: int) -> tuple[int, int, int, int]:
-    """A random square crop (x, y, side, side) of an image of ``shape``.
-
-    The side is ``size`` when the image is large enough, else the image's short side
-    (the crop is then rescaled to ``size``).
-    """
-    h, w = shape[:2]
-    side = min(size, h, w)
-    x = int(rng.integers(0, w - side + 1))
-    y = int(rng.integers(0, h - side + 1))
-    return x, y, side, side

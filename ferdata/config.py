@@ -7,7 +7,7 @@ import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from .errors import FerdataError
 
@@ -54,34 +54,6 @@ def load_toml(path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise FerdataError(f"{path}: invalid TOML ({exc})") from exc
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def dump_toml(d: dict) -> str:
-    """Write a flat (or one-level nested) dict as TOML; None values are omitted."""
-    lines, tables = [], []
-    for k, v in d.items():
-        if v is None:
-            continue
-        if isinstance(v, dict):
-            tables.append((k, v))
-        else:
-            lines.append(f"{k} = {_toml_value(v)}")
-    for name, t in tables:
-        lines.append(f"\n[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in t.items() if v is not None]
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -136,7 +108,9 @@ class RenderConfig:
         if d["feather"] is None:
             d["feather"] = self.size / 32.0
         if d["encoding"] is None:
-            d["encoding"] = "jpeg" if self.size >= 96 else "raw"
+            from .shards.schema import default_encoding
+
+            d["encoding"] = default_encoding(self.size)
         d["exclude_categories"] = tuple(d["exclude_categories"])
         d["include_categories"] = tuple(d["include_categories"])
         return RenderConfig(**d)

@@ -7,6 +7,7 @@ every shard holds all faces round-robin (class balance in every shard) and shard
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -195,7 +196,7 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
         "config": dataclasses.asdict(cfg),
         "face_store": {"path": str(faces), "sha256": file_sha256(faces), "faces": ctx.n_faces},
         "backgrounds": {"path": str(backgrounds), "split": coco_split, "count": len(ctx.bg),
-                        "ids_sha256": __import__("hashlib").sha256(ctx.bg.ids.tobytes()).hexdigest()},
+                        "ids_sha256": hashlib.sha256(ctx.bg.ids.tobytes()).hexdigest()},
         "classes": ctx.classes, "subjects": ctx.subject_names, "param_names": list(PARAM_NAMES),
         "total_samples": ctx.total, "shard_size": cfg.shard_size, "num_shards": ctx.n_shards(),
         "size": cfg.size, "encoding": cfg.encoding, "channels": 1 if cfg.gray else 3,
@@ -204,8 +205,9 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     manifest = init_manifest(out, header)
     _remove_stale_tmp(out)
     done = complete_shards(out, manifest)
-    todo = [k for k in parse_shard_range(shards, ctx.n_shards()) if shard_name(k) not in done]
-    skipped = len(parse_shard_range(shards, ctx.n_shards())) - len(todo)
+    wanted = parse_shard_range(shards, ctx.n_shards())
+    todo = [k for k in wanted if shard_name(k) not in done]
+    skipped = len(wanted) - len(todo)
     t = time.perf_counter()
     made = 0
     samples = 0

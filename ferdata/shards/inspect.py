@@ -12,9 +12,9 @@ from ..errors import ShardError
 from ..labels import CLASSES
 from .manifest import file_sha256, load_manifest
 from .reader import read_images
-from .schema import SCHEMA_VERSION, unpack_masks
+from .schema import FIELDS, SCHEMA_VERSION, unpack_masks
 
-REQUIRED = ("image", "mask", "label", "landmarks", "face_index", "subject", "params", "background", "bg_box")
+REQUIRED = tuple(FIELDS)
 
 
 def summarize(folder) -> dict:
