@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import time
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -30,6 +28,7 @@ from .errors import FerdataError, NoFaceError
 from .facestore import FaceStoreWriter
 from .labels import CLASSES
 from .masks import convex_hull_mask
+from .parallel import imap_ordered
 
 log = logging.getLogger(__name__)
 DEFAULT_SIZE = 256
@@ -88,24 +87,6 @@ def _work(args):
         return rec, process_record(rec, cfg, size), None
     except (FerdataError, ValueError, cv2.error) as exc:
         return rec, None, str(exc)
-
-
-def _ordered_imap(fn, items: Iterable, workers: int, window: int):
-    """Map ``fn`` over ``items`` in a spawn-safe process pool, results in order,
-    with at most ``window`` tasks in flight (so huge datasets stream)."""
-    if workers <= 1:
-        for it in items:
-            yield fn(it)
-        return
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        pending: deque = deque()
-        for it in items:
-            pending.append(ex.submit(fn, it))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def report_path(out) -> Path:
@@ -171,7 +152,7 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
     has_votes = first.votes is not None
     config = dict(to_dict(cfg), size=size)
     with FaceStoreWriter(out, size, dataset, config, with_votes=has_votes) as w:
-        for rec, res, err in _ordered_imap(_work, chain(), workers, window=max(4, workers * 16)):
+        for rec, res, err in imap_ordered(_work, chain(), workers, window=max(4, workers * 16)):
             if err is not None:
                 if cfg.on_error == "raise":
                     where = rec.path if rec.path is not None else rec.source

@@ -1,7 +1,8 @@
 """The executor seam: run independent tasks serially, in a local process pool, or on dask.
 
-Tasks are ``fn(arg)`` with a picklable module-level ``fn``; results are yielded
-as they complete (``(arg, result)``). Nothing home-made beyond this seam: the
+Tasks are ``fn(arg)`` with a picklable module-level ``fn``: :func:`run_tasks` yields
+``(arg, result)`` as tasks complete (shards); :func:`imap_ordered` yields results in
+input order with a bounded number in flight (ingest streams a dataset through it). Nothing home-made beyond this seam: the
 process pool is :class:`concurrent.futures.ProcessPoolExecutor` with the spawn
 start method (safe with threads, CUDA and macOS), and the cluster executor is
 dask.distributed (optional extra ``ferdata[dask]``).
@@ -9,6 +10,7 @@ dask.distributed (optional extra ``ferdata[dask]``).
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterable, Iterator
 
@@ -52,3 +54,21 @@ def run_tasks(fn: Callable, args: Iterable, executor: str = "process", workers: 
             client.close()
         return
     raise FerdataError(f"unknown executor {executor!r} (serial|process|dask)")
+
+
+def imap_ordered(fn, items: Iterable, workers: int, window: int):
+    """Map ``fn`` over ``items`` in a spawn-safe process pool, results in order,
+    with at most ``window`` tasks in flight (so huge datasets stream)."""
+    if workers <= 1:
+        for it in items:
+            yield fn(it)
+        return
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        pending: deque = deque()
+        for it in items:
+            pending.append(ex.submit(fn, it))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
