@@ -149,3 +149,18 @@ def test_official_split_with_weighted_sampling(tmp_path):
     assert res["eval"]["n"] == n_test > 0
     conf = json.loads((tmp_path / "run" / "config.json").read_text())
     assert conf["resolved"]["eval"]["split"] == "test"
+
+
+def test_lbp_input_read_from_shards_once_added(multi_subject, tmp_path):
+    import shutil
+    from ferdata.features.lbp_io import add_lbp_to_shards
+    from ferdata.shards.manifest import load_manifest
+    from ferdata.train.data import _lbp_fields
+    from ferdata.train.models import model_inputs
+    shards = tmp_path / "shards"
+    shutil.copytree(multi_subject / "shards", shards)
+    inp, cfg = model_inputs("lbp_attention"), TrainConfig(lbp="circle_P8_R1")
+    assert _lbp_fields(cfg, inp, load_manifest(shards)) == ("lbp:circle_P8_R1", "lbp:circle_P8_R1")
+    add_lbp_to_shards(shards, "circle", 8, 1)
+    assert _lbp_fields(cfg, inp, load_manifest(shards)) == ("lbp/circle_P8_R1", "lbp:circle_P8_R1")
+    assert _lbp_fields(cfg, model_inputs("preactresnet18"), load_manifest(shards)) == (None, None)

@@ -204,6 +204,14 @@ class _ShardBase(_Base):
         """The manifest header (config, face store, totals)."""
         return dict(self._source.manifest)
 
+    @property
+    def labels(self) -> np.ndarray:
+        """Returned label of every selected sample (for class weights / samplers), without reading images."""
+        v = self._source.column("label").astype(np.int64)
+        if self._sel is not None:
+            v = v[self._sel]
+        return v if self._pipe.lut is None else self._pipe.lut[v]
+
     def _select(self, subjects, face_indices, split, faces) -> Optional[np.ndarray]:
         src = self._source
         if subjects is None and face_indices is None and split is None:

@@ -49,39 +49,39 @@ class TrainData:
             self.sampler.generator.manual_seed(epoch)
 
 
+def sample_paths(out: Path) -> tuple[Path, Path, Path, Path]:
+    """Where a demo run keeps the built-in sample: faces, backgrounds, train and held-out renders."""
+    base = out / "sample-data"
+    return base / "faces.h5", base / "backgrounds", base / "train", base / "val"
+
+
 def sample_renders(out: Path, cfg: TrainConfig) -> tuple[Path, Path, Path]:
-    """Render the built-in sample for a demo run (train seed 0, held-out seed 1)."""
+    """Render the built-in sample for a demo run (train seed, held-out seed + 1000)."""
     from ..render.run import render
     from ..sample import make_sample
 
-    base = out / "sample-data"
-    faces = base / "faces.h5"
+    faces, backgrounds, train, val = sample_paths(out)
     if not faces.exists():
-        make_sample(base)
-    train, val = base / "train", base / "val"
+        make_sample(faces.parent)
     rc = dict(size=cfg.sample_size, shard_size=1024)
-    render(faces, base / "backgrounds", train, RenderConfig(per_face=cfg.sample_per_face, seed=cfg.seed, **rc),
-           workers=1)
-    render(faces, base / "backgrounds", val,
+    render(faces, backgrounds, train, RenderConfig(per_face=cfg.sample_per_face, seed=cfg.seed, **rc), workers=1)
+    render(faces, backgrounds, val,
            RenderConfig(per_face=max(32, cfg.sample_per_face // 5), seed=cfg.seed + 1000, **rc), workers=1)
     return faces, train, val
 
 
-def _lbp_fields(cfg: TrainConfig, inputs, shard_folder: Optional[Path]):
-    """The dataset field that provides the LBP input (stored in shards, else on the fly)."""
+def _lbp_fields(cfg: TrainConfig, inputs, manifest: dict):
+    """The dataset fields that provide the LBP input: (train, eval).
+
+    Training reads ``lbp/<name>`` when ``ferdata lbp`` added it to every shard (the
+    manifest's ``lbp`` list), else computes it on the fly; evaluation on real faces
+    always computes it on the fly.
+    """
     if "lbp" not in inputs.fields:
         return None, None
+    on_the_fly = f"lbp:{cfg.lbp}"
     stored = f"lbp/{cfg.lbp}"
-    if shard_folder is not None:
-        m = load_manifest(shard_folder)
-        name = sorted(m["shards"])[0] if m["shards"] else None
-        if name:
-            import h5py
-
-            with h5py.File(shard_folder / name, "r") as f:
-                if stored in f:
-                    return stored, f"lbp:{cfg.lbp}"
-    return f"lbp:{cfg.lbp}", f"lbp:{cfg.lbp}"
+    return (stored if stored in manifest.get("lbp", []) else on_the_fly), on_the_fly
 
 
 def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 1) -> TrainData:
@@ -92,13 +92,14 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
     faces = Path(cfg.faces) if cfg.faces else None
     val_data = Path(cfg.val_data) if cfg.val_data else None
     if data is None:
-        if world_size > 1:  # rank 0 renders the sample, the others wait for it
+        if rank == 0:
+            faces_s, data, val_s = sample_renders(Path(out), cfg)
+        else:
+            faces_s, _, data, val_s = sample_paths(Path(out))
+        if world_size > 1:  # the other ranks wait for rank 0's renders
             import torch.distributed as dist
 
-            if rank == 0:
-                sample_renders(Path(out), cfg)
             dist.barrier()
-        faces_s, data, val_s = sample_renders(Path(out), cfg)
         faces = faces or faces_s
         val_data = val_data or val_s
     manifest = load_manifest(data)
@@ -138,7 +139,7 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
             if set(train_subjects) & set(eval_subjects):  # pragma: no cover - guarded by folds
                 raise FerdataError("a subject is on both sides of the split")
             desc_train["subjects"] = len(train_subjects)
-    lbp_train, lbp_eval = _lbp_fields(cfg, inputs, data)
+    lbp_train, lbp_eval = _lbp_fields(cfg, inputs, manifest)
     fields = ["image", "label"]
     if "reconstruction" in inputs.outputs:
         fields.append("mask")
@@ -151,10 +152,7 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         split_kw = dict(split="train", faces=faces)
     if cfg.class_balance == "sample":
         train_ds = ShardDataset(data, subjects=train_subjects, **split_kw, **common)
-        src = train_ds._source
-        labels = src.column("label").astype(np.int64)
-        if train_ds._sel is not None:
-            labels = labels[train_ds._sel]
+        labels = train_ds.labels
         counts = np.bincount(labels, minlength=256)
         w = 1.0 / np.maximum(counts[labels], 1)
         gen = torch.Generator().manual_seed(cfg.seed)
