@@ -190,14 +190,8 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         desc_eval = {"shards": str(val_data), "n": len(eval_ds)}
     eval_loader = torch.utils.data.DataLoader(eval_ds, batch_size=cfg.eval_batch_size, shuffle=False,
                                               num_workers=0)
-    # class counts of the training renders (for class-weighted loss)
-    import h5py
-
-    lab_counts = np.zeros(len(classes))
-    for name in manifest["shards"]:
-        with h5py.File(data / name, "r") as f:
-            bc = np.bincount(f["label"][:], minlength=256)
-        for i, c in enumerate(classes):
-            lab_counts[i] += bc[CLASS_INDEX[c]]
+    # class counts of the training selection (for class-weighted loss)
+    bc = np.bincount(train_ds.labels, minlength=256)
+    lab_counts = np.array([bc[CLASS_INDEX[c]] for c in classes], np.float64)
     return TrainData(train_ds, eval_ds, loader, eval_loader, classes, lab_counts.tolist(),
                      lbp_train, desc_train, desc_eval, sampler)
