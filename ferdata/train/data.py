@@ -41,12 +41,14 @@ class TrainData:
     describe_train: dict
     describe_eval: dict
     sampler: object = None
+    seed: int = 0
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(epoch)
         if self.sampler is not None and hasattr(self.sampler, "generator"):
-            self.sampler.generator.manual_seed(epoch)
+            # the weighted sampler's draw is a function of (seed, epoch), like the shard order
+            self.sampler.generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
 
 
 def sample_paths(out: Path) -> tuple[Path, Path, Path, Path]:
@@ -194,4 +196,4 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
     bc = np.bincount(train_ds.labels, minlength=256)
     lab_counts = np.array([bc[CLASS_INDEX[c]] for c in classes], np.float64)
     return TrainData(train_ds, eval_ds, loader, eval_loader, classes, lab_counts.tolist(),
-                     lbp_train, desc_train, desc_eval, sampler)
+                     lbp_train, desc_train, desc_eval, sampler, cfg.seed)
