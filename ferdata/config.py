@@ -148,17 +148,27 @@ class TrainConfig:
     name: str = "run"
     model: str = "preactresnet18"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
-    # data: shards to train on; a face store of real faces to validate/test on
+    # data: shards to train on; a face store of real faces (faces/subjects/splits)
     data: Optional[str] = None          # shard folder; None: render the built-in sample
-    faces: Optional[str] = None         # face store for validation/test (real faces)
-    val_data: Optional[str] = None      # shard folder of held-out renders (eval_on=renders)
+    faces: Optional[str] = None         # face store the renders were made from (real faces, subjects, splits)
+    val_data: Optional[str] = None      # holdout: shard folder of validation renders
+    test_data: Optional[str] = None     # holdout: test renders; kfold/official: renders for eval_on=renders
     lbp: str = "circle_P8_R1"           # LBP variant for models with an "lbp" input (from the shard or on the fly)
-    eval_on: str = "auto"               # faces | renders | auto (faces if given and subjects allow)
+    # protocol (docs/training.md): three disjoint sides train / val / test, built once
     protocol: str = "kfold"             # kfold (subject-independent) | official (dataset splits) | holdout
-    folds: Optional[int] = None         # k for kfold
-    subjects_per_fold: Optional[int] = None  # e.g. 10 for CK+ leave-10-subjects-out
+    folds: Optional[int] = None         # k for kfold (default 5 when subjects_per_fold is not set either)
+    subjects_per_fold: Optional[int] = None  # e.g. 10 for CK+ leave-10-subjects-out (not with folds)
     fold: int = 0
-    val_fraction: float = 0.1           # holdout: fraction of renders (by sample index) held out
+    val_subjects: Optional[int] = None  # kfold: subjects held out of the training side for validation
+    val_fraction: float = 0.1           # kfold: else this fraction of the training side's subjects (>= 1)
+    train_on: str = "renders"           # renders | faces (real faces + online augmentation) | both
+    eval_on: str = "auto"               # faces | renders | auto (faces when a face store is given, not holdout)
+    augment: str = "none"               # online augmentation of real faces: none | seed001 | seed002 | seed004
+    select_metric: str = "val_macro_f1"  # model selection (best.pt, plateau, early stopping): val_* key
+    # dataset composition (a selection over the face store; docs/training.md)
+    classes: Optional[list] = None      # keep only these classes (e.g. VA-CNN drops contempt)
+    neutral_subjects: Optional[int] = None  # neutral: first frame of N seeded-random subjects (FERAtt CK+: 33)
+    intensity: Optional[int] = None     # BU-3DFE: expressive faces of this intensity (1-4) + one neutral each
     # optimisation
     epochs: int = 60
     batch_size: int = 200
@@ -166,14 +176,17 @@ class TrainConfig:
     lr: float = 1e-4
     momentum: float = 0.9
     weight_decay: float = 0.0
-    scheduler: str = "none"             # none | cosine | plateau
+    scheduler: str = "none"             # none | cosine | plateau (on select_metric)
     plateau_patience: int = 5
     plateau_factor: float = 0.1
-    early_stopping: int = 0             # epochs without val improvement (0 = off)
+    early_stopping: int = 0             # epochs without select_metric improvement (0 = off)
     class_balance: str = "none"         # none | loss (class-weighted CE) | sample (weighted sampler)
     w_cls: float = 1.0                  # FERAtt loss weights (terms a model lacks are skipped)
     w_rep: float = 1.0
     w_att: float = 1.0
+    cls_loss: str = "ce"                # ce | bce (FERAtt's paper states BCE; its code uses CE)
+    rep_sigma: float = 1.0              # sigma of the Gaussian manifold loss (FERAtt's code: 1.0)
+    att_target: str = "clean"           # clean (the face on black, FERAtt's x_org) | masked (input * mask)
     label_smoothing: float = 0.0
     max_steps_per_epoch: Optional[int] = None
     # runtime
@@ -184,27 +197,43 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 2
     eval_batch_size: int = 256
-    noise: tuple = ()                   # noise sweep sigmas for the final evaluation
+    noise: tuple = ()                   # noise sweep sigmas for the final test evaluation
+    noise_train: tuple = ()             # FERAtt §4.4: fine-tune from best.pt with noise sigma, then test (each)
+    noise_epochs: int = 5               # epochs of each noise fine-tuning
+    overwrite: bool = False             # fit into a folder that already holds a run: replace it
     sample_per_face: int = 300          # renders per face when data is None (built-in sample)
     sample_size: int = 64
+
+    _CHOICES = {"optimizer": ("adam", "sgd"), "scheduler": ("none", "cosine", "plateau"),
+                "protocol": ("kfold", "official", "holdout"), "eval_on": ("auto", "faces", "renders"),
+                "train_on": ("renders", "faces", "both"), "augment": ("none", "seed001", "seed002", "seed004"),
+                "class_balance": ("none", "loss", "sample"), "amp": ("none", "bf16", "fp16"),
+                "cls_loss": ("ce", "bce"), "att_target": ("clean", "masked")}
 
     def validate(self) -> "TrainConfig":
         def bad(k, why):
             raise FerdataError(f"train config: {k} {why}")
-        if self.optimizer not in ("adam", "sgd"):
-            bad("optimizer", f"must be adam|sgd, got {self.optimizer!r}")
-        if self.scheduler not in ("none", "cosine", "plateau"):
-            bad("scheduler", f"must be none|cosine|plateau, got {self.scheduler!r}")
-        if self.protocol not in ("kfold", "official", "holdout"):
-            bad("protocol", f"must be kfold|official|holdout, got {self.protocol!r}")
-        if self.eval_on not in ("auto", "faces", "renders"):
-            bad("eval_on", f"must be auto|faces|renders, got {self.eval_on!r}")
-        if self.class_balance not in ("none", "loss", "sample"):
-            bad("class_balance", f"must be none|loss|sample, got {self.class_balance!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            bad("amp", f"must be none|bf16|fp16, got {self.amp!r}")
+        for k, allowed in self._CHOICES.items():
+            if getattr(self, k) not in allowed:
+                bad(k, f"must be {'|'.join(allowed)}, got {getattr(self, k)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             bad("epochs/batch_size", "must be >= 1")
         if not self.lr > 0:
             bad("lr", "must be > 0")
+        if self.folds is not None and self.subjects_per_fold is not None:
+            bad("folds/subjects_per_fold", "give one of them, not both")
+        if self.val_subjects is not None and self.val_subjects < 1:
+            bad("val_subjects", f"must be >= 1, got {self.val_subjects}")
+        if not 0.0 < self.val_fraction < 1.0:
+            bad("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        if not self.select_metric.startswith("val_"):
+            bad("select_metric", f"must be a validation metric (val_acc, val_macro_f1, ...), got {self.select_metric!r}")
+        if self.intensity is not None and not 1 <= self.intensity <= 4:
+            bad("intensity", f"must be 1..4, got {self.intensity}")
+        if self.neutral_subjects is not None and self.neutral_subjects < 1:
+            bad("neutral_subjects", f"must be >= 1, got {self.neutral_subjects}")
+        if not self.rep_sigma > 0:
+            bad("rep_sigma", f"must be > 0, got {self.rep_sigma}")
+        if self.train_on != "renders" and self.protocol == "holdout":
+            bad("train_on", "faces/both need a face store with subjects or splits (protocol kfold or official)")
         return self
