@@ -35,6 +35,10 @@ JAFFE = {"NE": "neutral", "HA": "happiness", "SU": "surprise", "SA": "sadness", 
 BU3DFE = {"NE": "neutral", "HA": "happiness", "SU": "surprise", "SA": "sadness", "AN": "anger", "DI": "disgust", "FE": "fear"}
 RAFD = {"neutral": "neutral", "happy": "happiness", "surprised": "surprise", "sad": "sadness",
         "angry": "anger", "disgusted": "disgust", "fearful": "fear", "contemptuous": "contempt"}
+RAFDB = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
+KDEF = {"AF": "fear", "AN": "anger", "DI": "disgust", "HA": "happiness", "NE": "neutral", "SA": "sadness",
+        "SU": "surprise"}
+EXPW = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise", 6: "neutral"}
 
 # The 68-point iBUG mirror permutation: index i of a flipped face takes point MIRROR68[i].
 MIRROR68: tuple[int, ...] = tuple(

@@ -313,10 +313,10 @@ def _ferplus_expected(tie):
 
 
 @pytest.mark.parametrize("tie", ["skip", "first"])
-def test_ferplus_majority_and_ties(trees, tie):
+def test_ferplus_plurality_and_ties(trees, tie):
     root = trees["ferplus"]
     skipped = []
-    recs = read("ferplus", root, tie=tie, skipped=skipped)
+    recs = read("ferplus", root, label_mode="plurality", tie=tie, skipped=skipped)
     expected = _ferplus_expected(tie)
     assert [(int(r.source.split("row")[1]), r.label) for r in recs] == [(n, lab) for n, lab, _ in expected]
     splits = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -347,7 +347,7 @@ def test_ferplus_pixels_elsewhere(tmp_path, faces):
     root = fx.make_ferplus(tmp_path / "fp", faces, pixels_beside=False)
     msg = raises(root / "fer2013.csv", read, "ferplus", root)
     assert "fer2013_csv" in msg
-    recs = read("ferplus", root / "fer2013new.csv", fer2013_csv=root / "pixels")
+    recs = read("ferplus", root / "fer2013new.csv", fer2013_csv=root / "pixels", label_mode="plurality")
     assert len(recs) == len(_ferplus_expected("skip"))
     np.testing.assert_array_equal(recs[0].image, fx.fer_crop(faces[0], shift=-2))
 
@@ -359,7 +359,8 @@ def test_ferplus_bad_input(tmp_path, faces):
     rewrite_csv(new, lambda rows: rows[2].__setitem__(4, "many"))
     assert "vote counts" in raises(f"{new} row 2:", read, "ferplus", root)
     skipped = []
-    assert len(read("ferplus", root, on_error="skip", skipped=skipped)) == len(_ferplus_expected("skip")) - 1
+    assert len(read("ferplus", root, label_mode="plurality", on_error="skip", skipped=skipped)) == \
+        len(_ferplus_expected("skip")) - 1
     assert ("fer2013new.csv:row2", skipped[0][1]) in skipped
 
     root = fx.make_ferplus(tmp_path / "fp2", faces)
@@ -505,7 +506,7 @@ def test_affectnet_bad_input(tmp_path, faces):
     assert "does not exist" in raises(f"{train} row 3:", read, "affectnet", root)
     skipped = []
     assert len(read("affectnet", root, on_error="skip", skipped=skipped)) == 5
-    assert skipped[0][0] == rows_path(train, 3)
+    assert skipped[0][0] == "Manually_Annotated_Images/" + rows_path(train, 3)  # relative to ROOT
     rewrite_csv(train, lambda rows: rows[1].__setitem__(6, "11"))
     assert "not an AffectNet code" in raises(f"{train} row 1:", read, "affectnet", root)
     rewrite_csv(train, lambda rows: rows[0].__setitem__(6, "emotion"))

@@ -5,7 +5,8 @@
 ...     print(rec.source, rec.label, rec.subject)
 
 Readers (``READERS[name](root, **options)``): ``ckplus``, ``fer2013``, ``ferplus``,
-``jaffe``, ``bu3dfe``, ``rafd``, ``affectnet``, ``folder`` — see docs/datasets.md.
+``jaffe``, ``bu3dfe``, ``rafd``, ``affectnet``, ``rafdb``, ``kdef``, ``expw``,
+``folder`` — see docs/datasets.md.
 Every reader takes ``on_error="raise"|"skip"`` and ``skipped=`` (a list that
 receives ``(source, reason)`` for every item left out).
 """
@@ -18,22 +19,25 @@ from typing import Iterator
 
 from ..errors import DatasetFormatError
 from .base import READERS, ErrorPolicy, FaceRecord, register_reader
-from . import affectnet, bu3dfe, ckplus, fer2013, ferplus, folder, jaffe, rafd  # noqa: F401  (register)
+from . import affectnet, bu3dfe, ckplus, expw, fer2013, ferplus, folder, jaffe, kdef, rafd, rafdb  # noqa: F401
 from .affectnet import read_affectnet
 from .bu3dfe import read_bu3dfe
 from .ckplus import read_ckplus
+from .expw import read_expw
 from .fer2013 import read_fer2013
 from .ferplus import read_ferplus
 from .folder import read_folder
 from .jaffe import read_jaffe
+from .kdef import read_kdef
 from .rafd import read_rafd
+from .rafdb import read_rafdb
 
 from . import sample  # noqa: F401,E402  (the built-in sample reader)
 
 __all__ = [
     "READERS", "FaceRecord", "ErrorPolicy", "register_reader", "read_dataset", "reader_options",
     "read_affectnet", "read_bu3dfe", "read_ckplus", "read_fer2013", "read_ferplus",
-    "read_folder", "read_jaffe", "read_rafd",
+    "read_folder", "read_jaffe", "read_rafd", "read_rafdb", "read_kdef", "read_expw",
 ]
 
 
@@ -61,7 +65,7 @@ def read_dataset(name: str, root, **options) -> Iterator[FaceRecord]:
     ----------
     name : str
         A key of :data:`READERS` (``ckplus``, ``fer2013``, ``ferplus``, ``jaffe``,
-        ``bu3dfe``, ``rafd``, ``affectnet``, ``folder``, ...).
+        ``bu3dfe``, ``rafd``, ``affectnet``, ``rafdb``, ``kdef``, ``expw``, ``folder``, ...).
     root : path
         The dataset folder (or csv file for ``fer2013`` / ``ferplus``).
     **options

@@ -1,10 +1,14 @@
-"""AffectNet reader (the manually annotated part).
+"""AffectNet reader (the manually annotated part), csv release and AffectNet-8.
 
-Layout (as distributed)::
+csv release layout (as distributed)::
 
     ROOT/Manually_Annotated_file_lists/training.csv    (or ROOT/training.csv)
     ROOT/Manually_Annotated_file_lists/validation.csv  (or ROOT/validation.csv)
-    ROOT/Manually_Annotated_Images/689/737db24...jpg   (or ROOT/689/...)
+    ROOT/Manually_Annotated/Manually_Annotated_Images/689/737db24...jpg
+        (or ROOT/Manually_Annotated_Images/689/..., or ROOT/689/...)
+
+A ROOT holding ``train_set/images`` / ``val_set/images`` is read as the
+AffectNet-8 release (:mod:`ferdata.datasets.affectnet8`).
 
 csv header: ``subDirectory_filePath,face_x,face_y,face_width,face_height,
 facial_landmarks,expression`` (then ``valence,arousal``, kept in ``extra``).
@@ -23,6 +27,7 @@ import numpy as np
 
 from .. import labels
 from ..errors import DatasetFormatError
+from .affectnet8 import is_affectnet8, read_affectnet8
 from .base import ErrorPolicy, FaceRecord, check_row_length, csv_rows, register_reader, rel_source
 
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -30,7 +35,8 @@ COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_heig
 NOT_FACES = {8: "none", 9: "uncertain", 10: "non-face"}
 CSV_SPLITS = {"training": "train", "validation": "val"}
 LIST_DIRS = ("", "Manually_Annotated_file_lists")
-IMAGE_DIRS = ("Manually_Annotated_Images", "Manually_Annotated", "images")
+IMAGE_DIRS = ("Manually_Annotated/Manually_Annotated_Images", "Manually_Annotated_Images",
+              "Manually_Annotated", "images")
 
 
 def parse_landmarks(text: str) -> Optional[np.ndarray]:
@@ -80,7 +86,8 @@ def read_affectnet(root, *, csv=None, images=None, on_error: str = "raise",
     Parameters
     ----------
     root : path
-        The AffectNet folder.
+        The AffectNet folder (csv release), or the folder holding ``train_set/``
+        and ``val_set/`` (AffectNet-8: ``csv`` and ``images`` do not apply).
     csv : path or list of paths, optional
         Annotation csv file(s), relative to ``root`` or absolute. Default:
         ``training.csv`` and ``validation.csv`` in ``root`` or in
@@ -110,12 +117,15 @@ def read_affectnet(root, *, csv=None, images=None, on_error: str = "raise",
         raise DatasetFormatError(f"{root}: AffectNet folder does not exist")
     if not root.is_dir():
         raise DatasetFormatError(f"{root}: expected the AffectNet folder, found a file (pass csv= for the list)")
+    if csv is None and images is None and is_affectnet8(root):
+        yield from read_affectnet8(root, policy)
+        return
     if csv is None:
         csv_paths = _default_csvs(root)
         if not csv_paths:
             raise DatasetFormatError(
-                f"{root}: no training.csv or validation.csv here or in Manually_Annotated_file_lists/ "
-                f"(pass csv=)")
+                f"{root}: no training.csv or validation.csv here or in Manually_Annotated_file_lists/, "
+                f"and no train_set/images or val_set/images (AffectNet-8) (pass csv=)")
     else:
         items = [csv] if isinstance(csv, (str, Path)) else list(csv)
         csv_paths = [Path(c) if Path(c).is_absolute() else root / c for c in items]
@@ -127,13 +137,13 @@ def read_affectnet(root, *, csv=None, images=None, on_error: str = "raise",
         split = next((s for k, s in CSV_SPLITS.items() if stem.startswith(k)), "")
         col = {c: header.index(c) for c in header}
         for n, fields in rows:
-            source = f"{path.name}:row{n}"
+            source = f"{rel_source(path, root)}:row{n}"
             where = f"{path} row {n}"
             if not check_row_length(fields, header, where, source, policy):
                 continue
             rel = fields[col["subDirectory_filePath"]].strip()
             if rel:
-                source = rel
+                source = rel_source(img_dir / rel, root)
             try:
                 expr = fields[col["expression"]].strip()
                 if not expr.lstrip("-").isdigit():

@@ -64,6 +64,17 @@ def _frames(seq_dir: Path) -> list[Path]:
     return sorted(files)
 
 
+def _subdirs(folder: Path) -> list[Path]:
+    """Sub-folders, without macOS debris (``__MACOSX``, ``._*``, hidden)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+
+
+def _emotion_files(seq_dir: Path) -> list[Path]:
+    """``*_emotion.txt`` files, without macOS ``._*`` resource forks."""
+    return sorted(p for p in seq_dir.glob("*_emotion.txt") if p.is_file() and not p.name.startswith("."))
+
+
 def _frame_number(path: Path) -> Optional[int]:
     m = _FRAME_RE.search(path.stem)
     return int(m.group(1)) if m else None
@@ -100,7 +111,8 @@ def read_ckplus(root, *, peak_frames: int = 1, include_neutral: bool = True,
     FaceRecord
         ``path`` to the frame, ``subject="S005"``, ``split=""``, ``landmarks``
         (68, 2) float32 when available, ``extra={"sequence", "frame", "role"}``
-        with role ``"peak"`` or ``"neutral"``.
+        with role ``"peak"`` or ``"neutral"``. macOS debris (``._*`` files,
+        ``__MACOSX/``) is ignored, not even listed as skipped.
     """
     policy = ErrorPolicy(on_error, skipped)
     if isinstance(peak_frames, bool) or not isinstance(peak_frames, (int, np.integer)) or peak_frames < 1:
@@ -120,9 +132,9 @@ def read_ckplus(root, *, peak_frames: int = 1, include_neutral: bool = True,
     use_landmarks = bool(landmarks) and lmk_root.is_dir()
     neutral = labels.CLASS_INDEX["neutral"]
 
-    for subj_dir in sorted(p for p in emo_root.iterdir() if p.is_dir()):
-        for seq_dir in sorted(p for p in subj_dir.iterdir() if p.is_dir()):
-            emo_files = sorted(seq_dir.glob("*_emotion.txt"))
+    for subj_dir in _subdirs(emo_root):
+        for seq_dir in _subdirs(subj_dir):
+            emo_files = _emotion_files(seq_dir)
             if not emo_files:
                 continue  # unlabelled sequence
             emo_file = emo_files[-1]

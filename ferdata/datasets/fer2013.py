@@ -5,12 +5,16 @@ Layout (the Kaggle "Challenges in Representation Learning" file)::
     fer2013.csv     emotion,pixels,Usage
                     0,"70 80 82 ... (2304 values)",Training
 
+Also read as published elsewhere: the Kaggle challenge folder's
+``icml_face_data.csv`` (header ``emotion, Usage, pixels``, with spaces; pass the
+folder or the file) and its ``train.csv`` (``emotion,pixels``, no Usage: pass
+the file; every row is split ``train``).
+
 ``emotion``: 0 Angry 1 Disgust 2 Fear 3 Happy 4 Sad 5 Surprise 6 Neutral, mapped to
 the canonical classes with :data:`ferdata.labels.FER2013`. ``Usage`` gives the
 official split: ``Training`` -> ``"train"``, ``PublicTest`` -> ``"val"``,
-``PrivateTest`` -> ``"test"`` (:data:`USAGE_SPLITS`). A file without a ``Usage``
-column (Kaggle's later ``train.csv``) gives split ``""``. FER2013 has no subject
-ids: ``subject`` is ``""``.
+``PrivateTest`` -> ``"test"`` (:data:`USAGE_SPLITS`). Another file without a
+``Usage`` column gives split ``""``. FER2013 has no subject ids: ``subject`` is ``""``.
 """
 from __future__ import annotations
 
@@ -30,6 +34,10 @@ SPLITS = ("train", "val", "test")
 SIDE = 48
 N_PIXELS = SIDE * SIDE
 CSV_NAME = "fer2013.csv"
+#: File names looked for in a folder, in this order.
+CSV_NAMES = (CSV_NAME, "icml_face_data.csv")
+#: A file without a Usage column whose every row is one split (Kaggle's challenge train.csv).
+NO_USAGE_SPLIT = {"train.csv": "train"}
 
 
 def parse_pixels(text: str) -> np.ndarray:
@@ -84,17 +92,19 @@ def check_splits(splits: Optional[Iterable[str]]) -> Optional[set]:
     return out
 
 
-def locate_csv(root, name: str, what: str) -> Path:
-    """``root`` itself if it is a file, else ``root/name``; one-line error otherwise."""
+def locate_csv(root, name, what: str) -> Path:
+    """``root`` itself if it is a file, else the first ``root/<name>`` found (``name``:
+    a file name or a tuple of them); one-line error otherwise."""
     root = Path(root)
     if root.is_file():
         return root
     if not root.exists():
         raise DatasetFormatError(f"{root}: {what} folder or csv file does not exist")
-    path = root / name
-    if not path.is_file():
-        raise DatasetFormatError(f"{root}: no {name} in this folder (pass the csv file or its folder)")
-    return path
+    names = (name,) if isinstance(name, str) else tuple(name)
+    for n in names:
+        if (root / n).is_file():
+            return root / n
+    raise DatasetFormatError(f"{root}: no {' or '.join(names)} in this folder (pass the csv file or its folder)")
 
 
 @register_reader("fer2013")
@@ -105,7 +115,8 @@ def read_fer2013(root, *, splits: Optional[Iterable[str]] = None, on_error: str 
     Parameters
     ----------
     root : path
-        ``fer2013.csv`` or the folder holding it.
+        ``fer2013.csv`` (or ``icml_face_data.csv``, Kaggle's ``train.csv``) or the
+        folder holding ``fer2013.csv`` or ``icml_face_data.csv``.
     splits : iterable of {"train", "val", "test"}, optional
         Keep only these official splits (default: all rows).
     on_error : {"raise", "skip"}
@@ -126,17 +137,18 @@ def read_fer2013(root, *, splits: Optional[Iterable[str]] = None, on_error: str 
     """
     policy = ErrorPolicy(on_error, skipped)
     keep = check_splits(splits)
-    path = locate_csv(root, CSV_NAME, "FER2013")
+    path = locate_csv(root, CSV_NAMES, "FER2013")
     header, rows = csv_rows(path, ("emotion", "pixels"), "FER2013")
     i_emo, i_pix = header.index("emotion"), header.index("pixels")
     i_use = header.index("Usage") if "Usage" in header else None
+    fixed_split = NO_USAGE_SPLIT.get(path.name.lower(), "")
     for n, fields in rows:
         source = f"{path.name}:row{n}"
         where = f"{path} row {n}"
         if not check_row_length(fields, header, where, source, policy):
             continue
         try:
-            split = parse_usage(fields[i_use]) if i_use is not None else ""
+            split = parse_usage(fields[i_use]) if i_use is not None else fixed_split
             code = fields[i_emo].strip()
             if not code.lstrip("-").isdigit() or int(code) not in labels.FER2013:
                 raise ValueError(f"emotion {code!r} is not a FER2013 code (0-6)")

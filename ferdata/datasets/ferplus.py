@@ -7,12 +7,18 @@ Layout (Microsoft FERPlus)::
                     Training,fer0000000.png,4,0,0,1,3,2,0,0,0,0
     fer2013.csv     the FER2013 file: row k of fer2013new.csv is row k of fer2013.csv
 
-Each face has 10 crowd votes. The label is the majority vote over the ten columns;
-a tie for the highest count is skipped (``tie="skip"``, the default) or broken in
-favour of the first tied column in the order above (``tie="first"``). A row whose
-winning column is ``unknown`` or ``NF`` (not a face) is skipped and recorded, as
-is a row with an empty ``Image name`` (a FER2013 image FER+ dropped). ``votes`` is
-the distribution over the eight emotion columns (canonical order), float32.
+Or Microsoft's image layout (the FERPlus checkout after ``generate_training_data.py``)::
+
+    data/FER2013Train/label.csv   no header: fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0
+    data/FER2013Train/fer0000000.png ...   (FER2013Valid -> val, FER2013Test -> test)
+
+Each face has 10 crowd votes. The label follows ``label_mode``
+(:mod:`ferdata.datasets.ferplus_labels`): by default Microsoft's majority rule
+(drop single votes; a class needs more than half of the remaining votes), the
+rule behind published FER+ results. Faces without a label (unknown, not a
+face, no majority) and rows with an empty ``Image name`` are skipped and
+recorded. ``votes`` is the distribution over the eight emotion columns
+(canonical order), float32.
 """
 from __future__ import annotations
 
@@ -23,13 +29,15 @@ import numpy as np
 
 from .. import labels
 from ..errors import DatasetFormatError
-from .base import ErrorPolicy, FaceRecord, check_row_length, csv_rows, register_reader
+from .base import ErrorPolicy, FaceRecord, check_row_length, csv_rows, register_reader, rel_source
 from .fer2013 import check_splits, locate_csv, parse_pixels, parse_usage
+from .ferplus_labels import LABEL_MODES, TIES, VOTE_COLUMNS, label_votes
 
 CSV_NAME = "fer2013new.csv"
-VOTE_COLUMNS = labels.FERPLUS_COLUMNS + ("unknown", "NF")
 COLUMNS = ("Usage", "Image name") + VOTE_COLUMNS
-TIES = ("skip", "first")
+#: Microsoft's image layout: split folder -> ferdata split.
+IMAGE_SPLITS = {"FER2013Train": "train", "FER2013Valid": "val", "FER2013Test": "test"}
+LAYOUTS = ("auto", "csv", "images")
 
 
 def _count_rows(path: Path) -> int:
@@ -43,72 +51,112 @@ def _count_rows(path: Path) -> int:
     return n
 
 
-def majority(counts: np.ndarray, tie: str = "skip") -> tuple[Optional[int], str]:
-    """Winning column of a FER+ vote row.
+def parse_votes(values) -> np.ndarray:
+    """10 vote strings -> float64 counts; ValueError with a reason."""
+    try:
+        counts = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError:
+        raise ValueError("vote counts must be numbers: " + ",".join(v.strip() for v in values)) from None
+    if np.any(counts < 0) or not np.all(np.isfinite(counts)):
+        raise ValueError("vote counts must be non-negative")
+    return counts
 
-    Parameters
-    ----------
-    counts : (10,) array
-        Votes in :data:`VOTE_COLUMNS` order.
-    tie : {"skip", "first"}
 
-    Returns
-    -------
-    (index, reason)
-        ``index`` is the canonical class index, or None with the reason the row
-        is skipped ("tied vote ...", "majority vote is unknown", "... NF (not a face)").
-    """
-    total = counts.sum()
-    if total <= 0:
-        return None, "no votes"
-    top = counts.max()
-    winners = np.flatnonzero(counts == top)
-    if len(winners) > 1 and tie == "skip":
-        names = ", ".join(VOTE_COLUMNS[w] for w in winners)
-        return None, f"tied vote ({names}: {top:g} each)"
-    w = int(winners[0])
-    if VOTE_COLUMNS[w] == "unknown":
-        return None, "majority vote is unknown"
-    if VOTE_COLUMNS[w] == "NF":
-        return None, "majority vote is NF (not a face)"
-    return w, ""
+def image_data_dir(root: Path) -> Optional[Path]:
+    """The folder holding ``FER2013Train/`` etc.: ``root/data`` or ``root`` itself."""
+    for d in (root / "data", root):
+        if d.is_dir() and any((d / s / "label.csv").is_file() for s in IMAGE_SPLITS):
+            return d
+    return None
+
+
+def _has_pngs(data: Path) -> bool:
+    return any(next(iter((data / s).glob("*.png")), None) is not None
+               for s in IMAGE_SPLITS if (data / s).is_dir())
+
+
+def resolve_layout(root, layout: str) -> tuple[str, Path]:
+    """``("csv", fer2013new.csv)`` or ``("images", data folder)`` for ``root``."""
+    if layout not in LAYOUTS:
+        raise DatasetFormatError(f"layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
+    root = Path(root)
+    if root.is_file() or layout == "csv":
+        return "csv", locate_csv(root, CSV_NAME, "FER+")
+    if not root.exists():
+        raise DatasetFormatError(f"{root}: FER+ folder or csv file does not exist")
+    data = image_data_dir(root)
+    if data is not None and (layout == "images" or _has_pngs(data) or not (root / CSV_NAME).is_file()):
+        return "images", data
+    if layout == "images":
+        raise DatasetFormatError(f"{root}: no data/FER2013Train/label.csv (or FER2013Valid, FER2013Test) here")
+    if not (root / CSV_NAME).is_file():
+        raise DatasetFormatError(f"{root}: neither {CSV_NAME} nor Microsoft's image layout "
+                                 f"data/FER2013Train/label.csv here (pass the csv file or its folder)")
+    return "csv", root / CSV_NAME
+
+
+def _record(label, votes, counts, split, source, mode, **kw) -> FaceRecord:
+    extra = kw.pop("extra")
+    extra.update(n_votes=int(counts.sum()), label_mode=mode)
+    return FaceRecord(source=source, label=labels.CLASS_INDEX[labels.FERPLUS_COLUMNS[label]],
+                      subject="", split=split, aligned=True, votes=votes, extra=extra, **kw)
 
 
 @register_reader("ferplus")
-def read_ferplus(root, *, fer2013_csv=None, tie: str = "skip",
-                 splits: Optional[Iterable[str]] = None, on_error: str = "raise",
+def read_ferplus(root, *, label_mode: str = "majority", tie: str = "skip", fer2013_csv=None,
+                 layout: str = "auto", splits: Optional[Iterable[str]] = None, on_error: str = "raise",
                  skipped: Optional[list] = None) -> Iterator[FaceRecord]:
-    """Read FER+ labels (``fer2013new.csv``) with FER2013 pixels.
+    """Read FER+ labels: ``fer2013new.csv`` + FER2013 pixels, or Microsoft's image layout.
 
     Parameters
     ----------
     root : path
-        ``fer2013new.csv`` or the folder holding it.
+        ``fer2013new.csv`` or the folder holding it; or the FERPlus checkout
+        holding ``data/FER2013Train/label.csv`` + PNGs (or ``data/`` itself).
+    label_mode : {"majority", "plurality", "probability"}
+        How votes become a label (:mod:`ferdata.datasets.ferplus_labels`);
+        ``majority`` is Microsoft's rule behind published FER+ results.
+    tie : {"skip", "first"}
+        ``plurality`` only: what to do when two columns share the highest count.
     fer2013_csv : path, optional
         The FER2013 csv with the pixels (default: ``fer2013.csv`` beside
-        ``fer2013new.csv``).
-    tie : {"skip", "first"}
-        What to do when two columns share the highest vote count.
+        ``fer2013new.csv``); csv layout only.
+    layout : {"auto", "csv", "images"}
+        ``auto`` takes the image layout when ``data/FER2013*/`` holds PNGs (or
+        there is no ``fer2013new.csv``), else the csv layout.
     splits : iterable of {"train", "val", "test"}, optional
-        Keep only these splits (FER+ ``Usage``: Training/PublicTest/PrivateTest).
+        Keep only these splits (Usage Training/PublicTest/PrivateTest, or the
+        folders FER2013Train/FER2013Valid/FER2013Test).
     on_error : {"raise", "skip"}
-        A bad row (non-integer votes, bad pixels, unknown Usage) raises a
-        DatasetFormatError naming the file and row, or is skipped and recorded.
+        A bad row (non-numeric votes, bad pixels, unknown Usage, missing PNG)
+        raises a DatasetFormatError naming the file and row, or is skipped.
     skipped : list, optional
         Receives ``(source, reason)`` for skipped rows, including rows left out by
-        design (no image name, unknown / not-a-face majority, ties with ``tie="skip"``).
+        design (no image name, unknown / not-a-face / no majority).
 
     Yields
     ------
     FaceRecord
-        ``image`` (48, 48) uint8, ``aligned=True``, ``votes`` (8,) float32 summing
-        to 1, ``source="fer2013new.csv:row<N>"``, ``extra["image_name"]``.
+        ``aligned=True``, ``votes`` (8,) float32 summing to 1 (the emotion vote
+        distribution; Microsoft's filtered target with ``probability``),
+        ``extra["image_name"]``. csv layout: ``image`` (48, 48) uint8 and
+        ``source="fer2013new.csv:row<N>"``; image layout: ``path`` and ``source``
+        the PNG's path relative to ``root``.
     """
     policy = ErrorPolicy(on_error, skipped)
+    if label_mode not in LABEL_MODES:
+        raise DatasetFormatError(f"label_mode={label_mode!r}: expected one of {', '.join(LABEL_MODES)}")
     if tie not in TIES:
         raise DatasetFormatError(f"tie={tie!r}: expected one of {', '.join(TIES)}")
     keep = check_splits(splits)
-    path = locate_csv(root, CSV_NAME, "FER+")
+    kind, path = resolve_layout(root, layout)
+    if kind == "images":
+        yield from _read_images(Path(root), path, label_mode, tie, keep, policy)
+    else:
+        yield from _read_csv(path, fer2013_csv, label_mode, tie, keep, policy)
+
+
+def _read_csv(path: Path, fer2013_csv, mode, tie, keep, policy) -> Iterator[FaceRecord]:
     if fer2013_csv is None:
         pix_path = path.parent / "fer2013.csv"
         if not pix_path.is_file():
@@ -127,8 +175,7 @@ def read_ferplus(root, *, fer2013_csv=None, tie: str = "skip",
     i_votes = [header.index(c) for c in VOTE_COLUMNS]
     i_pix = pix_header.index("pixels")
     for (n, fields), (_m, pfields) in zip(rows, pix_rows):
-        source = f"{path.name}:row{n}"
-        where = f"{path} row {n}"
+        source, where = f"{path.name}:row{n}", f"{path} row {n}"
         if not check_row_length(fields, header, where, source, policy):
             continue
         name = fields[i_name].strip()
@@ -139,17 +186,11 @@ def read_ferplus(root, *, fer2013_csv=None, tie: str = "skip",
             if not name:
                 policy.skip(source, "no image name (face dropped by FER+)")
                 continue
-            try:
-                counts = np.array([float(fields[i]) for i in i_votes], dtype=np.float64)
-            except ValueError:
-                raise ValueError("vote counts must be numbers: "
-                                 + ",".join(fields[i].strip() for i in i_votes)) from None
-            if np.any(counts < 0) or not np.all(np.isfinite(counts)):
-                raise ValueError("vote counts must be non-negative")
+            counts = parse_votes([fields[i] for i in i_votes])
         except ValueError as exc:
             policy.error(where, source, str(exc))
             continue
-        label, reason = majority(counts, tie)
+        label, votes, reason = label_votes(counts, mode, tie)
         if label is None:
             policy.skip(source, reason)
             continue
@@ -161,15 +202,40 @@ def read_ferplus(root, *, fer2013_csv=None, tie: str = "skip",
         except ValueError as exc:
             policy.error(pwhere, source, str(exc))
             continue
-        emo = counts[: len(labels.FERPLUS_COLUMNS)]
-        votes = (emo / emo.sum()).astype(np.float32)  # emo.sum() > 0: an emotion won
-        yield FaceRecord(
-            source=source,
-            label=labels.CLASS_INDEX[labels.FERPLUS_COLUMNS[label]],
-            subject="",
-            split=split,
-            image=image,
-            aligned=True,
-            votes=votes,
-            extra={"image_name": name, "usage": fields[i_use].strip(), "n_votes": int(counts.sum())},
-        )
+        yield _record(label, votes, counts, split, source, mode, image=image,
+                      extra={"image_name": name, "usage": fields[i_use].strip()})
+
+
+def _read_images(root: Path, data: Path, mode, tie, keep, policy) -> Iterator[FaceRecord]:
+    import csv
+
+    for folder, split in IMAGE_SPLITS.items():
+        lst = data / folder / "label.csv"
+        if (keep is not None and split not in keep) or not lst.is_file():
+            continue
+        lsrc = rel_source(lst, root)
+        with open(lst, newline="", encoding="utf-8-sig") as f:
+            for n, fields in enumerate((r for r in csv.reader(f) if any(x.strip() for x in r)), 1):
+                where = f"{lst} row {n}"
+                name = fields[0].strip() if fields else ""
+                image_path = data / folder / name
+                source = rel_source(image_path, root) if name else f"{lsrc}:row{n}"
+                if len(fields) != 2 + len(VOTE_COLUMNS):
+                    policy.error(where, source, f"expected {2 + len(VOTE_COLUMNS)} fields "
+                                                f"(image name, face box, 10 votes), found {len(fields)}")
+                    continue
+                try:
+                    counts = parse_votes(fields[2:])
+                except ValueError as exc:
+                    policy.error(where, source, str(exc))
+                    continue
+                label, votes, reason = label_votes(counts, mode, tie)
+                if label is None:
+                    policy.skip(source, reason)
+                    continue
+                if not image_path.is_file():
+                    policy.error(where, source, f"image file {image_path} does not exist "
+                                                f"(run FERPlus's generate_training_data.py)")
+                    continue
+                yield _record(label, votes, counts, split, source, mode, path=image_path,
+                              extra={"image_name": name, "box": fields[1].strip()})

@@ -11,8 +11,13 @@ Class folder names are canonical names or synonyms (``happy``, ``angry``,
 depth inside a class folder. When every top-level folder is a split name
 (``train``/``training``, ``val``/``valid``/``validation``/``PublicTest``,
 ``test``/``testing``/``PrivateTest``), that level gives ``split`` — the layout of
-the image version of FER2013 on Kaggle. Subject ids come from ``subject_regex``
-(group 1, matched against the file stem); default ``""``.
+the image version of FER2013 on Kaggle. A file named as in that release gives
+its own split, whatever folder it is in: ``Training_*`` -> train,
+``PublicTest_*`` -> val, ``PrivateTest_*`` -> test (Kaggle's ``test/`` folder
+holds both public and private test faces). Subject ids come from
+``subject_regex`` (group 1, matched against the file stem); default ``""``.
+With ``aligned=True`` the images are taken as pre-cropped faces (as FER2013's
+image release): ingest stores them as they are, without face detection.
 """
 from __future__ import annotations
 
@@ -27,6 +32,14 @@ from .base import ErrorPolicy, FaceRecord, IMAGE_EXTENSIONS, iter_images, regist
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "publictest": "val", "test": "test", "testing": "test",
                "privatetest": "test"}
+#: Kaggle FER2013 image names: ``PrivateTest_88305.jpg`` -> test.
+NAME_SPLITS = {"training_": "train", "publictest_": "val", "privatetest_": "test"}
+
+
+def split_from_name(stem: str, default: str) -> str:
+    """The split a Kaggle FER2013 image name gives (``default`` for other names)."""
+    low = stem.lower()
+    return next((s for prefix, s in NAME_SPLITS.items() if low.startswith(prefix)), default)
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -39,8 +52,8 @@ def _loose_images(folder: Path) -> list[Path]:
 
 
 @register_reader("folder")
-def read_folder(root, *, subject_regex: Optional[str] = None, on_error: str = "raise",
-                skipped: Optional[list] = None) -> Iterator[FaceRecord]:
+def read_folder(root, *, subject_regex: Optional[str] = None, aligned: bool = False,
+                on_error: str = "raise", skipped: Optional[list] = None) -> Iterator[FaceRecord]:
     """Read images from class folders (optionally inside split folders).
 
     Parameters
@@ -51,6 +64,8 @@ def read_folder(root, *, subject_regex: Optional[str] = None, on_error: str = "r
         A regular expression searched in each file stem; group 1 (or the whole
         match when it has no group) is the subject id. A file it does not match
         is a bad item (raised or skipped). Example: ``r"^(S\\d+)_"``.
+    aligned : bool
+        The images are already cropped faces: no detection at ingest.
     on_error : {"raise", "skip"}
         An unknown class folder name, an image outside any class folder, or a
         file name ``subject_regex`` does not match raises a DatasetFormatError
@@ -62,10 +77,13 @@ def read_folder(root, *, subject_regex: Optional[str] = None, on_error: str = "r
     Yields
     ------
     FaceRecord
-        ``path``, ``label`` from the class folder, ``split`` from a split folder
-        (else ``""``), ``subject`` from ``subject_regex`` (else ``""``).
+        ``path``, ``label`` from the class folder, ``split`` from a Kaggle file
+        name, else a split folder (else ``""``), ``subject`` from ``subject_regex``
+        (else ``""``), ``aligned``.
     """
     policy = ErrorPolicy(on_error, skipped)
+    if not isinstance(aligned, bool):
+        raise DatasetFormatError(f"aligned={aligned!r}: expected true or false")
     rx = None
     if subject_regex is not None:
         try:
@@ -102,4 +120,5 @@ def read_folder(root, *, subject_regex: Optional[str] = None, on_error: str = "r
                     policy.error(str(path), source, f"file name does not match subject_regex {subject_regex!r}")
                     continue
                 subject = m.group(1) if rx.groups else m.group(0)
-            yield FaceRecord(source=source, label=label, subject=subject, split=split, path=path)
+            yield FaceRecord(source=source, label=label, subject=subject,
+                             split=split_from_name(path.stem, split), path=path, aligned=aligned)
