@@ -5,16 +5,21 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from .errors import FerdataError
+from .typed import TypedConfig, check_choice, check_ranges, coerce_fields
+
+MIN_SIZE, MAX_SIZE = 16, 4096   # bounds of every image side (face store, render)
 
 
 @dataclass
-class IngestConfig:
+class IngestConfig(TypedConfig):
     """How faces are found, aligned and masked (``ferdata ingest``)."""
+
+    _what = "ingest config"
 
     size: Optional[int] = None          # crop side; None: 256, or the native size of pre-cropped datasets
     forehead: float = 0.0               # raise brows by this many eye-brow distances for the mask
@@ -24,19 +29,23 @@ class IngestConfig:
     eye_weight: float = 10.0             # weight of eye corners in the alignment fit
     on_error: str = "skip"              # skip | raise
 
+    RANGES = {"size": (MIN_SIZE, MAX_SIZE), "forehead": (0.0, 2.0), "upsample": (0, 4),
+              "retry_upsample": (0, 4), "eye_weight": (0.0, None)}
+
+    def validate(self) -> "IngestConfig":
+        check_ranges(self, self.RANGES, self._what)
+        check_choice(self, "on_error", ("skip", "raise"), self._what)
+        return self
+
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
 def from_dict(cls, data: dict, source: str = "config"):
-    """Build dataclass ``cls`` from ``data``; unknown keys are a clear error."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise FerdataError(f"{source}: unknown key(s) {', '.join(unknown)} for {cls.__name__} "
-                           f"(known: {', '.join(sorted(names))})")
-    return cls(**data)
+    """Build dataclass ``cls`` from ``data``: unknown keys and values of the wrong type
+    are one error naming ``source`` (a file, ``--set``), the key and the value."""
+    return cls(**coerce_fields(cls, data, source))
 
 
 def config_hash(d: dict) -> str:
@@ -57,13 +66,15 @@ def load_toml(path) -> dict:
 
 
 @dataclass
-class RenderConfig:
+class RenderConfig(TypedConfig):
     """Every parameter of the renderer (DESIGN.md §5; docs/rendering.md).
 
     Defaults reproduce FERAtt's generator (seed 000): 128×128 RGB, 9,231 renders
     per face, scale 0.8–1.2, rotation ±30°, translation ±0.2, flip, luminance ratio
     in CIELAB, photometric jitter — with a soft alpha instead of a hard paste.
     """
+
+    _what = "render config"
 
     size: int = 128
     per_face: int = 9231
@@ -115,35 +126,44 @@ class RenderConfig:
         d["include_categories"] = tuple(d["include_categories"])
         return RenderConfig(**d)
 
+    RANGES = {
+        "size": (MIN_SIZE, MAX_SIZE), "per_face": (1, None), "seed": (0, None),
+        "scale_min": (1e-3, None), "scale_max": (1e-3, None), "rotation": (0.0, 180.0),
+        "translate": (0.0, 1.0), "perspective": (0.0, 0.5), "flip": (0.0, 1.0),
+        "lum_min": (1e-3, None), "lum_max": (1e-3, None), "erode": (0.0, None), "feather": (0.0, None),
+        "brightness_min": (0.0, None), "brightness_max": (0.0, None), "contrast": (0.0, 1.0),
+        "gamma": (0.0, 0.99), "blur_p": (0.0, 1.0), "blur_sigma": (0.0, None), "noise": (0.0, 1.0),
+        "shard_size": (1, 2**20), "jpeg_quality": (1, 100),
+    }
+    CHOICES = {"luminance": ("ratio", "reinhard", "none"), "blend": ("alpha", "poisson", "hard"),
+               "alpha_mode": ("gaussian", "distance"), "encoding": (None, "raw", "jpeg")}
+
     def validate(self) -> "RenderConfig":
-        def bad(name, why):
-            raise FerdataError(f"render config: {name} {why}")
-        if self.size < 16:
-            bad("size", f"must be >= 16, got {self.size}")
-        if self.per_face < 1:
-            bad("per_face", f"must be >= 1, got {self.per_face}")
-        if not 0 < self.scale_min <= self.scale_max:
-            bad("scale_min/scale_max", "must satisfy 0 < min <= max")
-        if self.luminance not in ("ratio", "reinhard", "none"):
-            bad("luminance", f"must be ratio|reinhard|none, got {self.luminance!r}")
-        if self.blend not in ("alpha", "poisson", "hard"):
-            bad("blend", f"must be alpha|poisson|hard, got {self.blend!r}")
-        if self.alpha_mode not in ("gaussian", "distance"):
-            bad("alpha_mode", f"must be gaussian|distance, got {self.alpha_mode!r}")
-        if self.encoding not in (None, "raw", "jpeg"):
-            bad("encoding", f"must be raw|jpeg, got {self.encoding!r}")
-        if self.shard_size < 1:
-            bad("shard_size", "must be >= 1")
-        if not 0 <= self.flip <= 1 or not 0 <= self.blur_p <= 1:
-            bad("flip/blur_p", "must be probabilities in [0, 1]")
-        if not 1 <= self.jpeg_quality <= 100:
-            bad("jpeg_quality", "must be in 1..100")
+        check_ranges(self, self.RANGES, self._what)
+        for name, choices in self.CHOICES.items():
+            check_choice(self, name, choices, self._what)
+        for lo, hi in (("scale_min", "scale_max"), ("lum_min", "lum_max"), ("brightness_min", "brightness_max")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise FerdataError(f"{self._what}: {lo} must be <= {hi}, got {getattr(self, lo)!r} > "
+                                   f"{getattr(self, hi)!r}")
         return self
 
 
+def check_model_name(name: str, what: str = "train config") -> None:
+    """Raise FerdataError unless ``name`` is a registered model (imports torch: call from
+    TrainConfig.validate only, i.e. when training)."""
+    from .train.models import list_models
+
+    known = list_models()
+    if name not in known:
+        raise FerdataError(f"{what}: model {name!r} is not a registered model (known: {', '.join(known)})")
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(TypedConfig):
     """A training run (``ferdata train``; recipes in recipes/*.toml set these keys)."""
+
+    _what = "train config"
 
     name: str = "run"
     model: str = "preactresnet18"
