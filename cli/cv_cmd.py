@@ -1,0 +1,88 @@
+"""ferdata cv, ferdata compare."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .train_cmd import load_train_config
+
+
+def _echo_fold(n):
+    def on_fold(ev):
+        i, st = ev["fold"], ev["status"]
+        if st == "skipped":
+            click.echo(f"fold {i + 1}/{n}: finished earlier, skipped")
+        elif st in ("started", "resumed"):
+            click.echo(f"fold {i + 1}/{n}: {'resuming from last.pt' if st == 'resumed' else 'training'} …")
+        else:
+            r = ev["record"]
+            click.echo(f"fold {i + 1}/{n}: accuracy {r['accuracy']:.4f}, macro F1 {r.get('f1', float('nan')):.4f}")
+    return on_fold
+
+
+@click.command("cv")
+@click.option("--recipe", type=click.Path(dir_okay=False), default=None, help="TOML recipe (recipes/*.toml).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any TrainConfig key.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: fold-00, fold-01, … and cv.json / cv.md inside.")
+@click.option("--folds", "folds", default=None, metavar="A:B",
+              help="Only these folds now: A:B (half-open), N, or N,M,… [all]. The summary covers every finished fold.")
+@click.option("--name", default=None, help="Row label in cv.md and compare [the folder name].")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default=None)
+@click.option("--epochs", type=int, default=None)
+@click.option("--workers", "num_workers", type=int, default=None, help="DataLoader workers.")
+def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers):
+    """Train and test every fold of the recipe's protocol; write cv.json and the Table 1 row.
+
+    Resumable: run the same command again and finished folds are skipped, an
+    interrupted fold continues from its last.pt.
+    """
+    from ferdata.train.cv import n_folds_of, run_cv
+
+    cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers)
+    n = n_folds_of(cfg)
+    meta = {"recipe": str(recipe) if recipe else None, "sets": list(sets)}
+    summary = run_cv(cfg, out, folds=folds, n_folds=n, name=name, meta=meta, on_fold=_echo_fold(n))
+    if not summary:  # a DDP rank other than 0
+        return
+    click.echo((Path(out) / "cv.md").read_text().rstrip())
+    if not summary["complete"]:
+        click.echo(f"{len(summary['folds'])} of {n} folds finished; run again to finish the rest.")
+    click.echo(f"-> {Path(out) / 'cv.json'}")
+
+
+@click.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the full result (friedman_p, nemenyi, bonferroni_dunn, rows) as JSON.")
+@click.option("-o", "--out", "md_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the Markdown table and tests to this file.")
+@click.option("--metric", default="accuracy",
+              type=click.Choice(["accuracy", "precision", "recall", "f1", "f1_of_macro"]),
+              help="Per-fold score the tests rank [accuracy].")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
+def compare_command(runs, json_path, md_path, metric, alpha):
+    """Compare `ferdata cv` runs over the same folds: mean ± sd rows, Friedman test,
+    Nemenyi (two-tailed) and Bonferroni-Dunn (one-tailed, against the first run)."""
+    from ferdata.train.compare import compare_runs, markdown
+    from ferdata.train.cv import write_json_atomic, write_text_atomic
+
+    if not 0 < alpha < 1:
+        raise click.BadParameter(f"{alpha}: must be in (0, 1)", param_hint="--alpha")
+    res = compare_runs(list(runs), alpha=alpha, metric=metric)
+    text = markdown(res)
+    click.echo(text.rstrip())
+    if md_path:
+        write_text_atomic(md_path, text)
+        click.echo(f"-> {md_path}")
+    if json_path:
+        write_json_atomic(json_path, json.loads(json.dumps(res)))
+        click.echo(f"-> {json_path}")
+
+
+def register(main):
+    main.add_command(cv_command)
+    main.add_command(compare_command)

@@ -1,0 +1,357 @@
+"""Every fold of a cross-validation in one call: ``run_cv(cfg, out)`` (``ferdata cv``).
+
+Each fold trains into ``out/fold-00``, ``out/fold-01``, … with
+:func:`ferdata.train.fit` (``cfg.fold = i``). The run is resumable: a fold whose
+``eval.json`` is complete is skipped, a fold with ``last.pt`` but no ``eval.json``
+continues with ``resume=True``, any other fold starts afresh. ``out/cv_run.json``
+records the configuration; running again into the same folder with a different one
+is an error (mixing folds of two configurations would be a meaningless mean).
+
+When the folds are done, ``out`` receives
+
+* ``cv.json`` — per-fold test accuracy and macro precision / recall / F1 (and
+  ``f1_of_macro``, FERAtt Table 1's F1: the harmonic mean of macro P and R), their
+  mean and **sample** standard deviation (``ddof = 1``, the papers' ±), the test
+  side of every fold's split (for ``compare``), the configuration and its hash;
+* ``cv.md`` — the Table 1 row ``| name | Acc. | Prec. | Rec. | F1 |`` in percent;
+* ``cv_confusion.json`` + ``confusion.png`` — the folds' test confusion matrices summed.
+
+Aggregates cover every fold finished in ``out`` (also by earlier calls, e.g. one per
+GPU with ``folds=``); ``"complete"`` says whether all folds are there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from ..config import config_hash
+from ..errors import FerdataError
+
+log = logging.getLogger(__name__)
+
+CV_VERSION = 1
+#: scalars kept per fold and aggregated: accuracy and the macro averages.
+METRICS = ("accuracy", "precision", "recall", "f1", "f1_of_macro")
+#: TrainConfig keys that do not change the experiment (left out of its identity).
+RUNTIME_KEYS = ("fold", "name", "num_workers", "device", "compile", "eval_batch_size")
+
+__all__ = ["run_cv", "summarize", "fold_dir", "fold_state", "parse_folds", "config_identity",
+           "table_header", "table_row", "n_folds_of", "load_cv", "write_json_atomic", "write_text_atomic", "mean_std", "METRICS"]
+
+
+# ---------------------------------------------------------------- small IO helpers
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` via ``<path>.tmp-<pid>``, fsync, ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_json_atomic(path, obj) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+
+
+def _read_json(path) -> Optional[dict]:
+    try:
+        with open(path) as fh:
+            d = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); treated as absent", path, exc)
+        return None
+    return d if isinstance(d, dict) else None
+
+
+# ---------------------------------------------------------------- folds
+
+def fold_dir(out, i: int) -> Path:
+    return Path(out) / f"fold-{int(i):02d}"
+
+
+def read_eval(d) -> Optional[dict]:
+    """A fold's ``eval.json`` if it is complete (has a test accuracy), else ``None``."""
+    ev = _read_json(Path(d) / "eval.json")
+    if ev is None or not isinstance(ev.get("test"), dict) or "accuracy" not in ev["test"]:
+        return None
+    return ev
+
+
+def fold_state(d) -> str:
+    """``"done"`` (complete eval.json), ``"resume"`` (last.pt, no eval.json) or ``"new"``."""
+    d = Path(d)
+    if read_eval(d) is not None:
+        return "done"
+    return "resume" if (d / "last.pt").exists() else "new"
+
+
+def fold_split(d) -> Optional[dict]:
+    """The test side of a fold's split from its ``config.json`` (``"split"`` record), if any."""
+    c = _read_json(Path(d) / "config.json") or {}
+    split = c.get("split") or (c.get("resolved") or {}).get("split")
+    if not isinstance(split, dict):
+        return None
+    return {k: v for k, v in split.items() if k.startswith("test")} or None
+
+
+def parse_folds(spec, n: int) -> List[int]:
+    """Fold indices from ``"a:b"`` (half-open, like Python; either end may be empty),
+    ``"3"`` or ``"0,2,5"``; ``None`` / ``""`` means all ``n``. Out of range is an error."""
+    if spec is None or str(spec).strip() == "":
+        return list(range(n))
+    if isinstance(spec, Iterable) and not isinstance(spec, str):
+        idx = [int(i) for i in spec]
+    else:
+        s = str(spec).strip()
+        try:
+            if ":" in s:
+                a, _, b = s.partition(":")
+                idx = list(range(int(a) if a.strip() else 0, int(b) if b.strip() else n))
+            else:
+                idx = [int(t) for t in s.split(",") if t.strip()]
+        except ValueError:
+            raise FerdataError(f"folds {spec!r}: expected a:b, N or N,M,…") from None
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad or not idx:
+        raise FerdataError(f"folds {spec!r}: no fold or fold(s) {bad} outside 0..{n - 1} ({n} folds)")
+    return sorted(set(idx))
+
+
+def config_identity(cfg) -> dict:
+    """The JSON form of ``cfg`` without the keys that do not change the experiment."""
+    d = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    for k in RUNTIME_KEYS:
+        d.pop(k, None)
+    return d
+
+
+def _check_run_record(out: Path, ident: dict, n: int, meta: dict) -> None:
+    path = out / "cv_run.json"
+    rec = _read_json(path)
+    h = config_hash(ident)
+    if rec is not None:
+        if rec.get("config_hash") != h:
+            old = rec.get("config") or {}
+            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
+            raise FerdataError(f"{out}: holds folds of a different configuration (differs in: "
+                               f"{', '.join(diff) or '?'}); use another -o folder")
+        if rec.get("n_folds") != n:
+            raise FerdataError(f"{out}: was run with {rec.get('n_folds')} folds, now {n}; use another -o folder")
+        return
+    write_json_atomic(path, {"version": CV_VERSION, "config": ident, "config_hash": h, "n_folds": n, **meta})
+
+
+# ---------------------------------------------------------------- run
+
+def _default_fit():
+    from . import fit
+
+    return fit
+
+
+def n_folds_of(cfg) -> int:
+    from .. import train
+
+    nf = getattr(train, "n_folds", None)
+    if nf is None:
+        raise FerdataError("ferdata.train.n_folds is not available in this version: pass n_folds")
+    return int(nf(cfg))
+
+
+def run_cv(cfg, out, fit: Optional[Callable] = None, folds=None, n_folds: Optional[int] = None,
+           name: Optional[str] = None, meta: Optional[dict] = None,
+           on_fold: Optional[Callable[[dict], None]] = None) -> dict:
+    """Run (or resume) the folds of ``cfg`` into ``out`` and write the summary files.
+
+    Parameters
+    ----------
+    cfg : TrainConfig — ``cfg.fold`` is ignored (each fold sets it).
+    fit : ``fit(cfg, out, resume=bool)`` writing ``out/eval.json``; default :func:`ferdata.train.fit`.
+    folds : which folds to run now (``"a:b"``, ``"3"``, ``"0,2"`` or a list); default all.
+    n_folds : number of folds; default :func:`ferdata.train.n_folds` ``(cfg)``.
+    name : the row label in ``cv.md`` / ``compare`` (default: the folder name).
+    meta : extra JSON-able identity recorded in ``cv.json`` (e.g. recipe path, ``--set`` list).
+    on_fold : called with ``{"fold", "status": "skipped"|"resumed"|"started"|"done", "record"?}``.
+
+    Returns the ``cv.json`` dict (``{}`` on a DDP rank other than 0).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fit = fit or _default_fit()
+    n = int(n_folds) if n_folds is not None else n_folds_of(cfg)
+    if n < 1:
+        raise FerdataError(f"{n} folds: nothing to run")
+    todo = parse_folds(folds, n)
+    ident = config_identity(cfg)
+    meta = dict(meta or {})
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        _check_run_record(out, ident, n, meta)
+    emit = on_fold or (lambda ev: None)
+    for i in todo:
+        d = fold_dir(out, i)
+        state = fold_state(d)
+        if state == "done":
+            emit({"fold": i, "status": "skipped"})
+            continue
+        emit({"fold": i, "status": "resumed" if state == "resume" else "started"})
+        fit(dataclasses.replace(cfg, fold=i), d, resume=(state == "resume"))
+        if rank == 0:
+            ev = read_eval(d)
+            if ev is None:
+                raise FerdataError(f"{d}: training finished without a complete eval.json")
+            emit({"fold": i, "status": "done", "record": fold_record(i, ev, fold_split(d))})
+    if rank != 0:
+        return {}
+    summary = summarize(out, n, name=name or out.resolve().name, identity=ident, meta=meta)
+    write_outputs(out, summary)
+    return summary
+
+
+# ---------------------------------------------------------------- summary
+
+def fold_record(i: int, ev: dict, split: Optional[dict]) -> dict:
+    t = ev["test"]
+    mac = t.get("macro") or {}
+    rec = {"fold": int(i), "accuracy": float(t["accuracy"])}
+    for k in ("precision", "recall", "f1", "f1_of_macro"):
+        if k in mac:
+            rec[k] = float(mac[k])
+    if "f1_of_macro" not in rec and "precision" in rec and "recall" in rec:
+        p, r = rec["precision"], rec["recall"]
+        rec["f1_of_macro"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    rec.update(n=t.get("n"), best_epoch=ev.get("best_epoch"), epochs_run=ev.get("epochs_run"), test_split=split)
+    return rec
+
+
+def mean_std(values: Sequence[float]):
+    """Mean and the sample standard deviation (``ddof=1``; ``None`` for a single value)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return None, None
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def _noise_summary(evs: List[dict]) -> Optional[dict]:
+    if not evs or not all(isinstance(e.get("noise"), dict) and e["noise"] for e in evs):
+        return None
+    sig = set(evs[0]["noise"])
+    if any(set(e["noise"]) != sig for e in evs):
+        return None
+    out = {}
+    for s in sorted(sig, key=float):
+        m, sd = mean_std([float(e["noise"][s]) for e in evs])
+        out[s] = {"mean": m, "std": sd}
+    return out
+
+
+def summarize(out, n_folds: int, name: str, identity: Optional[dict] = None, meta: Optional[dict] = None) -> dict:
+    """The ``cv.json`` dict over every fold of ``out`` with a complete ``eval.json``."""
+    out = Path(out)
+    recs, evs = [], []
+    for i in range(n_folds):
+        ev = read_eval(fold_dir(out, i))
+        if ev is not None:
+            recs.append(fold_record(i, ev, fold_split(fold_dir(out, i))))
+            evs.append(ev)
+    if not recs:
+        raise FerdataError(f"{out}: no finished fold (no fold-NN/eval.json)")
+    keys = [k for k in METRICS if all(k in r for r in recs)]
+    mean, std = {}, {}
+    for k in keys:
+        mean[k], std[k] = mean_std([r[k] for r in recs])
+    summary = {"version": CV_VERSION, "name": name, "n_folds": int(n_folds),
+               "folds_done": [r["fold"] for r in recs], "complete": len(recs) == n_folds,
+               "folds": recs, "mean": mean, "std": std, "std_ddof": 1,
+               "classes": evs[0]["test"].get("classes"),
+               "config": identity, "config_hash": config_hash(identity) if identity is not None else None,
+               **(meta or {})}
+    noise = _noise_summary(evs)
+    if noise:
+        summary["noise"] = noise
+    cm = _summed_confusion(evs)
+    if cm is not None:
+        summary["confusion_matrix"] = cm
+    return summary
+
+
+def _summed_confusion(evs: List[dict]) -> Optional[list]:
+    mats, classes = [], evs[0]["test"].get("classes")
+    for e in evs:
+        m = e["test"].get("confusion_matrix")
+        if m is None or e["test"].get("classes") != classes:
+            log.warning("folds differ in classes or lack a confusion matrix: no summed confusion")
+            return None
+        mats.append(np.asarray(m, dtype=np.int64))
+    if len({m.shape for m in mats}) != 1:
+        return None
+    return np.sum(mats, axis=0).astype(int).tolist()
+
+
+def _pm(mean, std) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if std is not None else f"{100 * mean:.2f}"
+
+
+def table_header() -> str:
+    return "| name | folds | Acc. | Prec. | Rec. | F1 |\n|---|---|---|---|---|---|"
+
+
+def table_row(summary: dict) -> str:
+    """``| name | folds | acc ± sd | P ± sd | R ± sd | F1 ± sd |`` in percent (F1: mean per-class F1)."""
+    m, s = summary["mean"], summary["std"]
+    k = len(summary["folds"])
+    folds = f"{k}" if summary.get("complete", True) else f"{k} of {summary['n_folds']}"
+    cells = [_pm(m.get(key), s.get(key)) for key in ("accuracy", "precision", "recall", "f1")]
+    return f"| {summary['name']} | {folds} | " + " | ".join(cells) + " |"
+
+
+def write_outputs(out, summary: dict) -> None:
+    """``cv.json``, ``cv.md``, ``cv_confusion.json`` + ``confusion.png`` (and ``noise.png``)."""
+    from .metrics import plot_confusion
+
+    out = Path(out)
+    write_json_atomic(out / "cv.json", summary)
+    note = (f"\nTest metrics over {len(summary['folds'])} of {summary['n_folds']} folds: mean ± sample sd "
+            f"(ddof=1), percent. F1 = mean of per-class F1; FERAtt Table 1's F1 (harmonic mean of macro P "
+            f"and R): {_pm(summary['mean'].get('f1_of_macro'), summary['std'].get('f1_of_macro'))}.\n")
+    write_text_atomic(out / "cv.md", table_header() + "\n" + table_row(summary) + "\n" + note)
+    cm = summary.get("confusion_matrix")
+    if cm is not None:
+        write_json_atomic(out / "cv_confusion.json", {"classes": summary["classes"], "matrix": cm,
+                                                      "folds": summary["folds_done"]})
+        tmp = out / f"confusion.tmp-{os.getpid()}.png"
+        plot_confusion(np.asarray(cm), summary["classes"], tmp,
+                       title=f"{summary['name']}: {len(summary['folds'])} folds summed")
+        os.replace(tmp, out / "confusion.png")
+    if summary.get("noise"):
+        from .plots import noise_plot
+
+        noise_plot({summary["name"]: {s: v["mean"] for s, v in summary["noise"].items()}}, out / "noise.png",
+                   errors={summary["name"]: {s: v["std"] or 0.0 for s, v in summary["noise"].items()}})
+
+
+def load_cv(out) -> dict:
+    """Read ``out/cv.json`` (FerdataError if it is missing or not a ``ferdata cv`` summary)."""
+    path = Path(out) / "cv.json"
+    if not path.exists():
+        raise FerdataError(f"{path}: does not exist (run `ferdata cv -o {out}` first)")
+    d = _read_json(path)
+    if d is None or "folds" not in d or "mean" not in d:
+        raise FerdataError(f"{path}: not a ferdata cv summary")
+    return d

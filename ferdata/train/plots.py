@@ -1,0 +1,253 @@
+"""The figures a FER researcher looks at after an evaluation (FERAtt §4):
+
+* :func:`noise_plot` — accuracy vs Gaussian noise σ, one curve per model (Fig. 9/10);
+* :func:`tsne_plot` — 2-D Barnes-Hut t-SNE of the embeddings coloured by class (Fig. 6;
+  scikit-learn, the ``plots`` extra);
+* :func:`retrieval_plot` — per query face, its top-5 nearest faces by cosine similarity
+  of the embeddings, framed green when the expression matches, red otherwise (Fig. 7);
+* :func:`write_eval_pictures` — whichever of these an evaluation folder allows:
+  ``noise.png`` from ``eval.json`` ``"noise"``, ``tsne.png`` from ``embeddings.npz``
+  (``embedding``, ``label``), ``retrieval.png`` when ``embeddings.npz`` also holds the
+  faces (``image``: ``(N, H, W[, C])``).
+
+matplotlib's Agg canvas is used directly (no pyplot, no global backend switch); every
+PNG is written under a temporary name and renamed into place. The drawing functions
+return the numbers they drew (t-SNE coordinates, neighbour indices) so callers and
+tests can check them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["noise_plot", "tsne_plot", "tsne_embed", "retrieval_plot", "cosine_topk", "write_eval_pictures"]
+
+
+def _figure(w: float, h: float, dpi: int = 110):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix or '.png'}")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return str(path)
+
+
+# ---------------------------------------------------------------- noise (Fig. 9)
+
+def _curves(noise: Mapping) -> Dict[str, Dict[float, float]]:
+    if noise and all(isinstance(v, (int, float)) for v in noise.values()):
+        noise = {"accuracy": noise}
+    out = {}
+    for name, c in noise.items():
+        pts = {float(s): float(a) for s, a in c.items()}
+        if pts:
+            out[str(name)] = dict(sorted(pts.items()))
+    if not out:
+        raise ValueError("no noise results to plot")
+    return out
+
+
+def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Optional[str] = None) -> str:
+    """Accuracy (percent) vs noise σ.
+
+    ``noise``: ``{sigma: accuracy}`` (one curve) or ``{model: {sigma: accuracy}}``;
+    accuracies in [0, 1], σ keys may be strings. ``errors``: same shape as the
+    multi-curve form, drawn as error bars (e.g. the sd over folds).
+    """
+    curves = _curves(noise)
+    errs = _curves(errors) if errors else {}
+    fig = _figure(5.2, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, pts in curves.items():
+        x = np.array(list(pts))
+        y = 100 * np.array(list(pts.values()))
+        e = errs.get(name)
+        yerr = 100 * np.array([e.get(s, 0.0) for s in x]) if e else None
+        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=name)
+    ax.set_xlabel("noise σ (images in [0, 1])")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Accuracy under Gaussian noise")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- t-SNE (Fig. 6)
+
+def tsne_embed(embeddings, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """``(N, 2)`` Barnes-Hut t-SNE of ``(N, d)`` embeddings (scikit-learn, PCA init)."""
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError("t-SNE needs scikit-learn: pip install 'ferdata[plots]'") from exc
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 5:
+        raise ValueError(f"t-SNE needs (N >= 5, d) embeddings, got shape {x.shape}")
+    perp = float(min(perplexity, (x.shape[0] - 1) / 3.0))
+    return TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto",
+                random_state=seed, method="barnes_hut").fit_transform(x)
+
+
+def tsne_plot(embeddings, labels, path, classes: Optional[Sequence[str]] = None, seed: int = 0,
+              max_points: int = 3000, title: Optional[str] = None):
+    """Draw the t-SNE of ``embeddings`` coloured by ``labels`` to ``path``.
+
+    At most ``max_points`` samples (a seeded random subset) are embedded. Returns
+    ``(coords (M, 2), indices (M,))`` — the 2-D points and which samples they are.
+    """
+    x = np.asarray(embeddings)
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"embeddings {x.shape} and labels {y.shape} do not match")
+    idx = np.arange(x.shape[0])
+    if idx.size > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(idx.size, max_points, replace=False))
+    xy = tsne_embed(x[idx], seed=seed)
+    fig = _figure(6.0, 5.2)
+    ax = fig.add_subplot(1, 1, 1)
+    cmap = _colors(int(y.max()) + 1 if y.size else 1)
+    for c in np.unique(y[idx]):
+        m = y[idx] == c
+        name = classes[c] if classes is not None and c < len(classes) else str(c)
+        ax.scatter(xy[m, 0], xy[m, 1], s=8, color=cmap[c], label=f"{name} ({int(m.sum())})")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, markerscale=2, loc="best")
+    ax.set_title(title or f"t-SNE of the embeddings ({idx.size} samples)")
+    fig.tight_layout()
+    _save(fig, path)
+    return xy, idx
+
+
+def _colors(n: int):
+    from matplotlib import colormaps
+
+    cm = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cm(i % cm.N) for i in range(max(n, 1))]
+
+
+# ---------------------------------------------------------------- retrieval (Fig. 7)
+
+def cosine_topk(embeddings, queries: Sequence[int], k: int = 5):
+    """``(indices (q, k), similarities (q, k))`` of each query's k most cosine-similar
+    other samples (itself excluded; ties broken by index)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if not 1 <= k < x.shape[0]:
+        raise ValueError(f"k must be in [1, {x.shape[0] - 1}], got {k}")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    q = np.asarray(queries, dtype=np.int64)
+    sim = x[q] @ x.T
+    sim[np.arange(q.size), q] = -np.inf
+    nn = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return nn, np.take_along_axis(sim, nn, axis=1)
+
+
+def _pick_queries(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """One random sample per class (classes in order), then random others, up to ``n``."""
+    rng = np.random.default_rng(seed)
+    picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in np.unique(labels)][:n]
+    rest = np.setdiff1d(np.arange(labels.size), picks)
+    if len(picks) < n and rest.size:
+        picks += rng.choice(rest, min(n - len(picks), rest.size), replace=False).tolist()
+    return np.asarray(picks, dtype=np.int64)
+
+
+def _display(im: np.ndarray) -> np.ndarray:
+    im = np.asarray(im)
+    if im.ndim == 3 and im.shape[0] in (1, 3) and im.shape[-1] not in (1, 3):
+        im = np.moveaxis(im, 0, -1)
+    if im.ndim == 3 and im.shape[-1] == 1:
+        im = im[..., 0]
+    if im.dtype != np.uint8:
+        im = im.astype(np.float64)
+        lo, hi = float(im.min()), float(im.max())
+        im = (im - lo) / (hi - lo) if hi > lo else np.zeros_like(im)
+    return im
+
+
+def retrieval_plot(embeddings, images, labels, path, classes: Optional[Sequence[str]] = None,
+                   queries: int = 6, k: int = 5, seed: int = 0, title: Optional[str] = None):
+    """Top-``k`` retrieval by cosine similarity for ``queries`` query faces (one per class first).
+
+    ``images``: ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 or float.
+    Returns ``(query_indices (q,), neighbour_indices (q, k))``.
+    """
+    x = np.asarray(embeddings)
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if x.ndim != 2 or not (x.shape[0] == y.shape[0] == len(images)):
+        raise ValueError(f"embeddings {x.shape}, images ({len(images)}) and labels {y.shape} do not match")
+    k = min(k, x.shape[0] - 1)
+    q = _pick_queries(y, queries, seed)
+    nn, sim = cosine_topk(x, q, k)
+    name = (lambda c: classes[c] if classes is not None and c < len(classes) else str(c))
+    fig = _figure(1.45 * (k + 1), 1.6 * q.size + 0.4)
+    for r, qi in enumerate(q):
+        row = [(qi, None)] + [(int(j), float(s)) for j, s in zip(nn[r], sim[r])]
+        for c, (j, s) in enumerate(row):
+            ax = fig.add_subplot(q.size, k + 1, r * (k + 1) + c + 1)
+            im = _display(images[j])
+            ax.imshow(im, cmap="gray" if im.ndim == 2 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            color = "black" if s is None else ("green" if y[j] == y[qi] else "red")
+            for sp in ax.spines.values():
+                sp.set_color(color)
+                sp.set_linewidth(3 if s is not None else 1.5)
+            ax.set_title(f"query: {name(y[j])}" if s is None else f"{name(y[j])} {s:.2f}", fontsize=7, color=color)
+    fig.suptitle(title or f"Top-{k} retrieval by cosine similarity (green: same expression)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return q, nn
+
+
+# ---------------------------------------------------------------- an evaluation folder
+
+def write_eval_pictures(out_dir, seed: int = 0) -> List[str]:
+    """Draw ``noise.png``, ``tsne.png``, ``retrieval.png`` in ``out_dir`` where its
+    ``eval.json`` / ``embeddings.npz`` allow; returns the paths written. A figure that
+    cannot be drawn (too few samples, scikit-learn missing) is logged and skipped."""
+    out = Path(out_dir)
+    written: List[str] = []
+    ev = {}
+    if (out / "eval.json").exists():
+        with open(out / "eval.json") as fh:
+            ev = json.load(fh)
+    rep = ev.get("test") or ev.get("eval") or {}
+    classes = rep.get("classes")
+    if isinstance(ev.get("noise"), dict) and ev["noise"]:
+        written.append(noise_plot({"test": ev["noise"]}, out / "noise.png"))
+    emb_path = out / "embeddings.npz"
+    if emb_path.exists():
+        with np.load(emb_path) as z:
+            arrays = {k: z[k] for k in z.files}
+        emb, lab = arrays.get("embedding"), arrays.get("label")
+        images = arrays.get("image", arrays.get("images"))
+        if emb is not None and lab is not None:
+            for name, draw in (("tsne.png", lambda p: tsne_plot(emb, lab, p, classes, seed=seed)),
+                               ("retrieval.png", (lambda p: retrieval_plot(emb, images, lab, p, classes, seed=seed))
+                                if images is not None else None)):
+                if draw is None:
+                    continue
+                try:
+                    draw(out / name)
+                    written.append(str(out / name))
+                except (ValueError, ImportError) as exc:
+                    log.warning("%s: %s not drawn (%s)", out, name, exc)
+    return written

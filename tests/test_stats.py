@@ -1,0 +1,88 @@
+"""Friedman / Nemenyi / Bonferroni-Dunn (Demšar 2006, FERAtt §4) checked against scipy.stats."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as ss
+
+from ferdata.train import stats
+
+
+def ordered_scores(n_folds=10, seed=0):
+    """Three runs, C > B > A on every fold, with fold-to-fold variation."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.6, 0.8, n_folds)
+    return np.stack([base, base + 0.03 + rng.uniform(0, 0.01, n_folds),
+                     base + 0.06 + rng.uniform(0, 0.01, n_folds)], axis=1)
+
+
+def test_known_ordering_friedman_and_posthoc_match_scipy():
+    s = ordered_scores()
+    n, k = s.shape
+    res = stats.compare(s, ["A", "B", "C"])
+    ref = ss.friedmanchisquare(s[:, 0], s[:, 1], s[:, 2])
+    assert res["test"] == "friedman"
+    assert res["friedman_p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert res["friedman_p"] < 0.05 and res["rejects_h0"]
+    assert res["average_ranks"] == {"A": 3.0, "B": 2.0, "C": 1.0}
+    # Nemenyi: CD from the studentized range; Demšar's table gives q_0.05 = 2.343 for k = 3
+    se = math.sqrt(k * (k + 1) / (6 * n))
+    q = ss.studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2)
+    assert q == pytest.approx(2.343, abs=1e-3)
+    assert res["nemenyi"]["cd"] == pytest.approx(q * se)
+    # rank differences 1, 2, 1 with CD ≈ 1.048: only A vs C differ
+    assert stats.significant_pairs(res) == [("A", "C")]
+    for p in res["nemenyi"]["pairs"]:
+        assert p["p"] == pytest.approx(ss.studentized_range.sf(math.sqrt(2) * p["rank_diff"] / se, k, np.inf))
+        assert (p["p"] < 0.05) == p["significant"]
+    # Bonferroni-Dunn, one-tailed against A: z = (R_A - R_i) / se, p x (k - 1)
+    bd = {r["name"]: r for r in res["bonferroni_dunn"]["runs"]}
+    assert set(bd) == {"B", "C"}
+    assert bd["B"]["z"] == pytest.approx(1 / se)
+    assert bd["B"]["p_adjusted"] == pytest.approx(2 * ss.norm.sf(1 / se))   # 0.0253
+    assert bd["C"]["p_adjusted"] == pytest.approx(2 * ss.norm.sf(2 / se))
+    assert bd["B"]["significant"] and bd["C"]["significant"]
+
+
+def test_one_tailed_direction_worse_run_is_not_significant():
+    s = ordered_scores()[:, ::-1]            # now A is best, C worst: nothing beats the control
+    res = stats.compare(s, ["A", "B", "C"])
+    assert all(r["z"] < 0 and r["p"] > 0.5 and not r["significant"] for r in res["bonferroni_dunn"]["runs"])
+
+
+def test_ties_share_ranks_like_scipy_rankdata():
+    s = np.array([[0.7, 0.7, 0.8], [0.6, 0.65, 0.65], [0.9, 0.8, 0.85], [0.5, 0.5, 0.5]])
+    expected = ss.rankdata(-s, axis=1).mean(axis=0)
+    np.testing.assert_allclose(stats.average_ranks(s), expected)
+    assert stats.average_ranks(s).tolist() == [2.125, 2.25, 1.625]   # (2.5+3+1+2)/4, (2.5+1.5+3+2)/4, (1+1.5+2+2)/4
+
+
+def test_demsar_worked_example_critical_difference():
+    # Demšar (2006) §3.2.4: k = 4 classifiers, N = 14 data sets, alpha = 0.05 -> CD = 1.25
+    res = stats.nemenyi([3.143, 2.000, 2.893, 1.964], 14)
+    assert res["cd"] == pytest.approx(1.25, abs=0.01)
+    assert not any(p["significant"] for p in res["pairs"])   # largest difference 1.179 < CD
+
+
+def test_two_runs_use_wilcoxon():
+    s = ordered_scores()[:, :2]
+    res = stats.compare(s, ["A", "B"])
+    assert res["test"] == "wilcoxon" and res["friedman_p"] is None and res["nemenyi"] is None
+    assert res["wilcoxon_p"] == pytest.approx(ss.wilcoxon(s[:, 0], s[:, 1]).pvalue)
+    assert res["wilcoxon_p"] < 0.05
+
+
+def test_identical_runs_are_equivalent():
+    s = np.tile(np.array([[0.7], [0.8], [0.6]]), (1, 3))
+    res = stats.compare(s, ["A", "B", "C"])
+    assert res["friedman_p"] == 1.0 and not res["rejects_h0"]
+    assert stats.significant_pairs(res) == []
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        stats.compare(np.ones((1, 3)), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="NaN"):
+        stats.compare(np.array([[0.5, np.nan, 0.2], [0.1, 0.2, 0.3]]), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="names"):
+        stats.compare(np.ones((3, 3)), ["a", "b"])
