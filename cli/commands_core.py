@@ -7,9 +7,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ferdata.config import MAX_SIZE, MIN_SIZE
 from ferdata.errors import FerdataError
 
 from ._common import parse_key_values, progress
+
+SIZE = click.IntRange(MIN_SIZE, MAX_SIZE)
+WORKERS = click.IntRange(min=1)
 
 
 def _is_shard_folder(path: Path) -> bool:
@@ -19,7 +23,7 @@ def _is_shard_folder(path: Path) -> bool:
 @click.command("sample")
 @click.option("-o", "--out", "out", default="sample", show_default=True, type=click.Path(file_okay=False),
               help="Folder for faces.h5 and backgrounds/.")
-@click.option("--size", default=256, show_default=True, help="Aligned face crop size.")
+@click.option("--size", type=SIZE, default=256, show_default=True, help="Aligned face crop size.")
 def sample_cmd(out, size):
     """Materialise the built-in sample: faces.h5 + backgrounds (COCO-format folder)."""
     from ferdata.sample import make_sample
@@ -33,17 +37,20 @@ def sample_cmd(out, size):
 @click.argument("dataset")
 @click.argument("root", required=False, type=click.Path())
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Face store to write (.h5).")
-@click.option("--size", type=int, default=None, help="Aligned crop size [256; native for FER2013/FER+].")
-@click.option("--forehead", type=float, default=0.0, show_default=True, help="Extend mask above the brows (× eye-brow distance).")
-@click.option("--upsample", type=int, default=0, show_default=True, help="dlib HOG detector upsampling.")
+@click.option("--size", type=SIZE, default=None,
+              help=f"Aligned crop size, {MIN_SIZE}..{MAX_SIZE} [256; native for FER2013/FER+].")
+@click.option("--forehead", type=click.FloatRange(0.0, 2.0), default=0.0, show_default=True, help="Extend mask above the brows (× eye-brow distance).")
+@click.option("--upsample", type=click.IntRange(0, 4), default=0, show_default=True, help="dlib HOG detector upsampling.")
+@click.option("--detector", type=click.Choice(["hog", "cnn", "auto"]), default="hog", show_default=True,
+              help="Face detector: dlib HOG, dlib CNN (slower, finds more), auto (CNN where HOG finds none).")
 @click.option("--detect-aligned", is_flag=True, help="Also detect landmarks on pre-cropped faces (FER2013/FER+).")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes for detection/alignment.")
+@click.option("--workers", type=WORKERS, default=1, show_default=True, help="Processes for detection/alignment.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Reader option (e.g. peak_frames=3).")
-def ingest_cmd(dataset, root, out, size, forehead, upsample, detect_aligned, on_error, workers, options):
+def ingest_cmd(dataset, root, out, size, forehead, upsample, detector, detect_aligned, on_error, workers, options):
     """Read DATASET at ROOT, align faces, write a face store.
 
-    DATASET: ckplus, fer2013, ferplus, jaffe, bu3dfe, rafd, affectnet, folder, sample.
+    DATASET: ckplus, fer2013, ferplus, jaffe, bu3dfe, rafd, affectnet, rafdb, kdef, expw, folder, sample.
     """
     from ferdata.config import IngestConfig
     from ferdata.datasets import READERS, read_dataset
@@ -58,7 +65,7 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detect_aligned, on_
     skipped: list = []
     records = read_dataset(dataset, root, on_error=on_error, skipped=skipped, **opts)
     cfg = IngestConfig(size=size, forehead=forehead, upsample=upsample, detect_aligned=detect_aligned,
-                       on_error=on_error)
+                       on_error=on_error, detector=detector)
     bar = progress(desc=f"ingest {dataset}", unit="face")
 
     def tick(ok, failed):
@@ -109,17 +116,28 @@ def inspect_cmd(path, as_json):
         click.echo(f"{k:>16}: {v}")
 
 
+def _image_out(ctx, param, value):
+    from ferdata.viz import SHEET_EXTENSIONS
+
+    if value is not None and Path(value).suffix.lower() not in SHEET_EXTENSIONS:
+        raise click.BadParameter(f"{value!r}: unknown image extension {Path(value).suffix or '(none)'!r}; "
+                                 f"use one of {', '.join(SHEET_EXTENSIONS)}")
+    return value
+
+
 @click.command("show")
 @click.argument("path", type=click.Path())
-@click.option("-n", "--n", "n", default=36, show_default=True, help="Number of faces/samples.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=36, show_default=True,
+              help="Number of faces/samples.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=_image_out,
+              help="Image to write (.png, .jpg, .bmp, .tif, .webp).")
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True)
 @click.option("--mask/--no-mask", default=True, show_default=True, help="Draw the mask outline.")
-@click.option("--tile", type=int, default=None, help="Tile side in px.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which samples (random, seeded); -1: the first n.")
+@click.option("--tile", type=click.IntRange(8, 1024), default=None, help="Tile side in px (8..1024).")
+@click.option("--seed", type=click.IntRange(min=-1), default=0, show_default=True, help="Which samples (random, seeded); -1: the first n.")
 def show_cmd(path, n, out, landmarks, mask, tile, seed):
     """Contact sheet PNG of a face store or a shard folder."""
-    from ferdata.viz import contact_sheet, label_captions, save_png
+    from ferdata.viz import contact_sheet, label_captions, save_image
 
     p = Path(path)
     if _is_shard_folder(p):
@@ -138,7 +156,7 @@ def show_cmd(path, n, out, landmarks, mask, tile, seed):
         raise FerdataError(f"{p}: neither a face store file nor a shard folder with manifest.json")
     sheet = contact_sheet(d["image"], d["landmarks"] if landmarks else None, d["mask"] if mask else None,
                           label_captions(d["label"]), tile=tile)
-    save_png(out, sheet)
+    save_image(out, sheet)
     click.echo(f"wrote {out} ({len(d['image'])} tiles, {sheet.shape[1]}x{sheet.shape[0]})")
 
 

