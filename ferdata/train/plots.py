@@ -91,8 +91,9 @@ def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Op
 
 # ---------------------------------------------------------------- t-SNE (Fig. 6)
 
-def tsne_embed(embeddings, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """``(N, 2)`` Barnes-Hut t-SNE of ``(N, d)`` embeddings (scikit-learn, PCA init)."""
+def tsne_embed(embeddings, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000) -> np.ndarray:
+    """``(N, 2)`` Barnes-Hut t-SNE of ``(N, d)`` embeddings (scikit-learn, PCA init;
+    perplexity capped at (N − 1) / 3; ``max_iter`` ≥ 250)."""
     try:
         from sklearn.manifold import TSNE
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -102,11 +103,11 @@ def tsne_embed(embeddings, seed: int = 0, perplexity: float = 30.0) -> np.ndarra
         raise ValueError(f"t-SNE needs (N >= 5, d) embeddings, got shape {x.shape}")
     perp = float(min(perplexity, (x.shape[0] - 1) / 3.0))
     return TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto",
-                random_state=seed, method="barnes_hut").fit_transform(x)
+                random_state=seed, method="barnes_hut", max_iter=max_iter).fit_transform(x)
 
 
 def tsne_plot(embeddings, labels, path, classes: Optional[Sequence[str]] = None, seed: int = 0,
-              max_points: int = 3000, title: Optional[str] = None):
+              max_points: int = 3000, title: Optional[str] = None, max_iter: int = 1000):
     """Draw the t-SNE of ``embeddings`` coloured by ``labels`` to ``path``.
 
     At most ``max_points`` samples (a seeded random subset) are embedded. Returns
@@ -119,7 +120,7 @@ def tsne_plot(embeddings, labels, path, classes: Optional[Sequence[str]] = None,
     idx = np.arange(x.shape[0])
     if idx.size > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(idx.size, max_points, replace=False))
-    xy = tsne_embed(x[idx], seed=seed)
+    xy = tsne_embed(x[idx], seed=seed, max_iter=max_iter)
     fig = _figure(6.0, 5.2)
     ax = fig.add_subplot(1, 1, 1)
     cmap = _colors(int(y.max()) + 1 if y.size else 1)
@@ -219,7 +220,7 @@ def retrieval_plot(embeddings, images, labels, path, classes: Optional[Sequence[
 
 # ---------------------------------------------------------------- an evaluation folder
 
-def write_eval_pictures(out_dir, seed: int = 0) -> List[str]:
+def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> List[str]:
     """Draw ``noise.png``, ``tsne.png``, ``retrieval.png`` in ``out_dir`` where its
     ``eval.json`` / ``embeddings.npz`` allow; returns the paths written. A figure that
     cannot be drawn (too few samples, scikit-learn missing) is logged and skipped."""
@@ -240,7 +241,7 @@ def write_eval_pictures(out_dir, seed: int = 0) -> List[str]:
         emb, lab = arrays.get("embedding"), arrays.get("label")
         images = arrays.get("image", arrays.get("images"))
         if emb is not None and lab is not None:
-            for name, draw in (("tsne.png", lambda p: tsne_plot(emb, lab, p, classes, seed=seed)),
+            for name, draw in (("tsne.png", lambda p: tsne_plot(emb, lab, p, classes, seed=seed, max_iter=tsne_max_iter)),
                                ("retrieval.png", (lambda p: retrieval_plot(emb, images, lab, p, classes, seed=seed))
                                 if images is not None else None)):
                 if draw is None:
