@@ -30,8 +30,8 @@ def fake_report(acc, n=100, seed=0):
 class FakeFit:
     """Writes eval.json / config.json like ferdata.train.fit, with given test accuracies."""
 
-    def __init__(self, accs, subjects=None, crash_at=None):
-        self.accs, self.subjects, self.crash_at, self.calls = accs, subjects, crash_at, []
+    def __init__(self, accs, subjects=None, crash_at=None, n=100):
+        self.accs, self.subjects, self.crash_at, self.calls, self.n = accs, subjects, crash_at, [], n
 
     def __call__(self, cfg, out, resume=False):
         self.calls.append((cfg.fold, resume))
@@ -43,7 +43,7 @@ class FakeFit:
         if cfg.fold == self.crash_at:
             self.crash_at = None
             raise KeyboardInterrupt("interrupted mid-fold")
-        ev = {"val": fake_report(0.5), "test": fake_report(self.accs[cfg.fold], seed=cfg.fold),
+        ev = {"val": fake_report(0.5), "test": fake_report(self.accs[cfg.fold], n=self.n, seed=cfg.fold),
               "best_epoch": 1, "epochs_run": 2, "parameters": 10}
         (out / "eval.json").write_text(json.dumps(ev))
         return ev
@@ -123,15 +123,15 @@ def fake_train(monkeypatch):
     """`ferdata cv` with ferdata.train.fit / n_folds replaced by FakeFit over 8 folds."""
     state = {}
 
-    def install(accs, subjects=None):
-        monkeypatch.setattr(ferdata.train, "fit", FakeFit(accs, subjects))
+    def install(accs, subjects=None, n=100):
+        monkeypatch.setattr(ferdata.train, "fit", FakeFit(accs, subjects, n=n))
         monkeypatch.setattr(ferdata.train, "n_folds", lambda c: len(accs), raising=False)
     state["install"] = install
     return install
 
 
-def _cv(tmp_path, name, accs, install, subjects=None):
-    install(accs, subjects)
+def _cv(tmp_path, name, accs, install, subjects=None, n=100):
+    install(accs, subjects, n)
     r = CliRunner().invoke(main, ["cv", "-o", str(tmp_path / name), "--name", name,
                                   "--set", "protocol=kfold", "--set", "epochs=1"])
     assert r.exit_code == 0, r.output
@@ -181,7 +181,9 @@ def test_compare_refuses_mismatched_folds(tmp_path, fake_train):
     subj = [[f"S{i}a", f"S{i}b"] for i in range(8)]
     subj[3] = ["S3a", "S9z"]
     other = _cv(tmp_path, "other", ORDERED["C"], fake_train, subjects=subj)
-    for bad, why in ((fewer, "short: 5 folds, but"), (other, "other: fold 3 tests on other subjects")):
+    faces = _cv(tmp_path, "faces", ORDERED["C"], fake_train, n=50)      # same subjects, other test faces
+    for bad, why in ((fewer, "short: 5 folds, but"), (other, "other: fold 3 tests on other subjects"),
+                     (faces, "faces: fold 0 has 50 test samples")):
         r = CliRunner().invoke(main, ["compare", str(a), str(bad)])
         assert r.exit_code == 1
         assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("Error: ") and why in r.output

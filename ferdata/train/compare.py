@@ -59,6 +59,11 @@ def check_same_folds(runs: Sequence[dict]) -> str:
             if s0 != s1:
                 raise FerdataError(f"{r['path']}: fold {f0['fold']} tests on other subjects than in "
                                    f"{first['path']}; runs must share the same folds")
+        for r in runs[1:]:
+            n0, n1 = f0.get("n"), r["folds"][j].get("n")
+            if n0 is not None and n1 is not None and n0 != n1:
+                raise FerdataError(f"{r['path']}: fold {f0['fold']} has {n1} test samples, {first['path']} "
+                                   f"{n0}; runs must be tested on the same faces")
     return checked
 
 
@@ -77,10 +82,14 @@ def compare_runs(outs: Sequence, alpha: float = 0.05, metric: str = "accuracy") 
         if any(metric not in f for f in r["folds"]):
             raise FerdataError(f"{r['path']}: cv.json has no per-fold {metric!r}")
     names = [r["name"] for r in runs]
-    scores = np.array([[f[metric] for f in r["folds"]] for r in runs], dtype=np.float64).T
+    scores = np.array([[np.nan if f[metric] is None else f[metric] for f in r["folds"]] for r in runs],
+                      dtype=np.float64).T
     if scores.shape[0] < 2:
         raise FerdataError(f"{scores.shape[0]} fold(s): the tests need at least 2 folds")
-    res = stats.compare(scores, names, alpha=alpha)
+    try:
+        res = stats.compare(scores, names, alpha=alpha)
+    except ValueError as exc:
+        raise FerdataError(f"{', '.join(map(str, outs))}: {exc}") from exc
     res.update(metric=metric, folds_checked_by=checked,
                rows=[{"name": r["name"], "path": r["path"], "mean": r["mean"], "std": r["std"],
                       "folds": len(r["folds"])} for r in runs],

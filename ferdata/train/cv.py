@@ -61,8 +61,20 @@ def write_text_atomic(path, text: str) -> Path:
     return path
 
 
+def _finite(obj):
+    """``obj`` with NaN / infinite floats replaced by ``None`` (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path, obj) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    """Strict JSON (NaN -> null) written atomically."""
+    return write_text_atomic(path, json.dumps(_finite(obj), indent=1, allow_nan=False) + "\n")
 
 
 def _read_json(path) -> Optional[dict]:
