@@ -22,7 +22,7 @@ from ._common import progress
               help="Radius in pixels (1 for original).")
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False),
               help="Output folder for the PNG code images (image-folder input only).")
-@click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores",
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Shards: processes; face store: LBP threads; image folder: I/O and LBP threads.")
 def lbp_command(path, variant, P, R, out, workers):
     """Compute LBP codes of the gray images in PATH.
@@ -43,29 +43,18 @@ def lbp_command(path, variant, P, R, out, workers):
     """
     import numba
 
-    from ferdata.features import add_lbp_to_h5, add_lbp_to_shards, dataset_name, lbp_image_folder
+    from ferdata.features import add_lbp_to_h5, dataset_name, lbp_image_folder
 
     try:
         name = dataset_name(variant, P, R)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="-P/-R") from exc
-    if workers < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--workers")
     numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
     path = Path(path)
     if path.is_dir() and (path / "manifest.json").exists():
         if out:
             raise click.BadParameter("only for an image-folder input", param_hint="--out")
-        from ferdata.shards.manifest import load_manifest
-
-        n = len(load_manifest(path)["shards"])
-        bar = progress(total=n, desc=f"lbp {name}", unit="shard")
-        try:
-            res = add_lbp_to_shards(path, variant, P, R, workers=workers, progress=bar.update)
-        finally:
-            bar.close()
-        added = sum(res.values())
-        click.echo(f"{path}: {name} added to {added} shards, {len(res) - added} already had it")
+        _shards(path, variant, P, R, workers, name)
     elif path.is_dir():
         if not out:
             raise click.BadParameter("required for an image-folder input", param_hint="--out")
@@ -78,12 +67,14 @@ def lbp_command(path, variant, P, R, out, workers):
     elif path.suffix.lower() in (".h5", ".hdf5"):
         if out:
             raise click.BadParameter("only for an image-folder input", param_hint="--out")
+        if _listed_shard(path):  # one shard of a render folder: keep its manifest entry right
+            return _shards(path.parent, variant, P, R, workers, name, only=[path.name])
         import h5py
 
         try:
             with h5py.File(path, "r") as f:
                 n = len(f["image"]) if "image" in f and "image_offsets" not in f else None
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             raise FerdataError(f"{path}: cannot read as HDF5 ({exc})") from exc
         bar = progress(total=n, desc=f"lbp {name}", unit="img")
         try:
@@ -94,6 +85,35 @@ def lbp_command(path, variant, P, R, out, workers):
     else:
         raise click.BadParameter("expected a shard folder, a face store (.h5) or an image folder",
                                  param_hint="PATH")
+
+
+def _listed_shard(path: Path) -> bool:
+    from ferdata.shards.manifest import load_manifest
+
+    if not (path.parent / "manifest.json").exists():
+        return False
+    return path.name in load_manifest(path.parent)["shards"]
+
+
+def _shards(folder: Path, variant, P, R, workers, name, only=None) -> None:
+    from ferdata.features import add_lbp_to_shards
+    from ferdata.shards.manifest import load_manifest
+
+    n = len(only) if only else len(load_manifest(folder)["shards"])
+    bar = progress(total=n, desc=f"lbp {name}", unit="shard")
+    try:
+        res = add_lbp_to_shards(folder, variant, P, R, workers=workers, progress=bar.update, only=only)
+    except FerdataError as exc:
+        bar.close()
+        res = getattr(exc, "result", None)
+        if res:
+            added = sum(res.values())
+            click.echo(f"{folder}: {name} added to {added} shards, {len(res) - added} already had it", err=True)
+        raise
+    finally:
+        bar.close()
+    added = sum(res.values())
+    click.echo(f"{folder}: {name} added to {added} shards, {len(res) - added} already had it")
 
 
 def register(main) -> None:

@@ -6,35 +6,104 @@ input order with a bounded number in flight (ingest streams a dataset through it
 process pool is :class:`concurrent.futures.ProcessPoolExecutor` with the spawn
 start method (safe with threads, CUDA and macOS), and the cluster executor is
 dask.distributed (optional extra ``ferdata[dask]``).
+
+Pool workers die with the process that started them (``PR_SET_PDEATHSIG`` on Linux,
+and a watchdog thread polling the parent pid elsewhere), so killing ``ferdata render``
+or ``ferdata lbp`` never leaves workers writing on. A worker that dies (kill -9, out
+of memory) becomes one :class:`~ferdata.errors.FerdataError`; the results of tasks
+that finished before are still yielded, so the caller records them.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
 from .errors import FerdataError
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: end this process when ``parent`` ends."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent:  # the parent died before the prctl
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="ferdata-parent-watch").start()
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A spawn-context pool whose workers die with this process."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+def worker_died(exc: BaseException) -> FerdataError:
+    return FerdataError(f"a worker process ended abruptly (killed, or out of memory?): {exc or 'no detail'}; "
+                        "the work finished before it is kept, rerun the same command to resume")
+
+
+def _pool_tasks(fn, args, workers):
+    with process_pool(workers) as ex:
+        futs = {ex.submit(fn, a): a for a in args}
+        first_error = None
+        try:
+            for fut in as_completed(futs):
+                try:
+                    res = fut.result()
+                except CancelledError:
+                    continue
+                except BaseException as exc:
+                    if first_error is None:
+                        first_error = exc
+                        for f in futs:
+                            f.cancel()
+                    continue
+                yield futs[fut], res
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+        if first_error is not None:
+            if isinstance(first_error, BrokenProcessPool):
+                raise worker_died(first_error) from first_error
+            raise first_error
+
 
 def run_tasks(fn: Callable, args: Iterable, executor: str = "process", workers: int = 1,
               scheduler: str | None = None) -> Iterator:
+    """Yield ``(arg, fn(arg))`` as tasks complete.
+
+    When a task fails, tasks not yet started are cancelled, the ones finished or
+    running are still yielded, and then the first error is raised.
+    """
     args = list(args)
     if executor == "serial" or (executor == "process" and workers <= 1):
         for a in args:
             yield a, fn(a)
         return
     if executor == "process":
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-            futs = {ex.submit(fn, a): a for a in args}
-            try:
-                for fut in as_completed(futs):
-                    yield futs[fut], fut.result()
-            except BaseException:
-                for f in futs:
-                    f.cancel()
-                raise
+        yield from _pool_tasks(fn, args, workers)
         return
     if executor == "dask":
         try:
@@ -63,12 +132,14 @@ def imap_ordered(fn, items: Iterable, workers: int, window: int):
         for it in items:
             yield fn(it)
         return
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        pending: deque = deque()
-        for it in items:
-            pending.append(ex.submit(fn, it))
-            if len(pending) >= window:
+    try:
+        with process_pool(workers) as ex:
+            pending: deque = deque()
+            for it in items:
+                pending.append(ex.submit(fn, it))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    except BrokenProcessPool as exc:
+        raise worker_died(exc) from exc

@@ -414,15 +414,28 @@ def test_add_lbp_to_shards_updates_manifest(tmp_path, encoding):
     assert add_lbp_to_shards(folder, "circle", 16, 2) == {"shard-000000.h5": False, "shard-000001.h5": False}
 
 
-def test_add_lbp_to_shards_repairs_stale_manifest_entry(tmp_path):
-    """A crash between the rename and the manifest update is fixed by the rerun."""
+def test_add_lbp_to_shards_repairs_stale_manifest_entry(tmp_path, monkeypatch):
+    """A crash between the rename and the manifest update is finished by the rerun."""
+    import ferdata.features.lbp_shards as ls
+    from ferdata.shards.inspect import verify
     from ferdata.shards.manifest import file_sha256, load_manifest
 
     folder = make_shard_folder(tmp_path / "shards", n_shards=1)
-    add_lbp_to_h5(folder / "shard-000000.h5", "uniform", 8, 1)  # as if the manifest step was lost
+    real = ls.set_entry_state
+
+    def crash_at_commit(*a, **k):
+        if "sha256" in k:  # the commit after the rename
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(ls, "set_entry_state", crash_at_commit)
+    with pytest.raises(KeyboardInterrupt):
+        add_lbp_to_shards(folder, "uniform", 8, 1)
+    monkeypatch.setattr(ls, "set_entry_state", real)
+    assert "interrupted" in verify(folder)["problems"][0][1]
     assert add_lbp_to_shards(folder, "uniform", 8, 1) == {"shard-000000.h5": False}
     e = load_manifest(folder)["shards"]["shard-000000.h5"]
-    assert e["sha256"] == file_sha256(folder / "shard-000000.h5")
+    assert e["sha256"] == file_sha256(folder / "shard-000000.h5") and "pending" not in e
+    assert e["lbp"] == ["lbp/uniform_P8_R1"] and load_manifest(folder)["lbp"] == ["lbp/uniform_P8_R1"]
 
 
 def test_add_lbp_to_shards_in_worker_processes(tmp_path):

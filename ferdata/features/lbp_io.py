@@ -3,22 +3,25 @@
 Codes are computed on the gray image ``cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)``
 (ITU-R BT.601 luma, ``Y = 0.299 R + 0.587 G + 0.114 B``, OpenCV's rounded
 fixed-point path for uint8). Every file is changed atomically: a copy is written
-next to it as ``<name>.tmp-<pid>``, fsynced and renamed over the original, so a
-crash leaves either the old or the new file and a rerun skips what is done.
+next to it as ``<name>.tmp-<host>-<pid>``, fsynced and renamed over the original, so a
+crash leaves either the old or the new file and a rerun skips what is done. Shard
+folders: :mod:`ferdata.features.lbp_shards`.
 """
 from __future__ import annotations
 
-import json
+import glob
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import FerdataError
+from ..shards.tempfiles import file_lock, fsync_file, remove_dead_temps, tmp_path, write_json_atomic
 from .lbp import code_dtype, dataset_name, lbp
+from .lbp_shards import add_lbp_to_shards  # noqa: F401  (public here too)
 
 GRAY = "cv2.COLOR_RGB2GRAY (0.299 R + 0.587 G + 0.114 B)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -42,16 +45,51 @@ def to_gray(images: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(flat, code).reshape(n, H, W)
 
 
-def _fsync(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _lbp_attrs(variant, P, R):
     return {"variant": variant, "P": P, "R": R, "gray": GRAY, "ferdata_version": __version__}
+
+
+def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progress=None) -> Path:
+    """Copy ``path`` to its temp name with dataset ``lbp/...`` added; fsynced; returns the temp.
+
+    Images are read from ``path`` (so a bad JPEG is reported with its file and sample
+    index); on any error the temp is removed.
+    """
+    import h5py
+
+    from ..shards.reader import read_images
+
+    path = Path(path)
+    name = dataset_name(variant, P, R)
+    tmp = tmp_path(path)
+    try:
+        shutil.copyfile(path, tmp)
+        with h5py.File(path, "r") as src, h5py.File(tmp, "a") as dst:
+            n = len(src["image_offsets"]) - 1 if "image_offsets" in src else len(src["image"])
+            first = read_images(src, 0, min(n, 1))
+            if first.ndim != 4:
+                raise FerdataError(f"{path}: images must be (N,H,W,C); got shape {first.shape}")
+            H, W = first.shape[1:3]
+            chunks = (1, H, W) if src["image"].chunks is not None and n else None
+            ds = dst.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
+            for k, v in _lbp_attrs(variant, P, R).items():
+                ds.attrs[k] = v
+            for a in range(0, n, block):
+                b = min(n, a + block)
+                ds[a:b] = lbp(to_gray(read_images(src, a, b)), variant, P, R)
+                if progress is not None:
+                    progress(b - a)
+        fsync_file(tmp)
+    except FerdataError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise FerdataError(f"{path}: cannot add {name} ({exc})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
@@ -63,11 +101,15 @@ def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
     dataset is ``(N,H,W)`` of :func:`~ferdata.features.lbp.code_dtype`, laid out like
     ``image`` (chunked one image per chunk in a face store, contiguous in a shard),
     with attrs ``variant``, ``P``, ``R``, ``gray``, ``ferdata_version``.
+    For the shards of a render folder use :func:`add_lbp_to_shards`, which also keeps
+    the manifest right.
 
     Parameters
     ----------
     path : str or Path
-        The HDF5 file; changed atomically (copy, add, fsync, rename).
+        The HDF5 file; changed atomically (copy, add, fsync, rename) while holding
+        the lock ``<path>.lock``, so two runs on one file serialise instead of one
+        losing the other's dataset. This host's temps of killed runs are removed.
     variant, P, R
         As for :func:`ferdata.features.lbp`.
     block : int
@@ -80,101 +122,30 @@ def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
     added : bool
         False if the dataset was already there (nothing is written).
     """
-    import h5py
-
-    from ..shards.reader import read_images
-
     path = Path(path)
     name = dataset_name(variant, P, R)
-    try:
-        with h5py.File(path, "r") as f:
-            if name in f:
-                return False
-            if "image" not in f:
-                raise FerdataError(f"{path}: no 'image' dataset (not a face store or shard)")
-    except OSError as exc:
-        raise FerdataError(f"{path}: cannot read as HDF5 ({exc})") from exc
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as f:
-            n = len(f["image_offsets"]) - 1 if "image_offsets" in f else len(f["image"])
-            first = read_images(f, 0, min(n, 1))
-            if first.ndim != 4:
-                raise FerdataError(f"{path}: images must be (N,H,W,C); got shape {first.shape}")
-            H, W = first.shape[1:3]
-            chunks = (1, H, W) if f["image"].chunks is not None and n else None
-            ds = f.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
-            for k, v in _lbp_attrs(variant, P, R).items():
-                ds.attrs[k] = v
-            for a in range(0, n, block):
-                b = min(n, a + block)
-                ds[a:b] = lbp(to_gray(read_images(f, a, b)), variant, P, R)
-                if progress is not None:
-                    progress(b - a)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with file_lock(path):
+        remove_dead_temps(path.parent, f"{glob.escape(path.name)}.tmp-*")
+        if _has_dataset(path, name):
+            return False
+        tmp = lbp_copy(path, variant, P, R, block=block, progress=progress)
+        try:
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return True
 
 
-def _shard_task(folder, shard, variant, P, R, threads):
-    if threads:
-        import numba
+def _has_dataset(path: Path, name: str) -> bool:
+    import h5py
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    added = add_lbp_to_h5(Path(folder) / shard, variant, P, R)
-    return shard, added
-
-
-def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.0, *,
-                      workers: int = 1, progress=None) -> dict:
-    """Add ``lbp/<variant>_P<P>_R<R>`` to every shard listed in ``folder/manifest.json``.
-
-    Each shard is changed atomically (:func:`add_lbp_to_h5`) and its manifest entry
-    (``bytes``, ``sha256``) recomputed right after; shards that already hold the
-    dataset are skipped (and their entry repaired if a crash came between the two
-    steps). When every shard has it, the dataset name is added to the manifest's
-    ``lbp`` list. ``workers > 1`` runs shards in that many processes (spawned, one
-    numba thread each); ``progress`` is called with 1 per shard done.
-
-    Returns ``{shard file name: True if added, False if skipped}``.
-    """
-    from ..shards.manifest import load_manifest, rewrite_shard_entry, update_manifest
-
-    folder = Path(folder)
-    name = dataset_name(variant, P, R)
-    shards = sorted(load_manifest(folder)["shards"])
-    for s in shards:
-        if not (folder / s).exists():
-            raise FerdataError(f"{folder / s}: listed in the manifest but missing")
-    result = {}
-
-    def done(shard, added):
-        entry = load_manifest(folder)["shards"][shard]
-        if added or entry.get("bytes") != (folder / shard).stat().st_size:
-            rewrite_shard_entry(folder, shard)
-        result[shard] = added
-        if progress is not None:
-            progress(1)
-
-    workers = max(1, min(int(workers), len(shards)))
-    if workers == 1:
-        for s in shards:
-            done(*_shard_task(folder, s, variant, P, R, 0))
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_shard_task, str(folder), s, variant, P, R, 1) for s in shards]
-            for fut in futs:
-                done(*fut.result())
-    listed = load_manifest(folder).get("lbp", [])
-    if name not in listed:
-        update_manifest(folder, lbp=sorted([*listed, name]))
-    return result
+    try:
+        with h5py.File(path, "r") as f:
+            if "image" not in f:
+                raise FerdataError(f"{path}: no 'image' dataset (not a face store or shard)")
+            return name in f
+    except (OSError, RuntimeError) as exc:
+        raise FerdataError(f"{path}: cannot read as HDF5 ({exc})") from exc
 
 
 def _read_gray(path: Path) -> np.ndarray:
@@ -195,7 +166,7 @@ def _write_png(path: Path, codes: np.ndarray) -> None:
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    tmp = path.with_name(f".{path.stem}.{tmp_path(path).name.rsplit('.tmp-', 1)[1]}.tmp.png")
     try:
         if not cv2.imwrite(str(tmp), codes):
             raise FerdataError(f"{path}: cannot write PNG")
@@ -238,7 +209,7 @@ def lbp_image_folder(src, out, variant: str = "circle", P: int = 8, R: float = 1
     todo = [(p, d) for d, p in dst.items() if not d.exists()]
     out.mkdir(parents=True, exist_ok=True)
     cfg = dict(_lbp_attrs(variant, P, R), source=str(src), dataset=dataset_name(variant, P, R))
-    (out / "lbp.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    write_json_atomic(out / "lbp.json", cfg)
     if progress is not None and len(files) > len(todo):
         progress(len(files) - len(todo))
     with ThreadPoolExecutor(max(1, int(workers))) as ex:

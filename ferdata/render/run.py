@@ -17,12 +17,14 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..backgrounds import BackgroundSource
-from ..config import RenderConfig, config_hash
+from ..config import RenderConfig
 from ..errors import FerdataError
 from ..facestore import FaceStore
-from ..shards.manifest import complete_shards, file_sha256, init_manifest, record_shard, shard_name
+from ..shards.manifest import complete_shards, init_manifest, record_shard, shard_name
+from ..shards.tempfiles import remove_dead_temps
 from ..shards.writer import ShardBuffer, write_shard
 from .compose import PreparedFace, compose, prepare_face
+from .identity import face_store_hash, identity_hash, legacy_matches, render_identity
 from .params import PARAM_NAMES, background_index, sample_params, sample_rng
 
 log = logging.getLogger(__name__)
@@ -138,31 +140,48 @@ def _shard_task(arg):
 
 
 def parse_shard_range(spec: Optional[str], n_shards: int) -> range:
-    """'a:b' (python slice semantics, either side optional) or 'k' -> range of shard indices."""
+    """``'a:b'`` (either side optional; ``b`` past the end is clipped) or ``'k'`` -> shard indices.
+
+    The range must hold at least one of the render's ``n_shards`` shards: an empty,
+    reversed, negative or out-of-range one is an error (not a silent "0 shards made").
+    """
     if spec is None or spec == "":
         return range(n_shards)
     try:
         if ":" in spec:
             a, b = spec.split(":", 1)
-            return range(*slice(int(a) if a else None, int(b) if b else None).indices(n_shards))
-        k = int(spec)
-        return range(k, k + 1) if 0 <= k < n_shards else range(0)
+            a = int(a) if a.strip() else 0
+            b = int(b) if b.strip() else n_shards
+        else:
+            a = int(spec)
+            b = a + 1
     except ValueError:
         raise FerdataError(f"--shards {spec!r}: expected a:b or an index") from None
+    if a < 0 or b < 0:
+        raise FerdataError(f"--shards {spec!r}: shard indices start at 0")
+    if b <= a:
+        raise FerdataError(f"--shards {spec!r}: empty range (the end must be after the start)")
+    if a >= n_shards:
+        raise FerdataError(f"--shards {spec!r}: out of range, this render has {n_shards} shard(s) "
+                           f"(0..{n_shards - 1})")
+    return range(a, min(b, n_shards))
 
 
-def _remove_stale_tmp(out: Path) -> None:
-    """Delete ``shard-*.h5.tmp-<pid>`` left by a killed run (only if that pid is gone)."""
-    import os
-
-    for p in out.glob("shard-*.h5.tmp-*"):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            p.unlink(missing_ok=True)
-        except (ValueError, PermissionError):
-            continue
+def _header(cfg: RenderConfig, ctx: RenderContext, faces: Path, backgrounds, coco_split) -> dict:
+    """The manifest header; ``config_hash`` is the hash of the content ``identity``."""
+    cfg_d = dataclasses.asdict(cfg)
+    ids_sha = hashlib.sha256(ctx.bg.ids.tobytes()).hexdigest()
+    identity = render_identity(cfg_d, face_store_hash(faces), ids_sha)
+    return {
+        "config": cfg_d, "identity": identity, "config_hash": identity_hash(identity),
+        "face_store": {"path": str(faces.resolve()), "content_sha256": identity["face_store_sha256"],
+                       "faces": ctx.n_faces},
+        "backgrounds": {"path": str(Path(backgrounds).resolve()), "split": coco_split, "count": len(ctx.bg),
+                        "ids_sha256": ids_sha},
+        "classes": ctx.classes, "subjects": ctx.subject_names, "param_names": list(PARAM_NAMES),
+        "total_samples": ctx.total, "shard_size": cfg.shard_size, "num_shards": ctx.n_shards(),
+        "size": cfg.size, "encoding": cfg.encoding, "channels": 1 if cfg.gray else 3,
+    }
 
 
 def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split: Optional[str] = None,
@@ -171,14 +190,19 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     """Render ``faces`` (a face store) on ``backgrounds`` into shards in ``out``.
 
     Resumable: shards already complete in ``out/manifest.json`` (file present with the
-    listed size) are skipped. A folder rendered with another configuration, face store
-    or background set is refused.
+    listed size) are skipped. Whether ``out`` holds the same render is decided by
+    content (:mod:`ferdata.render.identity`), not by how the paths are spelled; a
+    folder rendered with another configuration, face store content or background set
+    is refused, naming what differs. Temporary files of this host's killed runs are
+    removed.
 
     Returns a summary dict (shards made/skipped, samples, seconds, samples/s).
     """
     from ..parallel import run_tasks
 
     cfg = (cfg or RenderConfig()).validate().resolved()
+    if int(workers) < 1:
+        raise FerdataError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     faces = Path(faces)
     if not faces.exists():
@@ -192,20 +216,11 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
         raise FerdataError(f"{out}: output folder is not writable ({exc.strerror or exc})") from exc
     job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split)
     ctx = get_context(job)  # validates face store and backgrounds in this process, before any worker
-    header = {
-        "config": dataclasses.asdict(cfg),
-        "face_store": {"path": str(faces), "sha256": file_sha256(faces), "faces": ctx.n_faces},
-        "backgrounds": {"path": str(backgrounds), "split": coco_split, "count": len(ctx.bg),
-                        "ids_sha256": hashlib.sha256(ctx.bg.ids.tobytes()).hexdigest()},
-        "classes": ctx.classes, "subjects": ctx.subject_names, "param_names": list(PARAM_NAMES),
-        "total_samples": ctx.total, "shard_size": cfg.shard_size, "num_shards": ctx.n_shards(),
-        "size": cfg.size, "encoding": cfg.encoding, "channels": 1 if cfg.gray else 3,
-    }
-    header["config_hash"] = config_hash({k: header[k] for k in ("config", "face_store", "backgrounds")})
-    manifest = init_manifest(out, header)
-    _remove_stale_tmp(out)
-    done = complete_shards(out, manifest)
     wanted = parse_shard_range(shards, ctx.n_shards())
+    header = _header(cfg, ctx, faces, backgrounds, coco_split)
+    manifest = init_manifest(out, header, accept=lambda m: legacy_matches(m, header["identity"], faces))
+    remove_dead_temps(out, "shard-*.h5.tmp-*")
+    done = complete_shards(out, manifest)
     todo = [k for k in wanted if shard_name(k) not in done]
     skipped = len(wanted) - len(todo)
     t = time.perf_counter()

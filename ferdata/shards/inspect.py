@@ -10,9 +10,10 @@ import numpy as np
 
 from ..errors import ShardError
 from ..labels import CLASSES
-from .manifest import file_sha256, load_manifest
+from .manifest import entry_problem, file_sha256, folder_lbp, load_manifest
 from .reader import read_images
 from .schema import FIELDS, SCHEMA_VERSION, unpack_masks
+from .tempfiles import describe_temp, temp_files
 
 REQUIRED = tuple(FIELDS)
 
@@ -22,6 +23,10 @@ def summarize(folder) -> dict:
     folder = Path(folder)
     m = load_manifest(folder)
     shards = m["shards"]
+    for name, e in shards.items():
+        why = entry_problem(e)
+        if why:
+            raise ShardError(f"{folder / name}: {why}; run `ferdata verify {folder}`")
     n = sum(e["n"] for e in shards.values())
     nbytes = sum(e["bytes"] for e in shards.values())
     per_class, per_subject, lbp = Counter(), Counter(), set()
@@ -52,50 +57,75 @@ def summarize(folder) -> dict:
     }
 
 
+def _check_file(f, e) -> list[str]:
+    """Problems of one open shard against its manifest entry (schema, counts, LBP claims)."""
+    if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+        return [f"schema_version {f.attrs.get('schema_version')}"]
+    missing = [d for d in REQUIRED if d not in f]
+    if missing:
+        return [f"missing datasets {missing}"]
+    n, out = e["n"], []
+    for d in REQUIRED:
+        if d != "image" and f[d].shape[0] != n:
+            out.append(f"{d} has {f[d].shape[0]} rows, manifest says {n}")
+    if f.attrs.get("encoding") == "jpeg" and f["image_offsets"].shape[0] != n + 1:
+        out.append("image_offsets length != n+1")
+    for d in f.get("lbp", {}):
+        if f["lbp"][d].shape[0] != n:
+            out.append(f"lbp/{d} has {f['lbp'][d].shape[0]} rows")
+    absent = [d for d in e.get("lbp", []) if d not in f]
+    if absent:
+        out.append(f"manifest says it holds {', '.join(absent)} but the file does not")
+    if int(f.attrs["first_sample"]) != e.get("first_sample"):
+        out.append("first_sample differs from the manifest")
+    return out
+
+
+def _check_shard(folder: Path, name: str, e) -> list[str]:
+    p = folder / name
+    why = entry_problem(e)
+    if why:
+        return [why]
+    if not p.exists():
+        return ["listed in the manifest but missing"]
+    pending = e.get("pending")
+    if p.stat().st_size != e["bytes"]:
+        if pending and p.stat().st_size == pending.get("bytes") and file_sha256(p) == pending.get("sha256"):
+            return ["changed by an interrupted `ferdata lbp` (manifest not updated); rerun it to finish"]
+        return [f"size {p.stat().st_size} != manifest {e['bytes']}"]
+    if file_sha256(p) != e["sha256"]:
+        return ["sha256 differs from the manifest (corrupt or modified)"]
+    try:
+        with h5py.File(p, "r") as f:
+            return _check_file(f, e)
+    except (OSError, RuntimeError, KeyError) as exc:
+        return [f"unreadable HDF5 ({exc})"]
+
+
 def verify(folder) -> dict:
-    """Recompute every shard's sha256 and check counts, schema and attrs."""
+    """Recompute every shard's sha256 and check counts, schema, attrs and LBP claims.
+
+    Also reported: shard files the manifest does not list, temporary files left by
+    interrupted runs, and a folder-level ``lbp`` list that claims more than every
+    shard holds.
+    """
     folder = Path(folder)
     m = load_manifest(folder)
     problems, ok, samples = [], 0, 0
     for name, e in sorted(m["shards"].items()):
-        p = folder / name
-        if not p.exists():
-            problems.append((name, "listed in the manifest but missing"))
-            continue
-        if p.stat().st_size != e["bytes"]:
-            problems.append((name, f"size {p.stat().st_size} != manifest {e['bytes']}"))
-            continue
-        if file_sha256(p) != e["sha256"]:
-            problems.append((name, "sha256 differs from the manifest (corrupt or modified)"))
-            continue
-        try:
-            with h5py.File(p, "r") as f:
-                if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-                    problems.append((name, f"schema_version {f.attrs.get('schema_version')}"))
-                    continue
-                missing = [d for d in REQUIRED if d not in f]
-                if missing:
-                    problems.append((name, f"missing datasets {missing}"))
-                    continue
-                n = e["n"]
-                for d in REQUIRED:
-                    if d != "image" and f[d].shape[0] != n:
-                        problems.append((name, f"{d} has {f[d].shape[0]} rows, manifest says {n}"))
-                if f.attrs.get("encoding") == "jpeg" and f["image_offsets"].shape[0] != n + 1:
-                    problems.append((name, "image_offsets length != n+1"))
-                for d in f.get("lbp", {}):
-                    if f["lbp"][d].shape[0] != n:
-                        problems.append((name, f"lbp/{d} has {f['lbp'][d].shape[0]} rows"))
-                if int(f.attrs["first_sample"]) != e["first_sample"]:
-                    problems.append((name, "first_sample differs from the manifest"))
-        except OSError as exc:
-            problems.append((name, f"unreadable HDF5 ({exc})"))
-            continue
-        ok += 1
-        samples += e["n"]
+        found = _check_shard(folder, name, e)
+        problems += [(name, why) for why in found]
+        if not found:
+            ok += 1
+            samples += e["n"]
     extra = sorted(p.name for p in folder.glob("shard-*.h5") if p.name not in m["shards"])
     for name in extra:
         problems.append((name, "shard file not listed in the manifest (incomplete run? rerun render to resume)"))
+    for p in temp_files(folder):
+        problems.append((p.name, describe_temp(p)))
+    over = sorted(set(m.get("lbp", [])) - set(folder_lbp(m)))
+    if over:
+        problems.append(("manifest.json", f"lbp lists {', '.join(over)}, which not every shard has"))
     return {"ok": ok, "problems": problems, "samples": samples}
 
 

@@ -6,13 +6,12 @@ advisory lock, so concurrent array jobs (``render --shards a:b``) merge safely.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from ..errors import ShardError
+from .tempfiles import file_lock, write_json_atomic
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -33,19 +32,9 @@ def file_sha256(path, bufsize: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
 def _locked(folder: Path):
-    lock = Path(folder) / (MANIFEST + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            import fcntl
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX
-            pass
-        yield
-    finally:
-        os.close(fd)
+    """The manifest's lock (``manifest.json.lock``); take a shard's lock first, never after."""
+    return file_lock(Path(folder) / MANIFEST)
 
 
 def load_manifest(folder, required: bool = True) -> dict | None:
@@ -68,21 +57,52 @@ def load_manifest(folder, required: bool = True) -> dict | None:
     return m
 
 
+def entry_problem(entry) -> str | None:
+    """Why a manifest entry cannot be trusted (missing/mistyped n, bytes, sha256), or None."""
+    if not isinstance(entry, dict):
+        return "manifest entry is not an object"
+    bad = [k for k, t in (("n", int), ("bytes", int), ("sha256", str)) if not isinstance(entry.get(k), t)]
+    if bad:
+        return f"manifest entry has no valid {', '.join(repr(k) for k in bad)} (edited by hand?)"
+    return None
+
+
+def folder_lbp(manifest: dict) -> list:
+    """The LBP datasets every listed shard has (the folder-level ``lbp`` list)."""
+    shards = manifest.get("shards") or {}
+    sets = [set(e.get("lbp", [])) if isinstance(e, dict) else set() for e in shards.values()]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
 def _write_atomic(folder: Path, manifest: dict) -> None:
-    path = Path(folder) / MANIFEST
-    tmp = path.with_name(f"{MANIFEST}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    manifest["lbp"] = folder_lbp(manifest)
+    write_json_atomic(Path(folder) / MANIFEST, manifest)
 
 
-def init_manifest(folder, header: dict) -> dict:
+def _differences(old, new, prefix="") -> list[str]:
+    """``key (folder X, now Y)`` for every leaf that differs between two JSON-able dicts."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            out.append(f"{prefix}{k} (folder {_short(a)}, now {_short(b)})")
+    return out
+
+
+def _short(v) -> str:
+    s = json.dumps(v, default=str)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def init_manifest(folder, header: dict, accept=None) -> dict:
     """Create the manifest with ``header`` (config, totals) or check it matches.
 
-    ``header`` must hold a ``config_hash``; a folder rendered with another
-    configuration is refused with a clear error.
+    ``header`` holds a ``config_hash`` (a hash of its ``identity``: what the samples
+    depend on). A folder whose hash differs is refused with an error naming the keys
+    that differ, unless ``accept(manifest)`` says the folder is the same render
+    written by an older ferdata: then its header is upgraded in place.
     """
     folder = Path(folder)
     with _locked(folder):
@@ -93,12 +113,18 @@ def init_manifest(folder, header: dict) -> dict:
             m["shards"] = {}
             _write_atomic(folder, m)
             return m
-        if m.get("config_hash") != header.get("config_hash"):
-            raise ShardError(
-                f"{folder / MANIFEST}: this folder holds a render made with a different "
-                f"configuration (config_hash {m.get('config_hash')} != {header.get('config_hash')}); "
-                "use a new output folder or delete this one")
-        return m
+        if m.get("config_hash") == header.get("config_hash"):
+            return m
+        if "identity" not in m and accept is not None and accept(m):
+            m.update({k: v for k, v in header.items() if k not in ("shards", "schema_version")})
+            _write_atomic(folder, m)
+            return m
+        old = m.get("identity") or {"config": m.get("config", {})}
+        diff = _differences(old, header.get("identity", {})) or ["config_hash"]
+        raise ShardError(
+            f"{folder / MANIFEST}: this folder holds a render made with a different configuration "
+            f"({'; '.join(diff[:8])}{'; ...' if len(diff) > 8 else ''}); "
+            "use a new output folder, or the same options as that render to resume it")
 
 
 def record_shard(folder, name: str, entry: dict) -> None:
@@ -119,8 +145,16 @@ def update_manifest(folder, **fields) -> None:
         _write_atomic(folder, m)
 
 
+def shard_lbp(path) -> list:
+    """The ``lbp/...`` datasets in a shard file."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return sorted(f"lbp/{k}" for k in f["lbp"].keys()) if "lbp" in f else []
+
+
 def rewrite_shard_entry(folder, shard_filename: str) -> dict:
-    """Recompute ``bytes`` and ``sha256`` of one listed shard after it was changed."""
+    """Accept a listed shard as it is now: recompute ``bytes``, ``sha256`` and ``lbp``."""
     folder = Path(folder)
     path = folder / shard_filename
     with _locked(folder):
@@ -128,10 +162,33 @@ def rewrite_shard_entry(folder, shard_filename: str) -> dict:
         if shard_filename not in m["shards"]:
             raise ShardError(f"{path}: not listed in {folder / MANIFEST}")
         e = m["shards"][shard_filename]
-        e["bytes"] = path.stat().st_size
-        e["sha256"] = file_sha256(path)
+        e.update(bytes=path.stat().st_size, sha256=file_sha256(path), lbp=shard_lbp(path))
+        e.pop("pending", None)
         _write_atomic(folder, m)
         return e
+
+
+def set_entry_state(folder, shard_filename: str, expect_sha256: str, **fields) -> dict:
+    """Update one entry's fields, only if its sha256 is still ``expect_sha256``.
+
+    The caller holds the shard's lock (:func:`~ferdata.shards.tempfiles.file_lock`);
+    a ``pending`` field announces a file about to replace the listed one, so that a
+    crash between the rename and the manifest update can be told from corruption.
+    Fields set to None are removed.
+    """
+    folder = Path(folder)
+    with _locked(folder):
+        m = load_manifest(folder)
+        e = m["shards"].get(shard_filename)
+        if e is None or e.get("sha256") != expect_sha256:
+            raise ShardError(f"{folder / shard_filename}: its manifest entry changed while it was being updated")
+        for k, v in fields.items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
+        _write_atomic(folder, m)
+        return dict(e)
 
 
 def complete_shards(folder, manifest: dict | None = None) -> dict:
@@ -143,6 +200,6 @@ def complete_shards(folder, manifest: dict | None = None) -> dict:
     out = {}
     for name, e in m["shards"].items():
         p = folder / name
-        if p.exists() and p.stat().st_size == e.get("bytes"):
+        if entry_problem(e) is None and p.exists() and p.stat().st_size == e["bytes"]:
             out[name] = e
     return out

@@ -1,4 +1,4 @@
-"""Write one shard atomically: ``<name>.tmp-<pid>`` -> fsync -> ``os.replace``."""
+"""Write one shard atomically: ``<name>.tmp-<host>-<pid>`` -> fsync -> hash -> ``os.replace``."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ShardError
 from .manifest import file_sha256
+from .tempfiles import fsync_dir, tmp_path
 from .schema import SCHEMA_VERSION, encode_jpeg, pack_masks
 
 
@@ -56,12 +57,14 @@ class ShardBuffer:
 def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
     """Write ``buf`` to ``path`` atomically; returns the manifest entry (n, bytes, sha256).
 
-    On any error the temporary file is removed and nothing appears at ``path``.
+    The entry's ``bytes`` and ``sha256`` are those of the fsynced temporary file,
+    taken before the rename (the file listed is the file written). On any error the
+    temporary file is removed and nothing appears at ``path``.
     """
     path = Path(path)
     if buf.i != buf.n:
         raise ShardError(f"{path}: shard buffer holds {buf.i} of {buf.n} samples")
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp = tmp_path(path)
     try:
         with h5py.File(tmp, "w", libver="v110", track_order=False) as f:
             if buf.encoding == "raw":
@@ -89,9 +92,10 @@ def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
                 a[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        entry = {"n": buf.n, "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "lbp": []}
         os.replace(tmp, path)
     except BaseException:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
         raise
-    return {"n": buf.n, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    fsync_dir(path.parent)
+    return entry
