@@ -21,6 +21,7 @@ PARAM_NAMES = (
 )
 P = {name: i for i, name in enumerate(PARAM_NAMES)}
 NOISE_SEED_MAX = 1 << 24  # exactly representable in float32
+N_UNIFORMS = 25  # uniforms drawn per sample, in one block
 
 
 def sample_rng(seed: int, face: int, i: int) -> np.random.Generator:
@@ -34,28 +35,51 @@ def sample_params(rng: np.random.Generator, cfg: RenderConfig) -> np.ndarray:
     The draw order is fixed (and part of the schema): changing it changes every
     render, so it is versioned with the shard schema.
     """
+    return params_from_uniforms(rng.random(N_UNIFORMS)[None], cfg)[0]
+
+
+def sample_uniforms(seed: int, faces, samples) -> np.ndarray:
+    """The (n, N_UNIFORMS) float64 uniforms of samples ``samples[j]`` of faces ``faces[j]``.
+
+    Row j equals ``sample_rng(seed, faces[j], samples[j]).random(N_UNIFORMS)``: the
+    replay source of the batched torch renderer (docs/rendering.md).
+    """
+    faces = np.asarray(faces).ravel()
+    samples = np.asarray(samples).ravel()
+    out = np.empty((len(faces), N_UNIFORMS), np.float64)
+    for j, (f, i) in enumerate(zip(faces.tolist(), samples.tolist())):
+        out[j] = sample_rng(seed, f, i).random(N_UNIFORMS)
+    return out
+
+
+def params_from_uniforms(u: np.ndarray, cfg: RenderConfig) -> np.ndarray:
+    """Parameter vectors (n, len(PARAM_NAMES)) float32 from uniforms (n, N_UNIFORMS) in [0,1).
+
+    The one place the uniforms become parameters, for the shard renderer (one row)
+    and the torch renderer (a batch): both get the same vectors from the same draws.
+    """
+    u = np.asarray(u, np.float64)
     s = cfg.size
-    p = np.zeros(len(PARAM_NAMES), np.float32)
-    u = rng.random(25)  # one block of uniforms, consumed in a fixed order
-    p[P["flip"]] = float(u[0] < cfg.flip)
-    p[P["scale"]] = cfg.scale_min + (cfg.scale_max - cfg.scale_min) * u[1]
-    p[P["angle"]] = cfg.rotation * (2 * u[2] - 1)
-    p[P["tx"]] = cfg.translate * s * (2 * u[3] - 1)
-    p[P["ty"]] = cfg.translate * s * (2 * u[4] - 1)
+    p = np.zeros((u.shape[0], len(PARAM_NAMES)), np.float32)
+    p[:, P["flip"]] = (u[:, 0] < cfg.flip).astype(np.float64)
+    p[:, P["scale"]] = cfg.scale_min + (cfg.scale_max - cfg.scale_min) * u[:, 1]
+    p[:, P["angle"]] = cfg.rotation * (2 * u[:, 2] - 1)
+    p[:, P["tx"]] = cfg.translate * s * (2 * u[:, 3] - 1)
+    p[:, P["ty"]] = cfg.translate * s * (2 * u[:, 4] - 1)
     if cfg.perspective > 0:
-        p[P["p0x"]:P["p3y"] + 1] = cfg.perspective * s * (2 * u[5:13] - 1)
-    p[P["bg_pick"]] = u[13]
-    p[P["crop_u"]] = u[14]
-    p[P["crop_v"]] = u[15]
-    p[P["lum_w"]] = 1.0
-    p[P["erode"]] = cfg.erode if cfg.erode is not None else s / 64.0
-    p[P["feather"]] = cfg.feather if cfg.feather is not None else s / 32.0
-    p[P["brightness"]] = cfg.brightness_min + (cfg.brightness_max - cfg.brightness_min) * u[16]
-    p[P["contrast"]] = 1.0 + cfg.contrast * (2 * u[17] - 1)
-    p[P["gamma"]] = 1.0 + cfg.gamma * (2 * u[18] - 1)
-    p[P["blur_sigma"]] = (u[19] * cfg.blur_sigma * s / 128.0) if u[20] < cfg.blur_p else 0.0
-    p[P["noise_sigma"]] = u[21] * cfg.noise * 255.0
-    p[P["noise_seed"]] = float(int(u[22] * NOISE_SEED_MAX))
+        p[:, P["p0x"]:P["p3y"] + 1] = cfg.perspective * s * (2 * u[:, 5:13] - 1)
+    p[:, P["bg_pick"]] = u[:, 13]
+    p[:, P["crop_u"]] = u[:, 14]
+    p[:, P["crop_v"]] = u[:, 15]
+    p[:, P["lum_w"]] = 1.0
+    p[:, P["erode"]] = cfg.erode if cfg.erode is not None else s / 64.0
+    p[:, P["feather"]] = cfg.feather if cfg.feather is not None else s / 32.0
+    p[:, P["brightness"]] = cfg.brightness_min + (cfg.brightness_max - cfg.brightness_min) * u[:, 16]
+    p[:, P["contrast"]] = 1.0 + cfg.contrast * (2 * u[:, 17] - 1)
+    p[:, P["gamma"]] = 1.0 + cfg.gamma * (2 * u[:, 18] - 1)
+    p[:, P["blur_sigma"]] = np.where(u[:, 20] < cfg.blur_p, u[:, 19] * cfg.blur_sigma * s / 128.0, 0.0)
+    p[:, P["noise_sigma"]] = u[:, 21] * cfg.noise * 255.0
+    p[:, P["noise_seed"]] = np.floor(u[:, 22] * NOISE_SEED_MAX)
     return p
 
 

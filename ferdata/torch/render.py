@@ -1,0 +1,236 @@
+"""The shard renderer's generator as a batched torch renderer (CPU or GPU).
+
+``TorchRenderer(faces, backgrounds, cfg, device)`` holds the prepared faces and a
+background pool on the device and renders a batch of global sample indices in one
+pass (one warp, one Lab conversion, one blur per batch): the same parameters as
+:mod:`ferdata.render` (replayed from ``sample_params``' draws), so a torch sample
+equals its shard twin within interpolation rounding. See docs/rendering.md
+("The torch renderer") for the tolerances and the ``params="device"`` mode.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from ..config import RenderConfig
+from ..errors import FerdataError
+from ..facestore import FaceStore
+from ..labels import MIRROR68
+from ..render.augment import noise_bank
+from ..render.compose import prepare_face
+from ..render.params import N_UNIFORMS, P, PARAM_NAMES, params_from_uniforms, sample_uniforms
+from . import _render_ops as ops
+
+_MIRROR = np.array(MIRROR68)
+
+
+def geometry_matrices(p: np.ndarray, size: int) -> np.ndarray:
+    """(B,3,3) float64: the batched :func:`ferdata.render.compose.geometry_matrix`."""
+    B = p.shape[0]
+    c = (size - 1) / 2.0
+    flip = p[:, P["flip"]] > 0.5
+    Fm = np.tile(np.eye(3), (B, 1, 1))
+    Fm[flip, 0, 0] = -1.0
+    Fm[flip, 0, 2] = size - 1
+    a = np.deg2rad(p[:, P["angle"]].astype(np.float64))
+    s = p[:, P["scale"]].astype(np.float64)
+    ca, sa = np.cos(a) * s, np.sin(a) * s
+    A = np.zeros((B, 3, 3))
+    A[:, 0, 0], A[:, 0, 1], A[:, 1, 0], A[:, 1, 1], A[:, 2, 2] = ca, sa, -sa, ca, 1.0
+    T1 = np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1.0]])
+    T2 = np.tile(np.eye(3), (B, 1, 1))
+    T2[:, 0, 2] = c + p[:, P["tx"]].astype(np.float64)
+    T2[:, 1, 2] = c + p[:, P["ty"]].astype(np.float64)
+    M = T2 @ A @ T1 @ Fm
+    off = p[:, P["p0x"]:P["p3y"] + 1].astype(np.float64)
+    src = np.array([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]], np.float32)
+    for j in np.flatnonzero(np.any(off != 0, axis=1)):  # perspective only: rare, per sample
+        Hp = cv2.getPerspectiveTransform(src, (src + off[j].reshape(4, 2)).astype(np.float32))
+        M[j] = Hp @ M[j]
+    return M
+
+
+def transform_landmarks(lm: np.ndarray, M: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """(B,68,2) landmarks through (B,3,3) matrices; flipped samples re-indexed by the mirror map."""
+    h = np.concatenate([lm, np.ones(lm.shape[:2] + (1,))], -1) @ M.transpose(0, 2, 1)
+    out = h[..., :2] / h[..., 2:3]
+    out[flip] = out[flip][:, _MIRROR]
+    return out
+
+
+def device_uniforms(seed: int, faces: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Counter-based uniforms (B, N_UNIFORMS) float64 keyed by (seed, face, i, k), on the device.
+
+    A stateless integer hash (32-bit murmur3 finaliser over the key words), so any
+    sample's draws are one function of its key on any device: the same distributions
+    as ``sample_params`` (tested), not the same draws.
+    """
+    dev = faces.device
+    k = torch.arange(N_UNIFORMS, device=dev, dtype=torch.int64)[None]
+    words = [torch.full_like(faces, int(seed) & 0xFFFFFFFF)[:, None], faces[:, None].to(torch.int64),
+             samples[:, None].to(torch.int64)]
+
+    def mix(h, w):
+        h = (h ^ (w & 0xFFFFFFFF)) & 0xFFFFFFFF
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h = h ^ (h >> 13)
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        return h ^ (h >> 16)
+
+    def stream(salt):
+        h = torch.full((faces.shape[0], N_UNIFORMS), salt, device=dev, dtype=torch.int64)
+        for w in words:
+            h = mix(h, w)
+        return mix(mix(h, k), k * 0x9E3779B9)
+    hi, lo = stream(0x243F6A88), stream(0x13198A2E)
+    return (((hi >> 6) << 27) | (lo >> 5)).to(torch.float64) / 9007199254740992.0  # 53 bits
+
+
+class TorchRenderer:
+    """Render batches of global sample indices on ``device`` (see the module docstring).
+
+    Parameters
+    ----------
+    faces : path of a face store (``faces.h5``)
+    backgrounds : a COCO root / image folder (as ``ferdata render``) or a
+        :class:`ferdata.backgrounds.BackgroundSource`; every background is decoded once
+        and held on the device (``max_backgrounds`` caps the pool: then ``bg_pick``
+        indexes the first ``max_backgrounds`` ids and renders differ from the shards').
+    cfg : RenderConfig (resolved here)
+    device : "cpu", "cuda", "cuda:N" or a torch.device
+    params : "replay" (the shard renderer's draws) or "device" (counter-based draws)
+    """
+
+    def __init__(self, faces, backgrounds, cfg: Optional[RenderConfig] = None, device="cpu",
+                 coco_split: Optional[str] = None, params: str = "replay",
+                 max_backgrounds: Optional[int] = None):
+        self.cfg = cfg = (cfg or RenderConfig()).validate().resolved()
+        if cfg.blend == "poisson" or (cfg.blend == "alpha" and cfg.alpha_mode != "gaussian"):
+            raise FerdataError(f"the torch renderer supports blend=alpha (gaussian) and blend=hard, not "
+                               f"blend={cfg.blend!r} alpha_mode={cfg.alpha_mode!r}: use the shard renderer")
+        if params not in ("replay", "device"):
+            raise FerdataError(f"params must be 'replay' or 'device', got {params!r}")
+        self.params_mode = params
+        self.device = torch.device(device)
+        self._load_faces(faces)
+        self._load_backgrounds(backgrounds, coco_split, max_backgrounds)
+        self.noise = torch.from_numpy(noise_bank(cfg.size, 3)).to(self.device)
+
+    # ----------------------------------------------------------------- loading
+    def _load_faces(self, path) -> None:
+        S = self.cfg.size
+        with FaceStore(path) as fs:
+            images, masks, lms = fs.images[:], fs.masks[:], fs.landmarks
+            self.labels = np.asarray(fs.labels, np.int64)
+            self.classes = list(fs.classes)
+            subjects = list(fs.subjects)
+        self.n_faces = len(images)
+        if self.n_faces == 0:
+            raise FerdataError(f"{path}: the face store holds no face")
+        stack = np.empty((self.n_faces, 4, S, S), np.uint8)
+        self.landmarks = np.empty((self.n_faces, 68, 2), np.float64)
+        for f in range(self.n_faces):
+            lm = lms[f] if np.isfinite(lms[f]).all() else np.full((68, 2), np.nan)
+            pf = prepare_face(images[f], masks[f], lm, S)
+            stack[f, :3] = pf.image.transpose(2, 0, 1)
+            stack[f, 3] = pf.mask
+            self.landmarks[f] = pf.landmarks
+        self.faces = torch.from_numpy(stack).to(self.device)
+        self.subject_names = sorted(set(subjects))
+        sidx = {s: i for i, s in enumerate(self.subject_names)}
+        self.subject_ids = np.array([sidx[s] for s in subjects], np.int64)
+
+    def _load_backgrounds(self, backgrounds, split, limit) -> None:
+        from ..backgrounds import BackgroundSource
+
+        src = backgrounds
+        if not isinstance(src, BackgroundSource):
+            src = BackgroundSource.from_path(backgrounds, split, exclude_categories=tuple(self.cfg.exclude_categories),
+                                             include_categories=tuple(self.cfg.include_categories))
+        ids = src.ids[:limit] if limit else src.ids
+        imgs = [src.load(int(i)) for i in ids]
+        self.bg_ids = np.asarray(ids, np.int64)
+        self.bg_h = np.array([im.shape[0] for im in imgs], np.int64)
+        self.bg_w = np.array([im.shape[1] for im in imgs], np.int64)
+        self.bg_base = np.concatenate([[0], np.cumsum(self.bg_h * self.bg_w * 3)[:-1]]).astype(np.int64)
+        flat = np.concatenate([np.ascontiguousarray(im).ravel() for im in imgs])
+        self.bg_flat = torch.from_numpy(flat).to(self.device)
+
+    def __len__(self) -> int:
+        return self.n_faces * self.cfg.per_face
+
+    # ----------------------------------------------------------------- params
+    def params(self, indices) -> np.ndarray:
+        """(B, K) float32 parameter vectors of global samples ``indices`` (before ``lum_w``)."""
+        g = np.asarray(indices, np.int64).ravel()
+        f, i = g % self.n_faces, g // self.n_faces
+        if self.params_mode == "replay":
+            u = sample_uniforms(self.cfg.seed, f, i)
+        else:
+            u = device_uniforms(self.cfg.seed, torch.from_numpy(f).to(self.device),
+                                torch.from_numpy(i).to(self.device)).cpu().numpy()
+        return params_from_uniforms(u, self.cfg)
+
+    def _crop_boxes(self, p: np.ndarray):
+        n = len(self.bg_ids)
+        pick = np.minimum((p[:, P["bg_pick"]] * n).astype(np.int64), n - 1)
+        h, w = self.bg_h[pick], self.bg_w[pick]
+        side = np.minimum(np.minimum(h, w), self.cfg.size)
+        x = np.minimum((p[:, P["crop_u"]] * (w - side + 1)).astype(np.int64), w - side)
+        y = np.minimum((p[:, P["crop_v"]] * (h - side + 1)).astype(np.int64), h - side)
+        return pick, np.stack([x, y, side], 1)
+
+    # ----------------------------------------------------------------- render
+    @torch.no_grad()
+    def render(self, indices, photometric: bool = True, clean: bool = False) -> dict:
+        """Render global samples ``indices`` (sample ``g // F`` of face ``g % F``).
+
+        Returns a dict of device tensors: ``image`` (B,C,H,W) uint8, ``mask`` (B,H,W)
+        bool, ``landmarks`` (B,68,2) float32, ``label`` (B,) int64 (canonical index),
+        ``params`` (B,K) float32 (``lum_w`` filled in), ``face_index``, ``subject``,
+        ``background`` (ids) and ``bg_box`` (B,4) int32; with ``clean=True`` also
+        ``clean`` (B,3,H,W) uint8: the same face, luminance-matched and alpha-blended
+        onto black with no photometric step (FERAtt's attention target).
+        """
+        cfg, dev, S = self.cfg, self.device, self.cfg.size
+        g = np.asarray(indices, np.int64).ravel()
+        f = g % self.n_faces
+        p = self.params(g)
+        M = geometry_matrices(p, S)
+        fidx = torch.from_numpy(f).to(dev)
+        warped = ops.to_u8(ops.warp(self.faces[fidx].to(torch.float32), torch.from_numpy(M).to(dev)))
+        face, hard = warped[:, :3], warped[:, 3] > 127
+        pick, box = self._crop_boxes(p)
+        bg = ops.gather_crops(self.bg_flat, torch.from_numpy(self.bg_base[pick]).to(dev),
+                              torch.from_numpy(self.bg_w[pick]).to(dev), torch.from_numpy(box).to(dev), S)
+        f32, w = ops.match_luminance(face, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
+        p[:, P["lum_w"]] = w.cpu().numpy()
+        if cfg.blend == "hard":
+            a = hard[:, None].to(torch.float32)
+        else:
+            a = ops.soft_alpha(hard, float(p[0, P["erode"]]), float(p[0, P["feather"]]))
+        out = bg + a * (f32 - bg)
+        pt = torch.from_numpy(p).to(dev)
+        if photometric:
+            out = ops.photometric(out, pt, self.noise)
+        img = (out + 0.5).clamp_(0, 255).to(torch.uint8)
+        if cfg.gray:
+            img = ops.rgb_to_gray_u8(img)
+        lm = transform_landmarks(self.landmarks[f], M, p[:, P["flip"]] > 0.5)
+        res = {"image": img, "mask": hard, "landmarks": torch.from_numpy(lm.astype(np.float32)).to(dev),
+               "label": torch.from_numpy(self.labels[f]).to(dev), "params": pt,
+               "face_index": fidx, "subject": torch.from_numpy(self.subject_ids[f]).to(dev),
+               "background": torch.from_numpy(self.bg_ids[pick]).to(dev),
+               "bg_box": torch.from_numpy(np.c_[box[:, :2], box[:, 2:], box[:, 2:]].astype(np.int32)).to(dev)}
+        if clean:
+            res["clean"] = (a * f32 + 0.5).clamp_(0, 255).to(torch.uint8)
+        return res
+
+    def describe(self) -> dict:
+        return {"renderer": "torch", "device": str(self.device), "params": self.params_mode,
+                "faces": self.n_faces, "backgrounds": int(len(self.bg_ids)),
+                "config": dataclasses.asdict(self.cfg), "param_names": list(PARAM_NAMES)}

@@ -1,0 +1,132 @@
+"""The batched torch renderer against the shard renderer (same params -> same sample)."""
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ferdata.config import RenderConfig
+from ferdata.errors import FerdataError
+from ferdata.render.params import N_UNIFORMS, P, PARAM_NAMES, params_from_uniforms, sample_params, sample_rng
+from ferdata.render.run import RenderContext, RenderJob
+from ferdata.torch import _render_ops as ops
+from ferdata.torch.render import TorchRenderer, device_uniforms
+
+
+def _pair(sample_dir, tmp_path, **kw):
+    cfg = dataclasses.replace(RenderConfig(size=64, per_face=500), **kw).resolved()
+    faces, bgs = str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds")
+    ctx = RenderContext(RenderJob(faces, bgs, str(tmp_path), cfg))
+    return ctx, TorchRenderer(faces, bgs, cfg, device="cpu")
+
+
+def _compare(ctx, tr, idx):
+    out = tr.render(idx)
+    diffs, ious, lmd = [], [], []
+    for j, g in enumerate(idx):
+        ref = ctx.render_sample(int(g))
+        a = out["image"][j].permute(1, 2, 0).numpy().astype(np.int16)
+        diffs.append(np.abs(a - ref["image"].astype(np.int16)).mean())
+        m1, m2 = out["mask"][j].numpy(), ref["mask"]
+        ious.append((m1 & m2).sum() / max((m1 | m2).sum(), 1))
+        lmd.append(np.nanmax(np.abs(out["landmarks"][j].numpy() - ref["landmarks"])))
+        assert int(out["label"][j]) == ref["label"]
+        assert int(out["background"][j]) == ref["background"]
+        keep = np.arange(len(PARAM_NAMES)) != P["lum_w"]
+        np.testing.assert_array_equal(out["params"][j].numpy()[keep], ref["params"][keep])
+        assert abs(float(out["params"][j, P["lum_w"]]) - ref["params"][P["lum_w"]]) < 0.01
+    return np.array(diffs), np.array(ious), np.array(lmd)
+
+
+def test_matches_shard_renderer_on_256_samples(sample_dir, tmp_path):
+    ctx, tr = _pair(sample_dir, tmp_path)
+    idx = np.arange(256) * 3 + 1
+    d, iou, lm = _compare(ctx, tr, idx)
+    assert np.median(d) <= 2.0 and d.max() <= 4.0, (np.median(d), d.max())
+    assert iou.min() >= 0.97
+    assert lm.max() <= 0.05
+
+
+@pytest.mark.parametrize("kw", [dict(gray=True), dict(blend="hard"), dict(luminance="reinhard"),
+                                dict(luminance="none", perspective=0.05), dict(size=40)])
+def test_matches_other_configs(sample_dir, tmp_path, kw):
+    ctx, tr = _pair(sample_dir, tmp_path, **kw)
+    d, iou, lm = _compare(ctx, tr, np.arange(24) * 7)
+    assert np.median(d) <= 2.0, np.median(d)
+    assert iou.min() >= 0.97 and lm.max() <= 0.05
+
+
+def test_deterministic_and_batch_independent(sample_dir, tmp_path):
+    _, tr = _pair(sample_dir, tmp_path)
+    idx = np.arange(40, 72)
+    a, b = tr.render(idx), tr.render(idx)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["params"], b["params"])
+    # a sample does not depend on its batch-mates or its position
+    c = tr.render(idx[::-1].copy())
+    assert torch.equal(a["image"], c["image"].flip(0))
+    d = tr.render(idx[5:9])
+    assert torch.equal(a["image"][5:9], d["image"])
+
+
+def test_params_from_uniforms_equals_sample_params():
+    cfg = RenderConfig(size=96, perspective=0.05, noise=0.1).resolved()
+    for f, i in [(0, 0), (3, 17), (11, 9230)]:
+        u = sample_rng(7, f, i).random(N_UNIFORMS)
+        np.testing.assert_array_equal(params_from_uniforms(u[None], cfg)[0], sample_params(sample_rng(7, f, i), cfg))
+
+
+def test_device_params_have_the_same_distributions():
+    cfg = RenderConfig().resolved()
+    n = 4000
+    f, i = np.arange(n) % 5, np.arange(n) // 5
+    u = device_uniforms(3, torch.from_numpy(f), torch.from_numpy(i)).numpy()
+    assert u.min() >= 0 and u.max() < 1
+    for k in range(N_UNIFORMS):   # every column uniform
+        assert stats.kstest(u[:, k], "uniform").pvalue > 1e-3, k
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.1
+    dev = params_from_uniforms(u, cfg)
+    rep = np.stack([sample_params(sample_rng(3, a, b), cfg) for a, b in zip(f[:1500], i[:1500])])
+    for name in ("scale", "angle", "tx", "brightness", "blur_sigma", "noise_sigma"):
+        assert stats.ks_2samp(dev[:, P[name]], rep[:, P[name]]).pvalue > 1e-3, name
+    # keyed by (seed, face, i): the same key gives the same draws, another seed other draws
+    again = device_uniforms(3, torch.from_numpy(f[:10]), torch.from_numpy(i[:10])).numpy()
+    np.testing.assert_array_equal(again, u[:10])
+    assert not np.allclose(device_uniforms(4, torch.from_numpy(f[:10]), torch.from_numpy(i[:10])).numpy(), u[:10])
+
+
+def test_blur_matrices_equal_opencv(rng):
+    img = rng.random((33, 40)).astype(np.float32) * 255
+    for sigma in (0.7, 1.5, 3.0):
+        k = ops.gaussian_kernel(sigma)[None]
+        for mode, border in (("reflect", cv2.BORDER_REFLECT), ("replicate", cv2.BORDER_REPLICATE)):
+            Bh = torch.from_numpy(ops.blur_matrices(k, 33, mode))
+            Bw = torch.from_numpy(ops.blur_matrices(k, 40, mode))
+            got = ops._sep_blur(torch.from_numpy(img)[None, None], Bh[:, None], Bw[:, None])[0, 0].numpy()
+            ref = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=border)
+            np.testing.assert_allclose(got, ref, atol=2e-3)
+
+
+def test_gray_weights_equal_opencv(rng):
+    img = rng.integers(0, 256, (2, 3, 17, 19), dtype=np.uint8)
+    got = ops.rgb_to_gray_u8(torch.from_numpy(img)).numpy()[:, 0]
+    for j in range(2):
+        np.testing.assert_array_equal(got[j], cv2.cvtColor(img[j].transpose(1, 2, 0).copy(), cv2.COLOR_RGB2GRAY))
+
+
+def test_clean_target_is_face_on_black(sample_dir, tmp_path):
+    _, tr = _pair(sample_dir, tmp_path)
+    out = tr.render(np.arange(8), clean=True)
+    clean, mask = out["clean"].numpy(), out["mask"].numpy()
+    for j in range(8):
+        assert (clean[j][:, ~mask[j]] == 0).all()          # black off the face
+        assert clean[j][:, mask[j]].mean() > 20             # the face is there
+
+
+def test_unsupported_modes_are_errors(sample_dir, tmp_path):
+    faces, bgs = str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds")
+    with pytest.raises(FerdataError, match="poisson"):
+        TorchRenderer(faces, bgs, RenderConfig(size=64, blend="poisson"))
+    with pytest.raises(FerdataError, match="params"):
+        TorchRenderer(faces, bgs, RenderConfig(size=64), params="gpu")
