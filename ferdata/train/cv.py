@@ -33,6 +33,8 @@ import numpy as np
 
 from ..config import config_hash
 from ..errors import FerdataError
+from ..shards.tempfiles import fsync_dir, tmp_path
+from ..shards.tempfiles import write_json_atomic as _write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +51,20 @@ __all__ = ["run_cv", "summarize", "fold_dir", "fold_state", "parse_folds", "conf
 # ---------------------------------------------------------------- small IO helpers
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` via ``<path>.tmp-<pid>``, fsync, ``os.replace``."""
+    """Write ``text`` to ``path`` via its host-tagged temp name, fsync, ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
     return path
 
 
@@ -73,8 +80,10 @@ def _finite(obj):
 
 
 def write_json_atomic(path, obj) -> Path:
-    """Strict JSON (NaN -> null) written atomically."""
-    return write_text_atomic(path, json.dumps(_finite(obj), indent=1, allow_nan=False) + "\n")
+    """Strict JSON (NaN -> null, keys in insertion order) written atomically."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, _finite(obj), allow_nan=False, sort_keys=False)
+    return Path(path)
 
 
 def _read_json(path) -> Optional[dict]:
@@ -347,10 +356,13 @@ def write_outputs(out, summary: dict) -> None:
     if cm is not None:
         write_json_atomic(out / "cv_confusion.json", {"classes": summary["classes"], "matrix": cm,
                                                       "folds": summary["folds_done"]})
-        tmp = out / f"confusion.tmp-{os.getpid()}.png"
-        plot_confusion(np.asarray(cm), summary["classes"], tmp,
-                       title=f"{summary['name']}: {len(summary['folds'])} folds summed")
-        os.replace(tmp, out / "confusion.png")
+        tmp = out / f"confusion.tmp-{os.getpid()}.png"      # the extension tells matplotlib the format
+        try:
+            plot_confusion(np.asarray(cm), summary["classes"], tmp,
+                           title=f"{summary['name']}: {len(summary['folds'])} folds summed")
+            os.replace(tmp, out / "confusion.png")
+        finally:
+            tmp.unlink(missing_ok=True)
     if summary.get("noise"):
         from .plots import noise_plot
 

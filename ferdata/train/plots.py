@@ -40,11 +40,17 @@ def _figure(w: float, h: float, dpi: int = 110):
 
 
 def _save(fig, path) -> str:
+    """PNG to ``path`` via its host-tagged temp name (no temp survives an error)."""
+    from ..shards.tempfiles import tmp_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix or '.png'}")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    tmp = tmp_path(path)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return str(path)
 
 
