@@ -9,17 +9,33 @@ import click
 from ferdata.errors import FerdataError
 
 
+DEBUG_HINT = "(run with --debug for the traceback)"
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line printed for ``exc``: user errors as they are, anything else with its type."""
+    msg = " ".join(str(exc).split()) or "(no message)"
+    if isinstance(exc, (FerdataError, OSError)):
+        return f"Error: {msg}"
+    return f"Error: {type(exc).__name__}: {msg} {DEBUG_HINT}"
+
+
 class FerdataGroup(click.Group):
-    """A click group that turns user errors into one line (traceback with --debug)."""
+    """A click group that turns every error into one ``Error:`` line (traceback with --debug).
+
+    click's own errors (bad options) and exits pass through; KeyboardInterrupt is not caught.
+    """
 
     def invoke(self, ctx):
         debug = bool(ctx.params.get("debug")) if ctx.params else False
         try:
             return super().invoke(ctx)
-        except (FerdataError, OSError) as exc:
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line, never a traceback
             if debug or (ctx.obj or {}).get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(error_line(exc), err=True)
             sys.exit(1)
 
 

@@ -73,6 +73,38 @@ def make_sample_backgrounds(root) -> Path:
     return root
 
 
+def _cat_ids(coco, annotation_file, spec) -> list:
+    out = []
+    for c in spec:
+        if isinstance(c, (int, np.integer)) or str(c).isdigit():
+            out.append(int(c))
+        else:
+            ids = coco.getCatIds(catNms=[str(c)])
+            if not ids:
+                raise FerdataError(f"{annotation_file}: unknown category {c!r}")
+            out += ids
+    return out
+
+
+def _filter_ids(coco, annotation_file, include_categories, exclude_categories) -> set:
+    """Image ids left after the category filters (a json without annotations cannot be filtered)."""
+    if (include_categories or exclude_categories) and "annotations" not in coco.dataset:
+        raise FerdataError(
+            f"{annotation_file}: has no 'annotations' list, so images with category "
+            f"{', '.join(map(str, exclude_categories or include_categories))} cannot be filtered "
+            f"(default: no person, i.e. no second face); use the instances_*.json with annotations, "
+            f"or turn filtering off explicitly (--set exclude_categories=[])")
+    ids = set(coco.getImgIds())
+    if include_categories:
+        keep = set()
+        for c in _cat_ids(coco, annotation_file, include_categories):
+            keep |= set(coco.getImgIds(catIds=[c]))
+        ids &= keep
+    for c in _cat_ids(coco, annotation_file, exclude_categories):
+        ids -= set(coco.catToImgs.get(c, []))
+    return ids
+
+
 class BackgroundSource:
     """Background images addressed by integer id.
 
@@ -164,30 +196,13 @@ class BackgroundSource:
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             raise FerdataError(f"{annotation_file}: not a valid COCO annotation file ({exc})") from exc
 
-        def cat_ids(spec):
-            out = []
-            for c in spec:
-                if isinstance(c, (int, np.integer)) or str(c).isdigit():
-                    out.append(int(c))
-                else:
-                    ids = coco.getCatIds(catNms=[str(c)])
-                    if not ids:
-                        raise FerdataError(f"{annotation_file}: unknown category {c!r}")
-                    out += ids
-            return out
-
-        ids = set(coco.getImgIds())
-        if include_categories:
-            keep = set()
-            for c in cat_ids(include_categories):
-                keep |= set(coco.getImgIds(catIds=[c]))
-            ids &= keep
-        for c in cat_ids(exclude_categories):
-            ids -= set(coco.catToImgs.get(c, []))
+        ids = _filter_ids(coco, annotation_file, include_categories, exclude_categories)
         paths = {}
         for i in ids:
-            info = coco.imgs[i]
-            paths[i] = image_dir / info["file_name"]
+            name = coco.imgs[i].get("file_name")
+            if not isinstance(name, str) or not name:
+                raise FerdataError(f"{annotation_file}: image id {i} has no file_name")
+            paths[i] = image_dir / name
         if check_files:
             missing = [p for p in paths.values() if not p.exists()]
             if missing:

@@ -13,7 +13,9 @@ Layout (schema version 1, DESIGN.md §4)::
     attrs: schema_version, dataset, classes (JSON list of present class names),
            size, ferdata_version, ingest_config (JSON)
 
-The file is written to ``<name>.tmp-<pid>`` and renamed when complete.
+The file is written to ``<name>.tmp-<host>-<pid>`` and renamed when complete; a full
+disk or any other failure removes the temp and raises a one-line error. Temps of
+killed runs on this host are removed when the next writer for the same path starts.
 """
 from __future__ import annotations
 
@@ -27,9 +29,13 @@ import numpy as np
 from ._version import __version__
 from .errors import FerdataError
 from .labels import CLASSES, present_classes
+from .tempfiles import GuardedFile, remove_dead_temps, tmp_path
 
 SCHEMA_VERSION = 1
+MAX_SIZE = 4096
 _STR = h5py.string_dtype("utf-8")
+REQUIRED = ("image", "mask", "landmarks", "label", "subject", "source", "split")
+REQUIRED_ATTRS = ("schema_version", "size", "dataset", "classes")
 
 
 class FaceStoreWriter:
@@ -42,16 +48,28 @@ class FaceStoreWriter:
     def __init__(self, path, size: int, dataset: str, config: dict | None = None,
                  with_votes: bool = False, chunk: int = 256):
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         self.size = int(size)
+        if not 1 <= self.size <= MAX_SIZE:
+            raise FerdataError(f"{self.path}: face size must be in [1, {MAX_SIZE}], got {size}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temps(self.path)
+        self.tmp = tmp_path(self.path)
         self.n = 0
         self._written = 0
         self._buf: list = []
         self._chunk = chunk
         self._labels: list[int] = []
-        self.f = h5py.File(self.tmp, "w")
+        self._fh = GuardedFile(self.tmp)
+        self.f = None
+        try:
+            self.f = h5py.File(self._fh, "w")
+            self._create(dataset, config, with_votes, chunk)
+            self._check()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _create(self, dataset, config, with_votes, chunk):
         S = self.size
         c = 1  # one face per chunk: no waste for tiny stores, fast random access
         self.f.create_dataset("image", (0, S, S, 3), np.uint8, maxshape=(None, S, S, 3), chunks=(c, S, S, 3))
@@ -101,26 +119,43 @@ class FaceStoreWriter:
             ds[i:i + k] = np.array(col, dtype=object) if ds.dtype.kind == "O" else np.stack(col)
         self._written += k
         self._buf = []
+        self._check()
+
+    def _check(self):
+        """Raise (after removing the temp) if a write to the temp failed, e.g. a full disk."""
+        err = self._fh.error
+        if err is not None:
+            self.abort()
+            raise FerdataError(f"{self.path}: cannot write the face store ({err.strerror or err}; "
+                               f"temp {self.tmp.name} removed, nothing written)")
 
     def close(self):
         """Finish: write the classes attr, fsync and rename into place."""
         if self.n == 0:
             self.abort()
             raise FerdataError(f"{self.path}: no face could be ingested (see the ingest report)")
-        self._flush()
-        self.f.attrs["classes"] = json.dumps(present_classes(self._labels))
-        self.f.flush()
-        self.f.close()
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
+        try:
+            self._flush()
+            self.f.attrs["classes"] = json.dumps(present_classes(self._labels))
+            self.f.close()
+            self._fh.sync()
+            self._check()
+            self._fh.close()
+            self._check()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self):
-        try:
-            self.f.close()
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
+        """Close quietly and remove the temp (nothing appears at ``path``)."""
+        for close in (getattr(self.f, "close", None), self._fh.close):
+            try:
+                if close is not None:
+                    close()
+            except Exception:  # noqa: BLE001 - already failing; the temp goes either way
+                pass
+        self.tmp.unlink(missing_ok=True)
 
     def __enter__(self):
         return self
@@ -148,22 +183,51 @@ class FaceStore:
             self.f = h5py.File(self.path, "r")
         except OSError as exc:
             raise FerdataError(f"{self.path}: not a readable HDF5 face store ({exc})") from exc
-        a = self.f.attrs
-        if "schema_version" not in a or "image" not in self.f:
+        try:
+            self._load()
+        except BaseException:
             self.f.close()
-            raise FerdataError(f"{self.path}: not a ferdata face store (no schema_version/image)")
-        if int(a["schema_version"]) != SCHEMA_VERSION:
-            self.f.close()
-            raise FerdataError(f"{self.path}: unknown face store schema_version {a['schema_version']}")
-        self.size = int(a["size"])
-        self.dataset = str(a["dataset"])
-        self.classes = json.loads(a["classes"])
-        self.config = json.loads(a.get("ingest_config", "{}"))
-        self.labels = self.f["label"][:].astype(np.int64)
-        self.subjects = _decode(self.f["subject"][:])
-        self.sources = _decode(self.f["source"][:])
-        self.splits = _decode(self.f["split"][:])
-        self.landmarks = self.f["landmarks"][:]
+            raise
+
+    def _load(self):
+        a, f = self.f.attrs, self.f
+        bad = lambda why: FerdataError(f"{self.path}: not a valid face store: {why}")  # noqa: E731
+        if "schema_version" not in a:
+            raise bad("no schema_version attribute (is it a ferdata face store?)")
+        version = a["schema_version"]
+        if str(version) != str(SCHEMA_VERSION):
+            raise FerdataError(f"{self.path}: face store schema_version {version} is not supported "
+                               f"(this ferdata reads version {SCHEMA_VERSION}); re-ingest with this version")
+        missing = [k for k in REQUIRED if k not in f] + [f"attr {k}" for k in REQUIRED_ATTRS if k not in a]
+        if missing:
+            raise bad(f"missing {', '.join(missing)}")
+        try:
+            self.size = int(a["size"])
+            self.dataset = str(a["dataset"])
+            self.classes = json.loads(a["classes"])
+            self.config = json.loads(a.get("ingest_config", "{}"))
+        except (TypeError, ValueError) as exc:
+            raise bad(f"unreadable attributes ({exc})") from None
+        if not isinstance(self.classes, list) or not set(self.classes) <= set(CLASSES):
+            raise bad(f"attr classes {self.classes!r} is not a list of {', '.join(CLASSES)}")
+        self._check_shapes()
+        self.labels = f["label"][:].astype(np.int64)
+        if len(self.labels) and not (0 <= self.labels.min() and self.labels.max() < len(CLASSES)):
+            raise bad(f"label values must be in 0..{len(CLASSES) - 1}")
+        self.subjects = _decode(f["subject"][:])
+        self.sources = _decode(f["source"][:])
+        self.splits = _decode(f["split"][:])
+        self.landmarks = f["landmarks"][:]
+
+    def _check_shapes(self):
+        f, S = self.f, self.size
+        n = f["image"].shape[0]
+        want = {"image": (n, S, S, 3), "mask": (n, S, S), "landmarks": (n, 68, 2), "label": (n,),
+                "subject": (n,), "source": (n,), "split": (n,)}
+        for k, shape in want.items():
+            if f[k].shape != shape:
+                raise FerdataError(f"{self.path}: not a valid face store: {k} has shape {f[k].shape}, "
+                                   f"expected {shape} (size attr {S}, {n} images)")
 
     def __len__(self):
         return len(self.labels)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -30,13 +30,32 @@ from .labels import CLASSES
 from .masks import convex_hull_mask
 from .parallel import imap_ordered
 from .quality import pre_alignment
+from .tempfiles import atomic_write_text
 
 log = logging.getLogger(__name__)
 DEFAULT_SIZE = 256
 
 
+def check_jpeg_complete(path) -> None:
+    """Raise FerdataError if ``path`` is a JPEG cut short (libjpeg only warns and fills grey).
+
+    A complete JPEG has an end-of-image marker (FFD9) after its last start-of-scan (FFDA);
+    neither byte pair can occur inside entropy-coded data. Non-JPEG files are not checked.
+    """
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\xff\xd8":
+                return
+            data = fh.read()
+    except OSError as exc:
+        raise FerdataError(f"{path}: cannot read image ({exc.strerror or exc})") from None
+    if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        raise FerdataError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
+
+
 def read_image_rgb(path) -> np.ndarray:
-    """Read an image file as RGB uint8 (8/16-bit, gray or colour)."""
+    """Read an image file as RGB uint8 (8/16-bit, gray or colour); a truncated JPEG is an error."""
+    check_jpeg_complete(path)
     img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise FerdataError(f"{path}: cannot read image (missing, corrupt or unsupported format)")
@@ -127,9 +146,9 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
     dict
         The report (also written to ``<stem>_ingest_report.json`` beside ``out``).
     """
-    cfg = cfg or IngestConfig()
-    if cfg.on_error not in ("skip", "raise"):
-        raise FerdataError(f"on_error must be 'skip' or 'raise', got {cfg.on_error!r}")
+    cfg = (cfg or IngestConfig()).validate()
+    if workers < 1:
+        raise FerdataError(f"workers must be >= 1, got {workers}")
     if cfg.detector not in lmk.DETECTORS:
         raise FerdataError(f"detector must be one of {', '.join(lmk.DETECTORS)}, got {cfg.detector!r}")
     out = Path(out)
@@ -161,20 +180,12 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
     has_votes = first.votes is not None
     config = dict(to_dict(cfg), size=size)
     with FaceStoreWriter(out, size, dataset, config, with_votes=has_votes) as w:
-        for rec, res, err in imap_ordered(_work, chain(), workers, window=max(4, workers * 16)):
-            if err is not None:
-                if cfg.on_error == "raise":
-                    where = rec.path if rec.path is not None else rec.source
-                    raise FerdataError(f"{where}: {err}")
-                failures.append({"source": rec.source, "reason": err})
-            else:
-                w.append(res["image"], res["mask"], res["landmarks"], rec.label, rec.subject,
-                         rec.source, rec.split, rec.votes)
-                counts[CLASSES[rec.label]] += 1
-                for k, v in faces_info.items():
-                    v.append(res["info"][k])
-            if on_progress:
-                on_progress(w.n, len(failures))
+        try:
+            _write_faces(w, imap_ordered(_work, chain(), workers, window=max(4, workers * 16)), cfg,
+                         failures, counts, faces_info, on_progress)
+        except BrokenProcessPool:
+            raise FerdataError(f"{out}: an ingest worker process died (killed, or out of memory) after "
+                               f"{w.n} face(s); no face store written, run the ingest again") from None
         if w.n == 0:
             raise FerdataError(f"{root or dataset}: no face could be ingested "
                                f"({len(failures)} failed, e.g. {failures[0]['source'] if failures else '-'}: "
@@ -198,7 +209,28 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
         "faces": faces_info,
     }
     rp = report_path(out)
-    tmp = rp.with_name(rp.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, rp)
+    try:
+        atomic_write_text(rp, json.dumps(report, indent=1))
+    except OSError as exc:
+        raise FerdataError(f"{rp}: cannot write the ingest report ({exc.strerror or exc}); "
+                           f"the face store {out} itself is complete") from None
     return report
+
+
+def _write_faces(w: FaceStoreWriter, results, cfg: IngestConfig, failures: list, counts: Counter,
+                 faces_info: dict, on_progress) -> None:
+    """Append each processed record to ``w`` in order; record (or raise on) failures."""
+    for rec, res, err in results:
+        if err is not None:
+            if cfg.on_error == "raise":
+                where = str(rec.path if rec.path is not None else rec.source)
+                raise FerdataError(err if err.startswith(where) else f"{where}: {err}")
+            failures.append({"source": rec.source, "reason": err})
+        else:
+            w.append(res["image"], res["mask"], res["landmarks"], rec.label, rec.subject,
+                     rec.source, rec.split, rec.votes)
+            counts[CLASSES[rec.label]] += 1
+            for k, v in faces_info.items():
+                v.append(res["info"][k])
+        if on_progress:
+            on_progress(w.n, len(failures))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional, Sequence
 
 import cv2
@@ -56,9 +57,28 @@ def contact_sheet(images: np.ndarray, landmarks: Optional[np.ndarray] = None,
     return sheet
 
 
-def save_png(path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: cannot write PNG")
+SHEET_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def save_image(path, rgb: np.ndarray) -> None:
+    """Write an RGB image; the format follows the extension (one of SHEET_EXTENSIONS).
+
+    Written to a temporary name, fsynced and renamed: no half-written file on failure.
+    """
+    from .errors import FerdataError
+    from .tempfiles import atomic_write_bytes
+
+    ext = Path(path).suffix.lower()
+    if ext not in SHEET_EXTENSIONS:
+        raise FerdataError(f"{path}: unknown image extension {ext or '(none)'!r}; use one of "
+                           f"{', '.join(SHEET_EXTENSIONS)}")
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise FerdataError(f"{path}: cannot encode the image as {ext}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+save_png = save_image  # the former name
 
 
 def label_captions(labels) -> list[str]:
