@@ -95,8 +95,11 @@ def inspect_cmd(path, as_json):
         from ferdata.facestore import FaceStore
         from ferdata.ingest import report_path
 
+        from ferdata.quality import assess_store, quality_summary
+
         with FaceStore(p) as fs:
             s = fs.summary()
+            s["quality"] = quality_summary(assess_store(fs), fs.sources, top=5)
         rp = report_path(p)
         if rp.exists():
             r = json.loads(rp.read_text())
@@ -135,7 +138,9 @@ def _image_out(ctx, param, value):
 @click.option("--mask/--no-mask", default=True, show_default=True, help="Draw the mask outline.")
 @click.option("--tile", type=click.IntRange(8, 1024), default=None, help="Tile side in px (8..1024).")
 @click.option("--seed", type=click.IntRange(min=-1), default=0, show_default=True, help="Which samples (random, seeded); -1: the first n.")
-def show_cmd(path, n, out, landmarks, mask, tile, seed):
+@click.option("--worst", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Face stores: the N faces most likely mis-aligned, worst first (inspect's quality).")
+def show_cmd(path, n, out, landmarks, mask, tile, seed, worst):
     """Contact sheet PNG of a face store or a shard folder."""
     from ferdata.viz import contact_sheet, label_captions, save_image
 
@@ -150,8 +155,14 @@ def show_cmd(path, n, out, landmarks, mask, tile, seed):
         with FaceStore(p) as fs:
             N = len(fs)
             idx = np.arange(min(n, N)) if seed < 0 else np.sort(np.random.default_rng(seed).permutation(N)[:n])
-            d = {"image": fs.images[idx], "mask": fs.masks[idx], "landmarks": fs.landmarks[idx],
-                 "label": fs.labels[idx]}
+            if worst is not None:
+                from ferdata.quality import assess_store, worst_faces
+
+                idx = worst_faces(assess_store(fs), worst)
+                if len(idx) == 0:
+                    raise FerdataError(f"{p}: no face with landmarks to rank (pre-cropped faces stored as is)")
+            d = {"image": np.stack([fs.images[int(i)] for i in idx]), "mask": np.stack([fs.masks[int(i)] for i in idx]),
+                 "landmarks": fs.landmarks[idx], "label": fs.labels[idx]}
     else:
         raise FerdataError(f"{p}: neither a face store file nor a shard folder with manifest.json")
     sheet = contact_sheet(d["image"], d["landmarks"] if landmarks else None, d["mask"] if mask else None,

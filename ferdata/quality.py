@@ -21,7 +21,7 @@ has them, what ingest saw before alignment:
 ``aligned_angle_deg``
     Eye-line angle after alignment (close to 0 unless the eye points are bad).
 
-:func:`flag_outliers` marks faces by simple, documented rules; :func:`worst`
+:func:`flag_outliers` marks faces by simple, documented rules; :func:`worst_faces`
 orders faces from the most to the least likely mis-aligned.
 """
 from __future__ import annotations
@@ -135,7 +135,7 @@ def badness(q: dict) -> np.ndarray:
     return score + 10.0 * np.array([len(f) for f in q["flags"]])
 
 
-def worst(q: dict, n: int) -> np.ndarray:
+def worst_faces(q: dict, n: int) -> np.ndarray:
     """Indices of the ``n`` faces most likely mis-aligned, worst first (faces with landmarks only)."""
     idx = np.flatnonzero(q["landmarks_known"])
     order = idx[np.argsort(-badness(q)[idx], kind="stable")]
@@ -171,5 +171,10 @@ def quality_summary(q: dict, sources, top: int = 10) -> dict:
         "iod_px_median": round(float(np.median(iod)), 2) if iod.size else None,
         "worst": [{"index": int(i), "source": str(sources[i]), "detector": str(q["detector"][i]),
                    "residual": round(float(q["residual"][i]), 4), "flags": q["flags"][i]}
-                  for i in worst(q, top)],
+                  for i in worst_faces(q, top)],
     }
+
+
+def assess_store(fs) -> dict:
+    """:func:`face_quality` of an open :class:`ferdata.facestore.FaceStore` (with its ingest report)."""
+    return face_quality(fs.landmarks, fs.size, load_faces_info(fs.path))
