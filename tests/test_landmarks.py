@@ -30,3 +30,58 @@ def test_no_face_raises():
 def test_bad_image_dtype():
     with pytest.raises(ValueError):
         find_landmarks(np.zeros((50, 50, 3), np.float32))
+
+
+# --------------------------------------------------------------------------- detectors
+
+def _portrait(i, deg=0):
+    import cv2
+
+    try:
+        from tests import dataset_fixtures as fx, fixtures_wild as fw
+    except ImportError:
+        import dataset_fixtures as fx
+        import fixtures_wild as fw
+    img, pts = fw.portrait(fx.sample_faces()[i], (240, 180))
+    M = cv2.getRotationMatrix2D((90, 120), deg, 1.0)
+    return cv2.warpAffine(img, M, (180, 240), borderMode=cv2.BORDER_REPLICATE), pts @ M[:, :2].T + M[:, 2]
+
+
+def test_cnn_model_ships_with_the_package():
+    import os
+
+    from ferdata.landmarks import cnn_model_path
+
+    path = cnn_model_path()
+    assert path.endswith("mmod_human_face_detector.dat") and os.path.getsize(path) > 100_000
+
+
+def test_auto_falls_back_to_cnn_where_hog_finds_nothing():
+    from ferdata.landmarks import locate_face
+
+    img, pts = _portrait(2, deg=45)                     # Grace Hopper mirrored, rotated 45 degrees
+    with pytest.raises(NoFaceError, match="HOG"):
+        locate_face(img, detector="hog")
+    found = locate_face(img, detector="auto")
+    assert found.detector == "cnn" and found.landmarks.shape == (68, 2)
+    x, y, w, h = found.box
+    ex, ey = pts[36:48].mean(0)                          # the true eye midpoint lies in the CNN box
+    assert x <= ex <= x + w and y <= ey <= y + h
+    upright = locate_face(_portrait(2)[0], detector="auto")
+    assert upright.detector == "hog"                      # auto runs the CNN only when HOG fails
+
+
+def test_cnn_and_hog_boxes_agree_on_a_frontal_face():
+    img, _ = _portrait(0)
+    (hx, hy, hw, hh), = detect_faces(img, detector="hog")
+    (cx, cy, cw, ch), = detect_faces(img, detector="cnn")
+    ix = max(0, min(hx + hw, cx + cw) - max(hx, cx))
+    iy = max(0, min(hy + hh, cy + ch) - max(hy, cy))
+    assert ix * iy / (hw * hh + cw * ch - ix * iy) > 0.4
+
+
+def test_unknown_detector():
+    with pytest.raises(ValueError, match="detector"):
+        detect_faces(np.zeros((50, 50, 3), np.uint8), detector="mtcnn")
+    with pytest.raises(NoFaceError, match="HOG or the CNN"):
+        find_landmarks(np.full((60, 60, 3), 127, np.uint8), detector="auto")
