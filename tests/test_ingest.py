@@ -1,6 +1,11 @@
 """ferdata ingest end to end on fixture trees in each dataset's real layout."""
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -10,8 +15,10 @@ import dataset_fixtures as fx
 from ferdata.cli import main
 from ferdata.config import IngestConfig
 from ferdata.datasets import read_dataset
-from ferdata.facestore import FaceStore
-from ferdata.ingest import ingest, report_path
+from ferdata.errors import FerdataError
+from ferdata.facestore import FaceStore, FaceStoreWriter
+from ferdata.ingest import ingest, read_image_rgb, report_path
+from ferdata.tempfiles import host_tag
 from ferdata.labels import CLASSES
 
 
@@ -132,8 +139,113 @@ def test_bad_input_one_line_errors(tmp_path, faces, case):
 
 
 def test_debug_shows_traceback(tmp_path):
-    r = CliRunner().invoke(main, ["--debug", "ingest", "folder", str(tmp_path / "nope"), "-o", str(tmp_path / "o.h5")])
-    assert r.exit_code != 0 and r.exception is not None
+    """A real process: the traceback is printed with --debug and never without."""
+    args = ["ingest", "folder", str(tmp_path / "nope"), "-o", str(tmp_path / "o.h5")]
+    plain = subprocess.run([sys.executable, "-m", "ferdata.cli", *args], capture_output=True, text=True)
+    debug = subprocess.run([sys.executable, "-m", "ferdata.cli", "--debug", *args], capture_output=True, text=True)
+    assert plain.returncode == 1 and debug.returncode == 1
+    assert plain.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nope'}: image folder does not exist"]
+    assert "Traceback (most recent call last)" not in plain.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1].startswith("ferdata.errors.DatasetFormatError: ")
+
+
+def _jpeg_bytes(face):
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def test_truncated_jpeg_is_not_a_good_face(tmp_path, faces):
+    root = fx.make_folder(tmp_path / "data", faces, n_per_class=1)
+    data = _jpeg_bytes(faces[0])
+    (root / "happy" / "cut.jpg").write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "raise.h5"
+    r = CliRunner().invoke(main, ["ingest", "folder", str(root), "-o", str(out), "--on-error", "raise"])
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error: ") and "cut.jpg: truncated JPEG" in r.output
+    assert not out.exists() and not list(tmp_path.glob("raise.h5.tmp-*"))
+    out = tmp_path / "skip.h5"
+    r = run("ingest", "folder", root, "-o", out)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(report_path(out).read_text())
+    assert [d["source"] for d in rep["skipped_files"]] == ["happy/cut.jpg"]
+    assert "truncated JPEG" in rep["skipped_files"][0]["reason"]
+    with FaceStore(out) as fs:
+        assert "happy/cut.jpg" not in set(fs.sources) and len(fs) == 4
+
+
+def test_complete_jpegs_pass_the_strict_check(tmp_path, faces):
+    data = _jpeg_bytes(faces[0])
+    ok, prog = cv2.imencode(".jpg", faces[1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    for name, blob in [("plain.jpg", data), ("trailer.jpg", data + b"\x00" * 64 + b"camera trailer"),
+                       ("progressive.jpg", prog.tobytes())]:
+        (tmp_path / name).write_bytes(blob)
+        assert read_image_rgb(tmp_path / name).shape[2] == 3
+    (tmp_path / "cut.jpg").write_bytes(prog.tobytes()[:-100])
+    with pytest.raises(FerdataError, match="cut.jpg: truncated JPEG"):
+        read_image_rgb(tmp_path / "cut.jpg")
+
+
+def test_full_disk_is_a_clean_error(tmp_path, faces):
+    """ingest onto a 512 kB tmpfs: one Error line, exit 1, nothing left (it segfaulted, exit 139)."""
+    root = fx.make_folder(tmp_path / "data", faces, n_per_class=1)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if m.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {m.stderr.strip()}")
+    try:
+        out = mnt / "faces.h5"
+        r = subprocess.run([sys.executable, "-m", "ferdata.cli", "ingest", "folder", str(root), "-o", str(out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error: ")]
+        assert len(errors) == 1 and f"{out}: cannot write the face store (No space left on device" in errors[0]
+        assert "Traceback" not in r.stderr
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_next_ingest_removes_this_hosts_dead_temps(tmp_path, faces):
+    root = fx.make_folder(tmp_path / "data", faces, n_per_class=1)
+    out = tmp_path / "o.h5"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead_here = tmp_path / f"o.h5.tmp-{host_tag()}-{gone.pid}"
+    keep = [tmp_path / f"o.h5.tmp-otherhost-{gone.pid}",          # maybe a live job on another machine
+            tmp_path / f"o.h5.tmp-{host_tag()}-{os.getppid()}",   # a live process here
+            tmp_path / f"p.h5.tmp-{host_tag()}-{gone.pid}"]       # another output's temp
+    for p in [dead_here, *keep]:
+        p.write_bytes(b"\0" * 4096)
+    r = run("ingest", "folder", root, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert not dead_here.exists()
+    assert all(p.exists() for p in keep)
+
+
+class _KillsWorker:
+    """Unpickling this in a pool worker ends that worker abruptly (like `kill -9` or the OOM killer)."""
+
+    def __reduce__(self):
+        return (os._exit, (137,))
+
+
+def test_killed_worker_is_one_error_and_no_temp(tmp_path, faces):
+    root = fx.make_folder(tmp_path / "data", faces, n_per_class=1)
+    recs = list(read_dataset("folder", root))[:2]
+    recs.insert(0, dataclasses.replace(recs[0], path=None, image=_KillsWorker(), source="killer"))
+    out = tmp_path / "o.h5"
+    with pytest.raises(FerdataError, match="worker"):
+        ingest(recs, out, "folder", IngestConfig(size=64), workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_writer_refuses_bad_size_without_leaving_a_temp(tmp_path):
+    with pytest.raises(FerdataError, match="face size must be in"):
+        FaceStoreWriter(tmp_path / "o.h5", 0, "x")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sample_command(tmp_path):
