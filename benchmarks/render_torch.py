@@ -1,0 +1,152 @@
+"""The torch renderer vs the shard renderer's generate step, side by side in one run.
+
+    python benchmarks/render_torch.py [--n 4096] [--size 128] [--batch 512] [--device cpu|cuda]
+
+Reference: the shard renderer's generate step (``RenderContext.render_sample``: params,
+warp, luminance, alpha, photometric; no encode/write) on one core, measured in the
+same run. Reported:
+- torch renderer samples/s on the CPU with torch threads = cores, per core, and the
+  ratio per core against the reference;
+- on CUDA when present (or ``--device cuda``): samples/s (parameters included) and the
+  ratio against the reference × the machine's cores (the shard renderer on every core);
+- the share of the time per stage (params, warp, crops, luminance, alpha, photometric),
+  from a synchronised, stage-by-stage replay of one batch.
+Absolute speeds differ 2–4× between machines here: read the ratios.
+"""
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ferdata.config import RenderConfig
+from ferdata.render.run import RenderContext, RenderJob
+from ferdata.sample import make_sample
+from ferdata.torch import _render_ops as ops
+from ferdata.torch.render import TorchRenderer, geometry_matrices
+from ferdata.render.params import P
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def rate(tr, n, batch):
+    tr.render(np.arange(batch))          # warm-up (kernels, LUTs, caches)
+    _sync(tr.device)
+    t = time.perf_counter()
+    for s in range(0, n, batch):
+        tr.render(np.arange(s, min(s + batch, n)) + batch)
+    _sync(tr.device)
+    return n / (time.perf_counter() - t)
+
+
+def stages(tr, batch):
+    """Seconds per stage for one batch (each stage synchronised)."""
+    dev, cfg, S = tr.device, tr.cfg, tr.cfg.size
+    out, t = {}, time.perf_counter()
+
+    def lap(name):
+        nonlocal t
+        _sync(dev)
+        now = time.perf_counter()
+        out[name] = now - t
+        t = now
+    g = np.arange(batch) + 7 * batch
+    f = g % tr.n_faces
+    p = tr.params(g)
+    M = geometry_matrices(p, S)
+    lap("params")
+    w = ops.to_u8(ops.warp(tr.faces[torch.from_numpy(f).to(dev)].float(), torch.from_numpy(M).to(dev)))
+    face, hard = w[:, :3], w[:, 3] > 127
+    lap("warp")
+    pick, box = tr._crop_boxes(p)
+    bg = ops.gather_crops(tr.bg_flat, torch.from_numpy(tr.bg_base[pick]).to(dev),
+                          torch.from_numpy(tr.bg_w[pick]).to(dev), torch.from_numpy(box).to(dev), S)
+    lap("crops")
+    f32, _ = ops.match_luminance(face, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
+    lap("luminance")
+    a = ops.soft_alpha(hard, float(p[0, P["erode"]]), float(p[0, P["feather"]]))
+    comp = bg + a * (f32 - bg)
+    lap("alpha+composite")
+    img = ops.photometric(comp, torch.from_numpy(p).to(dev), tr.noise)
+    (img + 0.5).clamp_(0, 255).to(torch.uint8)
+    lap("photometric")
+    return out
+
+
+def sheet(ctx, tr, path, n=16):
+    """Shard renders (top row of each pair) above torch renders (bottom) of the same indices."""
+    import cv2
+
+    idx = np.arange(n) * 37 + 3
+    torch_imgs = tr.render(idx)["image"].permute(0, 2, 3, 1).cpu().numpy()
+    rows = []
+    for k in range(0, n, 8):
+        top = np.concatenate([ctx.render_sample(int(g))["image"] for g in idx[k:k + 8]], 1)
+        bot = np.concatenate(list(torch_imgs[k:k + 8]), 1)
+        diff = np.abs(top.astype(np.int16) - bot.astype(np.int16)).clip(0, 25).astype(np.uint8) * 10
+        rows += [top, bot, diff]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+    print(f"  contact sheet: {path} (rows: shard, torch, |difference| x10)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--sheet", default=None, help="also write a shard-vs-torch contact sheet PNG here")
+    ap.add_argument("--device", default=None, help="also run on this device (default: cuda when present)")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    tmp = Path(tempfile.mkdtemp(prefix="ferdata-bench-"))
+    try:
+        make_sample(tmp / "s")
+        faces, bgs = str(tmp / "s" / "faces.h5"), str(tmp / "s" / "backgrounds")
+        cfg = RenderConfig(size=args.size, per_face=1 << 30).resolved()
+        ctx = RenderContext(RenderJob(faces, bgs, str(tmp), cfg))
+        nref = min(args.n, 2048)
+        for g in range(64):
+            ctx.render_sample(g)
+        t = time.perf_counter()
+        for g in range(nref):
+            ctx.render_sample(g + 64)
+        ref = nref / (time.perf_counter() - t)
+        torch.set_num_threads(cores)
+        cpu = TorchRenderer(faces, bgs, cfg, device="cpu")
+        r_cpu = rate(cpu, args.n, args.batch)
+        print(f"render {args.size}x{args.size}, 2 faces, {len(cpu.bg_ids)} backgrounds, cores={cores}, "
+              f"batch={args.batch}")
+        print(f"  reference: shard renderer generate step, 1 core : {ref:9.0f} samples/s")
+        print(f"  torch renderer, CPU, {cores} threads             : {r_cpu:9.0f} samples/s "
+              f"({r_cpu / cores:.0f}/core; per core vs reference {r_cpu / cores / ref:.2f}x)")
+        if args.sheet:
+            sheet(ctx, cpu, args.sheet)
+        st = stages(cpu, args.batch)
+        tot = sum(st.values())
+        print("  CPU stage shares: " + ", ".join(f"{k} {v / tot:.0%}" for k, v in st.items()))
+        dev = args.device or ("cuda" if torch.cuda.is_available() else None)
+        if dev:
+            gpu = TorchRenderer(faces, bgs, cfg, device=dev)
+            for mode in ("replay", "device"):
+                gpu.params_mode = mode
+                r = rate(gpu, max(args.n, 16 * args.batch), args.batch)
+                print(f"  torch renderer, {dev}, params={mode:6s}: {r:9.0f} samples/s "
+                      f"({r / (ref * cores):.1f}x the shard renderer on all {cores} cores)")
+            st = stages(gpu, args.batch)
+            tot = sum(st.values())
+            print(f"  {dev} stage shares: " + ", ".join(f"{k} {v / tot:.0%}" for k, v in st.items()))
+        else:
+            print("  no CUDA device: GPU figures not measured")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
