@@ -102,7 +102,10 @@ def inspect_cmd(path, as_json):
             s["quality"] = quality_summary(assess_store(fs), fs.sources, top=5)
         rp = report_path(p)
         if rp.exists():
-            r = json.loads(rp.read_text())
+            try:
+                r = json.loads(rp.read_text())
+            except ValueError as exc:
+                raise FerdataError(f"{rp}: unreadable ingest report ({exc}); delete it or re-ingest") from None
             s["skipped"] = r.get("skipped", 0)
             s["skipped_files"] = r.get("skipped_files", [])[:20]
     else:

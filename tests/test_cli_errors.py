@@ -206,3 +206,10 @@ def test_coco_without_annotations_does_not_drop_the_person_filter(sample_dir, tm
     assert len(BackgroundSource.from_coco(root, exclude_categories=())) == 15
     # with annotations the person image is excluded
     assert len(BackgroundSource.from_coco(sample_dir / "backgrounds")) == 14
+
+
+def test_unreadable_ingest_report_names_the_file(sample_dir, tmp_path):
+    store = tmp_path / "f.h5"
+    shutil.copy(sample_dir / "faces.h5", store)
+    (tmp_path / "f_ingest_report.json").write_text("{bad")
+    one_error_line(invoke("inspect", store), "f_ingest_report.json: unreadable ingest report")
