@@ -64,10 +64,12 @@ def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers)
               type=click.Choice(["accuracy", "precision", "recall", "f1", "f1_of_macro"]),
               help="Per-fold score the tests rank [accuracy].")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
-def compare_command(runs, json_path, md_path, metric, alpha):
+@click.option("--noise-plot", "noise_png", type=click.Path(dir_okay=False), default=None,
+              help="Draw the runs' noise studies (accuracy vs sigma, FERAtt Fig. 9) to this PNG.")
+def compare_command(runs, json_path, md_path, metric, alpha, noise_png):
     """Compare `ferdata cv` runs over the same folds: mean ± sd rows, Friedman test,
     Nemenyi (two-tailed) and Bonferroni-Dunn (one-tailed, against the first run)."""
-    from ferdata.train.compare import compare_runs, markdown
+    from ferdata.train.compare import compare_runs, markdown, plot_noise
     from ferdata.train.cv import write_json_atomic, write_text_atomic
 
     if not 0 < alpha < 1:
@@ -81,6 +83,8 @@ def compare_command(runs, json_path, md_path, metric, alpha):
     if json_path:
         write_json_atomic(json_path, json.loads(json.dumps(res)))
         click.echo(f"-> {json_path}")
+    if noise_png:
+        click.echo(f"-> {plot_noise(list(runs), noise_png)}")
 
 
 def register(main):

@@ -30,8 +30,9 @@ def fake_report(acc, n=100, seed=0):
 class FakeFit:
     """Writes eval.json / config.json like ferdata.train.fit, with given test accuracies."""
 
-    def __init__(self, accs, subjects=None, crash_at=None, n=100):
+    def __init__(self, accs, subjects=None, crash_at=None, n=100, noise=False):
         self.accs, self.subjects, self.crash_at, self.calls, self.n = accs, subjects, crash_at, [], n
+        self.noise = noise
 
     def __call__(self, cfg, out, resume=False):
         self.calls.append((cfg.fold, resume))
@@ -45,6 +46,11 @@ class FakeFit:
             raise KeyboardInterrupt("interrupted mid-fold")
         ev = {"val": fake_report(0.5), "test": fake_report(self.accs[cfg.fold], n=self.n, seed=cfg.fold),
               "best_epoch": 1, "epochs_run": 2, "parameters": 10}
+        if self.noise:   # the sweep (trained clean) and FERAtt's study (fine-tuned with noise)
+            a = self.accs[cfg.fold]
+            ev["noise"] = {"0.1": a - 0.1, "0.3": a - 0.3}
+            ev["noise_train"] = {"0.1": {"val_accuracy": 0.5, "test_accuracy": a - 0.05, "test_macro_f1": 0.4},
+                                 "0.3": {"val_accuracy": 0.5, "test_accuracy": a - 0.15, "test_macro_f1": 0.3}}
         (out / "eval.json").write_text(json.dumps(ev))
         return ev
 
@@ -191,3 +197,23 @@ def test_compare_refuses_mismatched_folds(tmp_path, fake_train):
     assert r.exit_code == 1 and "cv.json: does not exist" in r.output
     _cv(tmp_path, "C2", ORDERED["C"], fake_train)
     assert CliRunner().invoke(main, ["compare", str(a), str(a.parent / "C2")]).exit_code == 0
+
+
+def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
+    accs = [0.8, 0.6, 0.7]
+    for name, shift in (("A", 0.0), ("B", 0.05)):
+        run_cv(cfg(noise=(0.1, 0.3)), tmp_path / name, fit=FakeFit([a + shift for a in accs], noise=True),
+               n_folds=3, name=name)
+    s = json.loads((tmp_path / "A" / "cv.json").read_text())
+    assert s["noise"]["0.3"]["mean"] == pytest.approx(0.7 - 0.3)
+    assert s["noise"]["0.3"]["std"] == pytest.approx(0.1)                  # sd of 0.5, 0.3, 0.4 (ddof=1)
+    assert s["noise_train"]["0.1"]["mean"] == pytest.approx(0.7 - 0.05)
+    assert (tmp_path / "A" / "noise.png").read_bytes()[:8] == PNG
+    r = CliRunner().invoke(main, ["compare", str(tmp_path / "A"), str(tmp_path / "B"),
+                                  "--noise-plot", str(tmp_path / "fig9.png")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "fig9.png").read_bytes()[:8] == PNG
+    run_cv(cfg(), tmp_path / "C", fit=FakeFit(accs), n_folds=3, name="C")
+    run_cv(cfg(), tmp_path / "D", fit=FakeFit(accs), n_folds=3, name="D")
+    r = CliRunner().invoke(main, ["compare", str(tmp_path / "C"), str(tmp_path / "D"), "--noise-plot", "x.png"])
+    assert r.exit_code == 1 and "no run has a noise study" in r.output

@@ -88,7 +88,9 @@ def test_retrieval_plot_neighbours_and_frames(tmp_path):
 def test_write_eval_pictures_draws_what_the_folder_allows(tmp_path):
     x, y = clusters(n_per=10)
     (tmp_path / "eval.json").write_text(json.dumps({"test": {"classes": CLASSES, "accuracy": 0.9},
-                                                    "noise": {"0.05": 0.8, "0.2": 0.6}}))
+                                                    "noise": {"0.05": 0.8, "0.2": 0.6},
+                                                    "noise_train": {"0.05": {"test_accuracy": 0.85},
+                                                                    "0.2": {"test_accuracy": 0.75}}}))
     np.savez(tmp_path / "embeddings.npz", embedding=x, label=y, logits=np.zeros((30, 3)))
     got = write_eval_pictures(tmp_path, tsne_max_iter=250)
     assert sorted(p.split("/")[-1] for p in got) == ["noise.png", "tsne.png"]   # no faces: no retrieval

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..errors import FerdataError
 from . import stats
-from .cv import METRICS, load_cv, table_header, table_row
+from .cv import METRICS, load_cv, noise_curves, table_header, table_row
 
-__all__ = ["load_runs", "check_same_folds", "compare_runs", "markdown"]
+__all__ = ["load_runs", "check_same_folds", "compare_runs", "markdown", "plot_noise"]
 
 
 def load_runs(outs: Sequence) -> List[dict]:
@@ -128,3 +128,18 @@ def markdown(res: dict) -> str:
     if not res["rejects_h0"]:
         lines.append("Post-hoc results are for reference only: the Friedman test did not reject H0.")
     return "\n".join(lines) + "\n"
+
+
+def plot_noise(outs: Sequence, path) -> str:
+    """FERAtt Fig. 9 for the runs: test accuracy vs noise σ (mean ± sd over folds), one
+    curve per run and study (``noise_train``: fine-tuned with noise; ``noise``: trained clean)."""
+    from .plots import noise_plot
+
+    curves, errors = {}, {}
+    for r in load_runs(outs):
+        c, e = noise_curves(r, label=r["name"])
+        curves.update(c)
+        errors.update(e)
+    if not curves:
+        raise FerdataError("no run has a noise study (set noise = [...] or noise_train = [...] in the recipe)")
+    return noise_plot(curves, path, errors=errors, title="Test accuracy under Gaussian noise (mean ± sd over folds)")

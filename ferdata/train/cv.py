@@ -42,7 +42,7 @@ CV_VERSION = 1
 #: scalars kept per fold and aggregated: accuracy and the macro averages.
 METRICS = ("accuracy", "precision", "recall", "f1", "f1_of_macro")
 #: TrainConfig keys that do not change the experiment (left out of its identity).
-RUNTIME_KEYS = ("fold", "name", "num_workers", "device", "compile", "eval_batch_size")
+RUNTIME_KEYS = ("fold", "name", "num_workers", "device", "compile", "eval_batch_size", "overwrite")
 
 __all__ = ["run_cv", "summarize", "fold_dir", "fold_state", "parse_folds", "config_identity",
            "table_header", "table_row", "n_folds_of", "load_cv", "write_json_atomic", "write_text_atomic", "mean_std", "METRICS"]
@@ -267,15 +267,24 @@ def mean_std(values: Sequence[float]):
     return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
 
 
-def _noise_summary(evs: List[dict]) -> Optional[dict]:
-    if not evs or not all(isinstance(e.get("noise"), dict) and e["noise"] for e in evs):
+def noise_accuracies(ev: dict, key: str) -> Optional[Dict[str, float]]:
+    """``{sigma: test accuracy}`` of an eval.json's ``"noise"`` sweep (the model trained clean,
+    tested with noise) or ``"noise_train"`` study (fine-tuned with noise σ, then tested: FERAtt §4.4)."""
+    d = ev.get(key)
+    if not isinstance(d, dict) or not d:
         return None
-    sig = set(evs[0]["noise"])
-    if any(set(e["noise"]) != sig for e in evs):
+    vals = {s: (v.get("test_accuracy") if isinstance(v, dict) else v) for s, v in d.items()}
+    return {s: float(v) for s, v in vals.items() if v is not None} or None
+
+
+def _noise_summary(evs: List[dict], key: str) -> Optional[dict]:
+    """Mean and sample sd over folds of :func:`noise_accuracies` (same σ in every fold)."""
+    per = [noise_accuracies(e, key) for e in evs]
+    if not per or any(p is None for p in per) or any(set(p) != set(per[0]) for p in per):
         return None
     out = {}
-    for s in sorted(sig, key=float):
-        m, sd = mean_std([float(e["noise"][s]) for e in evs])
+    for s in sorted(per[0], key=float):
+        m, sd = mean_std([p[s] for p in per])
         out[s] = {"mean": m, "std": sd}
     return out
 
@@ -301,9 +310,10 @@ def summarize(out, n_folds: int, name: str, identity: Optional[dict] = None, met
                "classes": evs[0]["test"].get("classes"),
                "config": identity, "config_hash": config_hash(identity) if identity is not None else None,
                **(meta or {})}
-    noise = _noise_summary(evs)
-    if noise:
-        summary["noise"] = noise
+    for key in ("noise", "noise_train"):
+        noise = _noise_summary(evs, key)
+        if noise:
+            summary[key] = noise
     cm = _summed_confusion(evs)
     if cm is not None:
         summary["confusion_matrix"] = cm
@@ -363,11 +373,22 @@ def write_outputs(out, summary: dict) -> None:
             os.replace(tmp, out / "confusion.png")
         finally:
             tmp.unlink(missing_ok=True)
-    if summary.get("noise"):
+    curves, errors = noise_curves(summary)
+    if curves:
         from .plots import noise_plot
 
-        noise_plot({summary["name"]: {s: v["mean"] for s, v in summary["noise"].items()}}, out / "noise.png",
-                   errors={summary["name"]: {s: v["std"] or 0.0 for s, v in summary["noise"].items()}})
+        noise_plot(curves, out / "noise.png", errors=errors, title=f"{summary['name']}: test accuracy under noise")
+
+
+def noise_curves(summary: dict, label: Optional[str] = None):
+    """``({curve: {sigma: mean}}, {curve: {sigma: sd}})`` of a cv summary's noise studies."""
+    curves, errors = {}, {}
+    for key, what in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean")):
+        if summary.get(key):
+            name = f"{label}: {what}" if label else what
+            curves[name] = {s: v["mean"] for s, v in summary[key].items()}
+            errors[name] = {s: v["std"] or 0.0 for s, v in summary[key].items()}
+    return curves, errors
 
 
 def load_cv(out) -> dict:

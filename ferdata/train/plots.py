@@ -6,9 +6,10 @@
 * :func:`retrieval_plot` — per query face, its top-5 nearest faces by cosine similarity
   of the embeddings, framed green when the expression matches, red otherwise (Fig. 7);
 * :func:`write_eval_pictures` — whichever of these an evaluation folder allows:
-  ``noise.png`` from ``eval.json`` ``"noise"``, ``tsne.png`` from ``embeddings.npz``
-  (``embedding``, ``label``), ``retrieval.png`` when ``embeddings.npz`` also holds the
-  faces (``image``: ``(N, H, W[, C])``).
+  ``noise.png`` from ``eval.json`` ``"noise"`` (trained clean, tested with noise) and
+  ``"noise_train"`` (FERAtt §4.4: fine-tuned with noise σ, then tested); ``tsne.png``
+  from ``embeddings.npz`` (``embedding``, ``label``); ``retrieval.png`` when
+  ``embeddings.npz`` also holds the faces (``image``: ``(N, H, W[, C])``).
 
 matplotlib's Agg canvas is used directly (no pyplot, no global backend switch); every
 PNG is written under a temporary name and renamed into place. The drawing functions
@@ -238,8 +239,12 @@ def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> Li
             ev = json.load(fh)
     rep = ev.get("test") or ev.get("eval") or {}
     classes = rep.get("classes")
-    if isinstance(ev.get("noise"), dict) and ev["noise"]:
-        written.append(noise_plot({"test": ev["noise"]}, out / "noise.png"))
+    from .cv import noise_accuracies
+
+    curves = {name: acc for key, name in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean"))
+              if (acc := noise_accuracies(ev, key))}
+    if curves:
+        written.append(noise_plot(curves, out / "noise.png", title="Test accuracy under Gaussian noise"))
     emb_path = out / "embeddings.npz"
     if emb_path.exists():
         with np.load(emb_path) as z:
