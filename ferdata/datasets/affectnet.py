@@ -94,8 +94,10 @@ def read_affectnet(root, *, csv=None, images=None, on_error: str = "raise",
         ``root/Manually_Annotated_file_lists``. The split is ``"train"`` for a file
         named ``training*.csv``, ``"val"`` for ``validation*.csv``, else ``""``.
     images : path, optional
-        Folder the ``subDirectory_filePath`` values are relative to (default:
-        ``root/Manually_Annotated_Images`` if present, else ``root``).
+        Folder the ``subDirectory_filePath`` values are relative to (default: the
+        first of ``Manually_Annotated/Manually_Annotated_Images``,
+        ``Manually_Annotated_Images``, ``Manually_Annotated``, ``images`` under
+        ``root``, else ``root``).
     on_error : {"raise", "skip"}
         A bad row (wrong columns, non-integer expression or box, bad landmarks,
         missing image file) raises a DatasetFormatError naming the csv file and
@@ -120,70 +122,79 @@ def read_affectnet(root, *, csv=None, images=None, on_error: str = "raise",
     if csv is None and images is None and is_affectnet8(root):
         yield from read_affectnet8(root, policy)
         return
-    if csv is None:
-        csv_paths = _default_csvs(root)
-        if not csv_paths:
-            raise DatasetFormatError(
-                f"{root}: no training.csv or validation.csv here or in Manually_Annotated_file_lists/, "
-                f"and no train_set/images or val_set/images (AffectNet-8) (pass csv=)")
-    else:
-        items = [csv] if isinstance(csv, (str, Path)) else list(csv)
-        csv_paths = [Path(c) if Path(c).is_absolute() else root / c for c in items]
+    csv_paths = _csv_paths(root, csv)
     img_dir = _image_dir(root, images)
     opened = [(p, *csv_rows(p, COLUMNS, "AffectNet")) for p in csv_paths]  # check every header first
-
     for path, header, rows in opened:
-        stem = path.stem.lower()
-        split = next((s for k, s in CSV_SPLITS.items() if stem.startswith(k)), "")
-        col = {c: header.index(c) for c in header}
-        for n, fields in rows:
-            source = f"{rel_source(path, root)}:row{n}"
-            where = f"{path} row {n}"
-            if not check_row_length(fields, header, where, source, policy):
-                continue
-            rel = fields[col["subDirectory_filePath"]].strip()
-            if rel:
-                source = rel_source(img_dir / rel, root)
-            try:
-                expr = fields[col["expression"]].strip()
-                if not expr.lstrip("-").isdigit():
-                    raise ValueError(f"expression {expr!r} is not an integer")
-                code = int(expr)
-                if code in NOT_FACES:
-                    policy.skip(source, f"expression {code} ({NOT_FACES[code]})")
-                    continue
-                if code not in labels.AFFECTNET:
-                    raise ValueError(f"expression {code} is not an AffectNet code (0-10)")
-                if not rel:
-                    raise ValueError("empty subDirectory_filePath")
+        yield from _csv_records(path, header, rows, root, img_dir, policy)
+
+
+def _csv_paths(root: Path, csv) -> list[Path]:
+    if csv is not None:
+        items = [csv] if isinstance(csv, (str, Path)) else list(csv)
+        return [Path(c) if Path(c).is_absolute() else root / c for c in items]
+    found = _default_csvs(root)
+    if not found:
+        raise DatasetFormatError(
+            f"{root}: no training.csv or validation.csv here or in Manually_Annotated_file_lists/, "
+            f"and no train_set/images or val_set/images (AffectNet-8) (pass csv=)")
+    return found
+
+
+def _parse_row(fields: list, col: dict, img_dir: Path):
+    """``(code, box, landmarks, image_path)`` of a csv row (only ``code`` for 8-10);
+    ValueError with a reason for a bad row."""
+    expr = fields[col["expression"]].strip()
+    if not expr.lstrip("-").isdigit():
+        raise ValueError(f"expression {expr!r} is not an integer")
+    code = int(expr)
+    if code in NOT_FACES:
+        return code, None, None, None
+    if code not in labels.AFFECTNET:
+        raise ValueError(f"expression {code} is not an AffectNet code (0-10)")
+    rel = fields[col["subDirectory_filePath"]].strip()
+    if not rel:
+        raise ValueError("empty subDirectory_filePath")
+    try:
+        box = tuple(int(round(float(fields[col[c]]))) for c in ("face_x", "face_y", "face_width", "face_height"))
+    except ValueError:
+        raise ValueError("face_x/face_y/face_width/face_height must be numbers") from None
+    if box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"empty face box {box}")
+    lmk = parse_landmarks(fields[col["facial_landmarks"]])
+    image_path = img_dir / rel
+    if not image_path.is_file():
+        raise ValueError(f"image file {image_path} does not exist")
+    return code, box, lmk, image_path
+
+
+def _csv_records(path: Path, header: list, rows, root: Path, img_dir: Path,
+                 policy: ErrorPolicy) -> Iterator[FaceRecord]:
+    stem = path.stem.lower()
+    split = next((s for k, s in CSV_SPLITS.items() if stem.startswith(k)), "")
+    col = {c: header.index(c) for c in header}
+    for n, fields in rows:
+        source = f"{rel_source(path, root)}:row{n}"
+        where = f"{path} row {n}"
+        if not check_row_length(fields, header, where, source, policy):
+            continue
+        rel = fields[col["subDirectory_filePath"]].strip()
+        if rel:
+            source = rel_source(img_dir / rel, root)
+        try:
+            code, box, lmk, image_path = _parse_row(fields, col, img_dir)
+        except ValueError as exc:
+            policy.error(where, source, str(exc))
+            continue
+        if code in NOT_FACES:
+            policy.skip(source, f"expression {code} ({NOT_FACES[code]})")
+            continue
+        extra = {"csv": path.name, "row": n}
+        for c in ("valence", "arousal"):
+            if c in col:
                 try:
-                    box = tuple(int(round(float(fields[col[c]])))
-                                for c in ("face_x", "face_y", "face_width", "face_height"))
+                    extra[c] = float(fields[col[c]])
                 except ValueError:
-                    raise ValueError("face_x/face_y/face_width/face_height must be numbers") from None
-                if box[2] <= 0 or box[3] <= 0:
-                    raise ValueError(f"empty face box {box}")
-                lmk = parse_landmarks(fields[col["facial_landmarks"]])
-                image_path = img_dir / rel
-                if not image_path.is_file():
-                    raise ValueError(f"image file {image_path} does not exist")
-            except ValueError as exc:
-                policy.error(where, source, str(exc))
-                continue
-            extra = {"csv": path.name, "row": n}
-            for c in ("valence", "arousal"):
-                if c in col:
-                    try:
-                        extra[c] = float(fields[col[c]])
-                    except ValueError:
-                        pass
-            yield FaceRecord(
-                source=rel_source(image_path, root),
-                label=labels.CLASS_INDEX[labels.AFFECTNET[code]],
-                subject="",
-                split=split,
-                path=image_path,
-                landmarks=lmk,
-                box=box,
-                extra=extra,
-            )
+                    pass
+        yield FaceRecord(source=rel_source(image_path, root), label=labels.CLASS_INDEX[labels.AFFECTNET[code]],
+                         subject="", split=split, path=image_path, landmarks=lmk, box=box, extra=extra)
