@@ -178,3 +178,18 @@ def test_live_resume_mid_epoch_is_exact(sample_dir):
     with pytest.raises(FerdataError, match="batch_size"):
         from ferdata.torch.live import LiveRenderLoader
         LiveRenderLoader(again.renderer, batch_size=4, epoch_size=48, seed=5).load_state_dict(state)
+
+
+def test_one_rgba_warp_equals_two_warps(sample_dir):
+    """compose warps face + mask in one 4-channel call: bit-identical to one warp per array."""
+    from ferdata.render.compose import _warp, geometry_matrix, prepare_face
+    from ferdata.facestore import FaceStore
+
+    with FaceStore(sample_dir / "faces.h5") as fs:
+        pf = prepare_face(fs.images[0], fs.masks[0], fs.landmarks[0], 96)
+    cfg = RenderConfig(size=96, perspective=0.05).resolved()
+    for i in range(20):
+        M = geometry_matrix(sample_params(sample_rng(0, 0, i), cfg), 96)
+        both = _warp(pf.rgba, M, 96)
+        np.testing.assert_array_equal(both[..., :3], _warp(pf.image, M, 96))
+        np.testing.assert_array_equal(both[..., 3], _warp(pf.mask, M, 96))

@@ -26,6 +26,11 @@ class PreparedFace:
     image: np.ndarray      # (size,size,3) uint8
     mask: np.ndarray       # (size,size) uint8 0..255 (area-resized, soft at the edge)
     landmarks: np.ndarray  # (68,2) float64, NaN if unknown
+    rgba: np.ndarray = None  # (size,size,4) uint8: image + mask, warped in one call
+
+    def __post_init__(self):
+        if self.rgba is None:
+            self.rgba = np.dstack([self.image, self.mask])
 
 
 def prepare_face(image: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, size: int) -> PreparedFace:
@@ -63,9 +68,13 @@ def geometry_matrix(p: np.ndarray, size: int) -> np.ndarray:
     return M
 
 
-def transform_landmarks(landmarks: np.ndarray, p: np.ndarray, size: int) -> np.ndarray:
-    """Landmarks of the prepared face -> landmarks of the render (flip permutes them)."""
-    M = geometry_matrix(p, size)
+def transform_landmarks(landmarks: np.ndarray, p: np.ndarray, size: int, M=None) -> np.ndarray:
+    """Landmarks of the prepared face -> landmarks of the render (flip permutes them).
+
+    ``M`` is ``geometry_matrix(p, size)`` when the caller already has it.
+    """
+    if M is None:
+        M = geometry_matrix(p, size)
     h = np.c_[landmarks, np.ones(len(landmarks))] @ M.T
     out = h[:, :2] / h[:, 2:3]
     if p[P["flip"]] > 0.5:
@@ -156,9 +165,9 @@ def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: Render
     """
     size = cfg.size
     M = geometry_matrix(p, size)
-    fimg = _warp(face.image, M, size)
-    fmask = _warp(face.mask, M, size)
-    hard = fmask > 127
+    warped = _warp(face.rgba, M, size)   # one 4-channel warp: bit-identical to two warps
+    fimg = warped[..., :3]
+    hard = warped[..., 3] > 127
     bg, box = background_crop(bg_image, p, size)
     f32, w = match_luminance(fimg, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
     p[P["lum_w"]] = w
@@ -177,7 +186,7 @@ def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: Render
     img = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     if cfg.gray:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
-    lm = transform_landmarks(face.landmarks, p, size).astype(np.float32)
+    lm = transform_landmarks(face.landmarks, p, size, M).astype(np.float32)
     return {"image": img, "mask": hard, "landmarks": lm, "bg_box": box, "params": p}
 
 
