@@ -10,17 +10,9 @@ from ._common import parse_key_values, progress
 
 
 def load_train_config(recipe, sets, **overrides):
-    from ferdata.config import TrainConfig, from_dict, load_toml
+    from ferdata.train.recipe import train_config
 
-    d = {}
-    if recipe:
-        d.update(load_toml(recipe))
-    d.update(parse_key_values(sets, "--set"))
-    d.update({k: v for k, v in overrides.items() if v is not None})
-    if "noise" in d and isinstance(d["noise"], list):
-        d["noise"] = tuple(d["noise"])
-    cfg = from_dict(TrainConfig, d, str(recipe) if recipe else "--set")
-    return cfg.validate()
+    return train_config(recipe, parse_key_values(sets, "--set"), **overrides)
 
 
 @click.command("train")
@@ -32,8 +24,9 @@ def load_train_config(recipe, sets, **overrides):
 @click.option("--epochs", type=int, default=None)
 @click.option("--workers", "num_workers", type=int, default=None, help="DataLoader workers.")
 @click.option("--resume", is_flag=True, help="Continue from <out>/last.pt.")
-def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume):
-    """Train a registered model on renders; evaluate on real faces.
+@click.option("--overwrite", is_flag=True, help="Replace a run already in <out> (default: refuse).")
+def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, overwrite):
+    """Train a registered model (renders and/or real faces); select on validation, test once.
 
     With no recipe and no data, trains a small model on the built-in sample (CPU, minutes).
     """
@@ -44,7 +37,8 @@ def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume):
         if not Path(recipe).exists():  # installed without the repo: built-in defaults
             recipe = None
             sets = ("epochs=3", "batch_size=64", "lr=1e-3", "eval_on=renders", "protocol=holdout") + tuple(sets)
-    cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers)
+    cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers,
+                            overwrite=True if overwrite else None)
     out = Path(out or Path("runs") / cfg.name)
     bar = progress(desc=f"train {cfg.model}", unit="sample")
 
@@ -58,22 +52,25 @@ def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume):
         bar.close()
     if not res:  # a DDP rank other than 0: rank 0 reports
         return
-    ev = res.get("eval", {})
-    click.echo(f"{out}: best epoch {res.get('best_epoch')} of {res.get('epochs_run')}; "
-               f"accuracy {ev.get('accuracy', float('nan')):.4f}, macro F1 {ev.get('macro', {}).get('f1', float('nan')):.4f}"
-               f" -> {out / 'eval.json'}")
+    t, v = res["test"], res["val"]
+    click.echo(f"{out}: best epoch {res['best_epoch']} of {res['epochs_run']} (by {res['select_metric']}); "
+               f"val accuracy {v['accuracy']:.4f}; test accuracy {t['accuracy']:.4f}, "
+               f"macro F1 {t['macro']['f1']:.4f} -> {out / 'eval.json'}")
 
 
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, type=click.Path(), help="Face store (.h5) or shard folder.")
 @click.option("--subjects", default=None, help="Comma-separated subject ids to evaluate on.")
-@click.option("--split", default=None, help="Only this split of a face store.")
+@click.option("--split", default=None, help="Only this official split (train/val/test); for a shard folder, "
+              "the renders of that split's faces (needs --faces or the run's face store).")
+@click.option("--faces", default=None, type=click.Path(dir_okay=False),
+              help="The face store a shard folder was rendered from (for --split).")
 @click.option("--noise", default="", help="Noise sweep sigmas, e.g. 0.01,0.05,0.1,0.2,0.3")
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False), default=None,
               help="Folder for eval.json / confusion matrix [beside the checkpoint].")
 @click.option("--device", default="auto")
-def eval_command(checkpoint, data, subjects, split, noise, out, device):
+def eval_command(checkpoint, data, subjects, split, faces, noise, out, device):
     """Evaluate a checkpoint: accuracy, precision/recall/F1, confusion matrix, noise sweep."""
     from ferdata.train.evaluate import evaluate_checkpoint
 
@@ -83,7 +80,8 @@ def eval_command(checkpoint, data, subjects, split, noise, out, device):
         raise click.BadParameter(f"{noise!r}: expected comma-separated numbers", param_hint="--noise") from None
     out = Path(out) if out else Path(checkpoint).parent / f"eval-{Path(data).stem}"
     res = evaluate_checkpoint(checkpoint, data, out, noise=sig, device=device,
-                              subjects=subjects.split(",") if subjects else None, split=split)
+                              subjects=subjects.split(",") if subjects else None, split=split,
+                              faces=faces)
     ev = res["eval"]
     click.echo(f"accuracy {ev['accuracy']:.4f}  macro P {ev['macro']['precision']:.4f} "
                f"R {ev['macro']['recall']:.4f} F1 {ev['macro']['f1']:.4f}  (n={ev.get('n', '?')})")

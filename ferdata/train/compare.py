@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import FerdataError
 from . import stats
-from .cv import METRICS, load_cv, noise_curves, table_header, table_row
+from .cv_summary import METRICS, load_cv, noise_curves, table_header, table_row
 
 __all__ = ["load_runs", "check_same_folds", "compare_runs", "markdown", "plot_noise"]
 

@@ -1,17 +1,19 @@
-"""Data for the training loop: which renders to train on, which faces to evaluate on.
+"""Data of a run: the :class:`~ferdata.train.split.Split` made into train / val / test loaders.
 
-Protocols
----------
-``kfold``    subject-independent k-fold over the face store's subjects
-             (``folds`` groups, or ``subjects_per_fold`` — CK+ leave-10-subjects-out);
-             fold ``fold`` is held out: train on renders of the other subjects'
-             faces, evaluate on the real faces of the held-out subjects.
-``official`` the dataset's own splits (FER2013/FER+): train on renders of faces in
-             'train', evaluate on the real 'test' faces ('val' if no 'test').
-``holdout``  evaluate on held-out renders (``val_data``, or for the built-in sample
-             a second render with another seed): checks the loop, not generalisation
-             to new people.
-No subject is ever on both sides (checked).
+``build(cfg, out, inputs)`` resolves the split once (:func:`ferdata.train.split.resolve_split`),
+then each side independently:
+
+* **train** — ``train_on = "renders"``: the renders of the training side's faces
+  (``data``, selected by face index: a val/test subject's renders are never read);
+  ``"faces"``: the real faces of the training side (online augmentation ``augment``
+  runs on the device, :mod:`ferdata.train.augment`); ``"both"``: the two together;
+* **val / test** — ``eval_on = "faces"``: the real faces of that side; ``"renders"``:
+  renders of that side's faces only (from ``test_data`` when given — e.g. a separate
+  2,000-image synthetic test render — else from ``data``); ``holdout``: the
+  ``val_data`` / ``test_data`` folders.
+
+Every dataset decodes, resizes and converts to gray the same way (``read_spec``),
+which ``ferdata eval`` reuses, so a checkpoint is evaluated exactly as it was validated.
 """
 from __future__ import annotations
 
@@ -24,176 +26,235 @@ import torch
 
 from ..config import RenderConfig, TrainConfig
 from ..errors import FerdataError
-from ..labels import CLASS_INDEX
-from ..shards.manifest import load_manifest
-from .folds import check_subject_disjoint, subject_kfold
+from ..labels import CLASS_INDEX, CLASSES
+from ..shards.manifest import complete_shards, load_manifest
+from .augment import Augmenter, load_size
+from .clean import FaceClean, RenderClean
+from .sampler import EpochSampler
+from .split import Split, resolve_split
+
+__all__ = ["TrainData", "build", "read_spec", "eval_dataset", "sample_paths", "sample_renders"]
 
 
 @dataclasses.dataclass
 class TrainData:
-    train_dataset: object
-    eval_dataset: object
-    train_loader: object
-    eval_loader: object
+    split: Split
     classes: list
     class_counts: list
-    lbp_key: Optional[str]
-    describe_train: dict
-    describe_eval: dict
-    sampler: object = None
-    seed: int = 0
+    train_dataset: object
+    train_loader: object
+    val_loader: object
+    test_loader: object
+    spec: dict                       # read_spec: resize / gray / lbp fields
+    augment: Augmenter
+    describe: dict
+    sampler: Optional[EpochSampler] = None
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(epoch)
-        if self.sampler is not None and hasattr(self.sampler, "generator"):
-            # the weighted sampler's draw is a function of (seed, epoch), like the shard order
-            self.sampler.generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.augment.set_epoch(epoch)
 
 
-def sample_paths(out: Path) -> tuple[Path, Path, Path, Path]:
-    """Where a demo run keeps the built-in sample: faces, backgrounds, train and held-out renders."""
-    base = out / "sample-data"
-    return base / "faces.h5", base / "backgrounds", base / "train", base / "val"
+# ---------------------------------------------------------------- the built-in sample
+
+def sample_paths(out: Path):
+    """Where a demo run keeps the built-in sample: faces, backgrounds, train, val and test renders."""
+    base = Path(out) / "sample-data"
+    return base / "faces.h5", base / "backgrounds", base / "train", base / "val", base / "test"
 
 
-def sample_renders(out: Path, cfg: TrainConfig) -> tuple[Path, Path, Path]:
-    """Render the built-in sample for a demo run (train seed, held-out seed + 1000)."""
+def sample_renders(out: Path, cfg: TrainConfig):
+    """Render the built-in sample: train (seed), val (seed + 1000) and test (seed + 2000) renders."""
     from ..render.run import render
     from ..sample import make_sample
 
-    faces, backgrounds, train, val = sample_paths(out)
+    faces, backgrounds, train, val, test = sample_paths(out)
     if not faces.exists():
         make_sample(faces.parent)
     rc = dict(size=cfg.sample_size, shard_size=1024)
-    render(faces, backgrounds, train, RenderConfig(per_face=cfg.sample_per_face, seed=cfg.seed, **rc), workers=1)
-    render(faces, backgrounds, val,
-           RenderConfig(per_face=max(32, cfg.sample_per_face // 5), seed=cfg.seed + 1000, **rc), workers=1)
-    return faces, train, val
+    held = max(32, cfg.sample_per_face // 5)
+    for folder, seed, n in ((train, cfg.seed, cfg.sample_per_face), (val, cfg.seed + 1000, held),
+                            (test, cfg.seed + 2000, held)):
+        render(faces, backgrounds, folder, RenderConfig(per_face=n, seed=seed, **rc), workers=1)
+    return faces, train, val, test
 
 
-def _lbp_fields(cfg: TrainConfig, inputs, manifest: dict):
-    """The dataset fields that provide the LBP input: (train, eval).
+def _paths(cfg: TrainConfig, out: Path, rank: int, world: int):
+    """(faces, data, val_data, test_data), rendering the built-in sample when ``data`` is unset."""
+    if cfg.data:
+        return cfg.faces, cfg.data, cfg.val_data, cfg.test_data
+    if rank == 0:
+        sample_renders(out, cfg)
+    if world > 1:  # the other ranks wait for rank 0's renders
+        import torch.distributed as dist
 
-    Training reads ``lbp/<name>`` when ``ferdata lbp`` added it to every shard (the
-    manifest's ``lbp`` list), else computes it on the fly; evaluation on real faces
-    always computes it on the fly.
+        dist.barrier()
+    faces, _, train, val, test = sample_paths(out)
+    return (cfg.faces or str(faces), str(train), cfg.val_data or str(val), cfg.test_data or str(test))
+
+
+# ---------------------------------------------------------------- checks and fields
+
+def check_render_source(data, faces) -> None:
+    """Raise unless the renders in ``data`` were made from the face store ``faces``.
+
+    By content: the face count, and every rendered sample's label equals the label of
+    the face it was rendered from (``face_index``) — whatever the paths are.
     """
-    if "lbp" not in inputs.fields:
-        return None, None
-    on_the_fly = f"lbp:{cfg.lbp}"
-    stored = f"lbp/{cfg.lbp}"
-    return (stored if stored in manifest.get("lbp", []) else on_the_fly), on_the_fly
+    import h5py
+
+    from ..facestore import FaceStore
+
+    m = load_manifest(data)
+    with FaceStore(faces) as fs:
+        labels = fs.labels
+    n = int(m.get("face_store", {}).get("faces", -1))
+    if n != len(labels):
+        raise FerdataError(f"{data}: rendered from a face store of {n} faces, but {faces} has {len(labels)}: "
+                           "not the face store these renders were made from")
+    for name in complete_shards(data, m):
+        with h5py.File(Path(data) / name, "r") as f:
+            fi, lab = f["face_index"][:].astype(np.int64), f["label"][:].astype(np.int64)
+        if fi.size and (fi.max() >= n or (labels[fi] != lab).any()):
+            raise FerdataError(f"{Path(data) / name}: its labels differ from {faces}'s faces: "
+                               "not the face store these renders were made from")
+
+
+def read_spec(cfg: TrainConfig, inputs, manifest: Optional[dict] = None) -> dict:
+    """How every dataset of the run reads samples: resize, gray, and the LBP field names."""
+    spec = {"resize": list(load_size(cfg.augment, inputs.input_size)), "gray": inputs.in_channels == 1,
+            "lbp_eval": None, "lbp_train": None}
+    if "lbp" in inputs.fields:
+        fly, stored = f"lbp:{cfg.lbp}", f"lbp/{cfg.lbp}"
+        spec["lbp_eval"] = fly
+        renders_only = cfg.train_on == "renders" and manifest is not None
+        spec["lbp_train"] = stored if (renders_only and stored in manifest.get("lbp", [])) else fly
+    return spec
+
+
+def _classes(split: Split, data) -> list:
+    if split.composition is not None:
+        return [c for c in CLASSES if c in split.composition["per_class"]]
+    return list(load_manifest(data)["classes"])
+
+
+def _train_fields(cfg, inputs, spec, side: str) -> tuple:
+    f = ["image", "label"] + ([spec["lbp_train"]] if spec["lbp_train"] else [])
+    if "reconstruction" in inputs.outputs:
+        if cfg.att_target == "masked" or side == "faces":
+            f.append("mask")
+        elif side == "renders":
+            f += ["params", "face_index"]
+    return tuple(f)
+
+
+def _eval_fields(spec) -> tuple:
+    return ("image", "label") + ((spec["lbp_eval"],) if spec["lbp_eval"] else ())
+
+
+# ---------------------------------------------------------------- datasets
+
+def eval_dataset(kind: str, path, spec: dict, faces=None, split=None, subjects=None):
+    """A val/test dataset read exactly as in training: ``kind`` faces (face store) or renders (shards)."""
+    from ..torch import FaceStoreDataset, ShardDataset
+
+    kw = dict(fields=_eval_fields(spec), resize=tuple(spec["resize"]), gray=spec["gray"])
+    if kind == "faces":
+        return FaceStoreDataset(path, face_indices=faces, split=split, subjects=subjects, **kw)
+    return ShardDataset(path, face_indices=faces, subjects=subjects, **kw)
+
+
+def _render_transform(cfg, inputs, spec, data, faces):
+    if "reconstruction" not in inputs.outputs or cfg.att_target != "clean":
+        return None
+    if faces is None:
+        raise FerdataError("att_target=clean needs the face store the renders were made from (faces = ...)")
+    c = load_manifest(data)["config"]
+    return RenderClean(faces, c["size"], tuple(spec["resize"]), gray=bool(c.get("gray")) or spec["gray"])
+
+
+def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int):
+    """(dataset, map_style) of the training side."""
+    from ..torch import FaceStoreDataset, ShardDataset, ShardIterableDataset
+
+    kw = dict(resize=tuple(spec["resize"]), gray=spec["gray"])
+    faces_idx = split.train.faces
+    parts = []
+    if cfg.train_on in ("renders", "both"):
+        fields = _train_fields(cfg, inputs, spec, "renders")
+        tf = _render_transform(cfg, inputs, spec, data, split.faces)
+        if cfg.train_on == "renders" and cfg.class_balance != "sample":
+            return ShardIterableDataset(data, fields=fields, shuffle=True, seed=cfg.seed, face_indices=faces_idx,
+                                        batch_size=cfg.batch_size, rank=rank, world_size=world, transform=tf,
+                                        **kw), False
+        parts.append(ShardDataset(data, fields=fields, face_indices=faces_idx, transform=tf, **kw))
+    if cfg.train_on in ("faces", "both"):
+        fields = _train_fields(cfg, inputs, spec, "faces")
+        tf = FaceClean() if ("reconstruction" in inputs.outputs and cfg.att_target == "clean") else None
+        parts.append(FaceStoreDataset(split.faces, fields=fields, face_indices=faces_idx, transform=tf, **kw))
+    if len(parts) == 2:  # both give image, label[, lbp][, clean | mask]
+        ds = torch.utils.data.ConcatDataset(parts)
+        ds.labels = np.concatenate([p.labels for p in parts])
+        return ds, True
+    return parts[0], True
+
+
+def _loader(ds, cfg, batch_size, sampler=None, lbp_fly=False, batched=False):
+    ctx = "spawn" if (lbp_fly and cfg.num_workers > 0) else None  # numba's OpenMP aborts in forked children
+    return torch.utils.data.DataLoader(ds, batch_size=None if batched else batch_size, sampler=sampler,
+                                       shuffle=False, num_workers=cfg.num_workers,
+                                       pin_memory=torch.cuda.is_available(),
+                                       persistent_workers=cfg.num_workers > 0, multiprocessing_context=ctx)
+
+
+def _eval_side(cfg, side, split: Split, spec, eval_on, data, test_data):
+    if split.protocol == "holdout":
+        return eval_dataset("renders", side.renders, spec)
+    if eval_on == "faces":
+        return eval_dataset("faces", split.faces, spec, faces=side.faces)
+    return eval_dataset("renders", test_data or data, spec, faces=side.faces)
+
+
+def _class_counts(labels, classes) -> list:
+    bc = np.bincount(np.asarray(labels, np.int64), minlength=256)
+    return [float(bc[CLASS_INDEX[c]]) for c in classes]
 
 
 def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 1) -> TrainData:
-    from ..facestore import FaceStore
-    from ..torch import FaceStoreDataset, ShardDataset, ShardIterableDataset
-
-    data = Path(cfg.data) if cfg.data else None
-    faces = Path(cfg.faces) if cfg.faces else None
-    val_data = Path(cfg.val_data) if cfg.val_data else None
-    if data is None:
-        if rank == 0:
-            faces_s, data, val_s = sample_renders(Path(out), cfg)
-        else:
-            faces_s, _, data, val_s = sample_paths(Path(out))
-        if world_size > 1:  # the other ranks wait for rank 0's renders
-            import torch.distributed as dist
-
-            dist.barrier()
-        faces = faces or faces_s
-        val_data = val_data or val_s
-    manifest = load_manifest(data)
-    classes = list(manifest["classes"])
-    eval_on = cfg.eval_on
-    if eval_on == "auto":
-        eval_on = "faces" if (faces is not None and cfg.protocol != "holdout") else "renders"
-
-    train_subjects = eval_subjects = None
-    desc_train = {"shards": str(data), "samples": manifest["total_samples"]}
-    if eval_on == "faces":
-        if faces is None:
-            raise FerdataError("eval_on=faces needs a face store (faces = ...)")
-        with FaceStore(faces) as fs:
-            subj, splits = fs.subjects, fs.splits
-        if cfg.protocol == "kfold":
-            folds = subject_kfold(subj, k=cfg.folds, subjects_per_fold=cfg.subjects_per_fold
-                                  if cfg.folds is None else None, seed=cfg.seed) \
-                if (cfg.folds or cfg.subjects_per_fold) else subject_kfold(subj, k=5, seed=cfg.seed)
-            if not 0 <= cfg.fold < len(folds):
-                raise FerdataError(f"fold {cfg.fold} out of range: {len(folds)} folds")
-            fold = folds[cfg.fold]
-            check_subject_disjoint(subj, fold.train, fold.test)
-            eval_subjects = sorted(set(subj[fold.test]))
-            train_subjects = sorted(set(subj[fold.train]))
-        elif cfg.protocol == "official":
-            test_name = "test" if (splits == "test").any() else "val"
-            eval_idx = np.flatnonzero(splits == test_name)
-            train_idx = np.flatnonzero(splits == "train")
-            if len(eval_idx) == 0 or len(train_idx) == 0:
-                raise FerdataError(f"{faces}: protocol=official needs 'train' and 'test'/'val' splits")
-            eval_subjects = None
-            desc_train["split"] = "train"
-        else:
-            raise FerdataError("protocol=holdout evaluates on renders: set eval_on=renders")
-        if train_subjects is not None and eval_subjects is not None:
-            if set(train_subjects) & set(eval_subjects):  # pragma: no cover - guarded by folds
-                raise FerdataError("a subject is on both sides of the split")
-            desc_train["subjects"] = len(train_subjects)
-    lbp_train, lbp_eval = _lbp_fields(cfg, inputs, manifest)
-    fields = ["image", "label"]
-    if "reconstruction" in inputs.outputs:
-        fields.append("mask")
-    tfields = fields + ([lbp_train] if lbp_train else [])
-
-    # decode + resize + gray in the workers; BatchPrep only normalises on the device
-    common = dict(fields=tuple(tfields), resize=tuple(inputs.input_size), gray=inputs.in_channels == 1)
-    split_kw = {}
-    if cfg.protocol == "official" and eval_on == "faces":
-        split_kw = dict(split="train", faces=faces)
-    if cfg.class_balance == "sample":
-        train_ds = ShardDataset(data, subjects=train_subjects, **split_kw, **common)
-        labels = train_ds.labels
-        counts = np.bincount(labels, minlength=256)
-        w = 1.0 / np.maximum(counts[labels], 1)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(w),
-                                                         generator=gen)
-        ctx = "spawn" if (lbp_train and lbp_train.startswith("lbp:") and cfg.num_workers > 0) else None
-        loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
-                                             num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
-                                             persistent_workers=cfg.num_workers > 0, drop_last=True,
-                                             multiprocessing_context=ctx)
-    else:
-        sampler = None
-        train_ds = ShardIterableDataset(data, shuffle=True, seed=cfg.seed, subjects=train_subjects,
-                                        batch_size=cfg.batch_size, rank=rank, world_size=world_size,
-                                        **split_kw, **common)
-        # numba's OpenMP layer aborts in a forked child once the parent ran an LBP kernel:
-        # workers that compute LBP on the fly are spawned
-        ctx = "spawn" if (lbp_train and lbp_train.startswith("lbp:") and cfg.num_workers > 0) else None
-        loader = torch.utils.data.DataLoader(train_ds, batch_size=None, num_workers=cfg.num_workers,
-                                             pin_memory=torch.cuda.is_available(),
-                                             persistent_workers=cfg.num_workers > 0, multiprocessing_context=ctx)
-    efields = fields + ([lbp_eval] if lbp_eval else [])
-    if eval_on == "faces":
-        split = None
-        if cfg.protocol == "official":
-            split = "test" if (splits == "test").any() else "val"
-        eval_ds = FaceStoreDataset(faces, fields=tuple(efields), subjects=eval_subjects, split=split,
-                                   resize=tuple(inputs.input_size), gray=inputs.in_channels == 1)
-        desc_eval = {"faces": str(faces), "subjects": eval_subjects, "split": split, "n": len(eval_ds)}
-    else:
-        if val_data is None:
-            raise FerdataError("eval_on=renders needs val_data (a shard folder of held-out renders)")
-        eval_ds = ShardDataset(val_data, fields=tuple(efields), resize=tuple(inputs.input_size),
-                               gray=inputs.in_channels == 1)
-        desc_eval = {"shards": str(val_data), "n": len(eval_ds)}
-    eval_loader = torch.utils.data.DataLoader(eval_ds, batch_size=cfg.eval_batch_size, shuffle=False,
-                                              num_workers=0)
-    # class counts of the training selection (for class-weighted loss)
-    bc = np.bincount(train_ds.labels, minlength=256)
-    lab_counts = np.array([bc[CLASS_INDEX[c]] for c in classes], np.float64)
-    return TrainData(train_ds, eval_ds, loader, eval_loader, classes, lab_counts.tolist(),
-                     lbp_train, desc_train, desc_eval, sampler, cfg.seed)
+    """Resolve the split once and make the three loaders (see the module docstring)."""
+    faces, data, val_data, test_data = _paths(cfg, Path(out), rank, world_size)
+    split = resolve_split(cfg, faces=faces, data=data, val_data=val_data, test_data=test_data)
+    eval_on = cfg.eval_on if cfg.eval_on != "auto" else ("renders" if split.protocol == "holdout" else "faces")
+    if split.protocol == "holdout" and eval_on == "faces":
+        raise FerdataError("protocol=holdout evaluates on renders (val_data, test_data): set eval_on=renders")
+    uses_renders = cfg.train_on != "faces" or eval_on == "renders"
+    if split.protocol != "holdout" and uses_renders:
+        check_render_source(data, split.faces)
+        if test_data and eval_on == "renders":
+            check_render_source(test_data, split.faces)
+    manifest = load_manifest(data) if cfg.train_on != "faces" else None
+    spec = read_spec(cfg, inputs, manifest)
+    classes = _classes(split, data)
+    train_ds, map_style = _train_datasets(cfg, inputs, spec, split, data, world_size, rank)
+    sampler = None
+    if map_style:
+        w = None
+        if cfg.class_balance == "sample":
+            counts = np.bincount(train_ds.labels, minlength=256)
+            w = 1.0 / np.maximum(counts[train_ds.labels], 1)
+        sampler = EpochSampler(len(train_ds), weights=w, seed=cfg.seed, rank=rank, world_size=world_size)
+    lbp_fly = bool(spec["lbp_train"] and spec["lbp_train"].startswith("lbp:"))
+    train_loader = _loader(train_ds, cfg, cfg.batch_size, sampler, lbp_fly, batched=not map_style)
+    loaders = []
+    for side in (split.val, split.test):
+        ds = _eval_side(cfg, side, split, spec, eval_on, data, test_data)
+        loaders.append(torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=0))
+    describe = {"split": split.describe(), "train_on": cfg.train_on, "eval_on": eval_on, "data": data,
+                "faces": split.faces, "val_n": len(loaders[0].dataset), "test_n": len(loaders[1].dataset),
+                "train_n": len(train_ds) if map_style else train_ds.num_samples}
+    return TrainData(split, classes, _class_counts(train_ds.labels, classes), train_ds, train_loader,
+                     loaders[0], loaders[1], spec, Augmenter(cfg.augment, inputs.input_size, cfg.seed),
+                     describe, sampler)

@@ -1,45 +1,82 @@
-"""Evaluate a checkpoint on a face store or a shard folder."""
+"""Evaluate a checkpoint on a face store or a shard folder, prepared exactly as in training.
+
+The checkpoint's configuration rebuilds the run's read spec (resize, gray, the
+augmentation preset's evaluation crop, the LBP variant computed at the read size and
+scaled by its largest code) and its :class:`~ferdata.train.prep.BatchPrep`, so the
+numbers equal those ``fit`` reports for the same faces.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..labels import CLASS_INDEX
-from .loop import BatchPrep, _amp_ctx, evaluate_model, load_checkpoint, resolve_device
+from ..config import TrainConfig
+from ..errors import FerdataError
+from .augment import Augmenter
+from .checkpoint import load_checkpoint, write_json
+from .data import check_render_source, eval_dataset, read_spec
+from .final import evaluate_model
 from .models import ModelInputs, create_model
+from .prep import BatchPrep
+from .runtime import amp_ctx, resolve_device
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def _config(ck: dict) -> TrainConfig:
+    known = TrainConfig.__dataclass_fields__
+    d = {k: v for k, v in ck["config"].items() if k in known}
+    for k in ("noise", "noise_train"):
+        if isinstance(d.get(k), list):
+            d[k] = tuple(d[k])
+    return TrainConfig(**d)
+
+
+def _face_indices_of_split(shards: Path, faces, split: str) -> np.ndarray:
+    from ..facestore import FaceStore
+
+    if faces is None:
+        raise FerdataError(f"--split {split} on the shard folder {shards} needs the face store the renders were "
+                           "made from (--faces, or the run's faces =)")
+    check_render_source(shards, faces)
+    with FaceStore(faces) as fs:
+        idx = np.flatnonzero(np.asarray(fs.splits).astype(str) == split)
+    if idx.size == 0:
+        raise FerdataError(f"{faces}: no face in split {split!r}")
+    return idx
+
+
+def _dataset(data: Path, spec: dict, subjects, split, faces):
+    if data.is_dir():
+        fidx = _face_indices_of_split(data, faces, split) if split else None
+        return eval_dataset("renders", data, spec, faces=fidx, subjects=subjects)
+    return eval_dataset("faces", data, spec, split=split, subjects=subjects)
 
 
 def evaluate_checkpoint(checkpoint, data, out, noise=(), device="auto", subjects=None, split=None,
-                        batch_size: int = 256) -> dict:
-    from ..config import TrainConfig
-    from ..torch import FaceStoreDataset, ShardDataset
-
+                        batch_size: int = 256, faces=None) -> dict:
+    """Metrics (+ confusion JSON/PNG, embeddings, noise sweep) of a checkpoint; writes ``out/eval.json``."""
     ck = load_checkpoint(checkpoint)
+    cfg = _config(ck)
     dev = resolve_device(device)
     classes = ck["classes"]
-    inp = ck["inputs"]
-    inputs = ModelInputs(inp["name"], tuple(inp["fields"]), tuple(inp["input_size"]), inp["in_channels"],
-                         inp["extra_channels"], tuple(inp["outputs"]))
+    i = ck["inputs"]
+    inputs = ModelInputs(i["name"], tuple(i["fields"]), tuple(i["input_size"]), i["in_channels"],
+                         i["extra_channels"], tuple(i["outputs"]))
     model = create_model(ck["model_name"], num_classes=len(classes), **ck["model_kwargs"]).to(dev)
     model.load_state_dict(ck["model"])
-    fields = ["image", "label"] + ([f"lbp:{ck.get('lbp', 'circle_P8_R1')}"] if "lbp" in inputs.fields else [])
-    data = Path(data)
-    if data.is_dir():
-        ds = ShardDataset(data, fields=tuple(fields), subjects=subjects)
-    else:
-        ds = FaceStoreDataset(data, fields=tuple(fields), subjects=subjects, split=split)
+    spec = read_spec(cfg, inputs, None)
+    ds = _dataset(Path(data), spec, subjects, split, faces or cfg.faces)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
-    lut = torch.full((256,), -1, dtype=torch.long)
-    for i, c in enumerate(classes):
-        lut[CLASS_INDEX[c]] = i
-    prep = BatchPrep(inputs, lut, dev, False, fields[-1] if len(fields) > 2 else None)
-    cfg = TrainConfig(**{k: v for k, v in ck["config"].items() if k in TrainConfig.__dataclass_fields__})
+    prep = BatchPrep(inputs, classes, dev, spec, Augmenter(cfg.augment, inputs.input_size, cfg.seed),
+                     lbp=cfg.lbp if "lbp" in inputs.fields else None, att_target=cfg.att_target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res = evaluate_model(model, loader, prep, _amp_ctx(cfg, dev), classes, out, noise=noise)
-    res["checkpoint"] = str(checkpoint)
-    res["data"] = str(data)
-    (out / "eval.json").write_text(json.dumps(res, indent=1))
-    return res
+    res = evaluate_model(model, loader, prep, amp_ctx(cfg.amp, dev), classes, out, noise=noise, seed=cfg.seed)
+    result = {"eval": res["report"], "checkpoint": str(checkpoint), "data": str(data), "split": split}
+    if "noise" in res:
+        result["noise"] = res["noise"]
+    write_json(out / "eval.json", result)
+    return result

@@ -1,11 +1,19 @@
-"""The training loop: fit a registered model on shards, evaluate on real faces.
+"""The training loop: model selection on validation only, one final test.
 
-``fit(cfg, out)`` trains ``cfg.model`` on renders and validates each epoch on the
-real faces of held-out subjects (subject-independent folds) or on held-out renders;
-it writes ``config.json``, ``metrics.jsonl``, ``last.pt``, ``best.pt`` and a final
-``eval.json`` + confusion matrix into ``out``. ``--resume`` continues from
-``last.pt`` bit for bit on CPU (model, optimiser, scheduler, RNG states; the data
-order is a pure function of (seed, epoch)).
+``fit(cfg, out)`` builds the run's :class:`~ferdata.train.split.Split` once
+(:mod:`ferdata.train.data`), trains ``cfg.model`` and after every epoch evaluates the
+**validation** side only: ``metrics.jsonl`` gets ``train_*`` and ``val_*`` keys (never
+a test key); ``best.pt``, ReduceLROnPlateau and early stopping follow
+``cfg.select_metric`` (default ``val_macro_f1``; ties keep the earlier epoch). At the
+end ``best.pt`` is evaluated once on the validation and the **test** side:
+``eval.json`` = ``{"val": report, "test": report, "best_epoch", "epochs_run",
+"parameters"[, "noise"][, "noise_train"]}`` (reports of
+:func:`ferdata.train.metrics.classification_report`), plus the test confusion matrix
+(JSON + PNG) and embeddings.
+
+``resume=True`` continues from ``last.pt`` bit for bit on CPU (model, optimiser,
+scheduler, RNG states; the data order is a pure function of (seed, epoch)). Without
+it, a folder that already holds a run is refused unless ``cfg.overwrite``.
 """
 from __future__ import annotations
 
@@ -13,386 +21,222 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import random
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..errors import FerdataError
-from ..labels import CLASS_INDEX
 from . import data as tdata
+from .checkpoint import (CKPT_VERSION, append_jsonl, load_checkpoint, prepare_run_folder, save_checkpoint,
+                         write_json)
+from .engine import predict, report, train_epoch, val_record
 from .losses import FERAttLoss
-from .metrics import classification_report, plot_confusion, retrieval_topk_accuracy
-from .models import count_parameters, create_model, forward_batch, model_inputs
+
+from .models import count_parameters, create_model, model_inputs
+from .prep import BatchPrep
+from .runtime import amp_ctx, dist_info, resolve_device, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
-CKPT_VERSION = 1
+
+#: keys that may change between a run and its resume
+RUNTIME_KEYS = ("epochs", "num_workers", "device", "noise", "compile", "eval_batch_size", "overwrite",
+                "noise_train", "noise_epochs")
 
 
-# ---------------------------------------------------------------- runtime helpers
+@dataclasses.dataclass
+class Run:
+    """What one run trains: model, optimiser, schedule, loss, batch preparation."""
 
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FerdataError(f"device {spec!r} requested but CUDA is not available")
-    return dev
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
+    cfg: TrainConfig
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    crit: FERAttLoss
+    scaler: object
+    amp: Callable
+    prep: BatchPrep
+    classes: list
+    inputs: object
+    parameters: int
 
 
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+@dataclasses.dataclass
+class Progress:
+    """Where training stands (saved in every checkpoint)."""
+
+    start_epoch: int = 0
+    best: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped: bool = False
+    last_epoch: int = -1
 
 
-def _dist():
-    """(rank, world_size, local_rank) from torchrun's environment; initialises DDP."""
-    ws = int(os.environ.get("WORLD_SIZE", "1"))
-    if ws <= 1:
-        return 0, 1, 0
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    return dist.get_rank(), ws, int(os.environ.get("LOCAL_RANK", "0"))
+def _cfg_dict(cfg: TrainConfig, ignore=()) -> dict:
+    d = dataclasses.asdict(cfg)
+    for k in ignore:
+        d.pop(k, None)
+    return json.loads(json.dumps(d, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
 
 
-# ---------------------------------------------------------------- batches
-
-class BatchPrep:
-    """uint8 NHWC/NCHW batch -> normalised float NCHW model inputs on the device."""
-
-    def __init__(self, inputs, label_lut: torch.Tensor, device, channels_last: bool, lbp_key: Optional[str]):
-        self.inputs = inputs
-        self.lut = label_lut.to(device)
-        self.device = device
-        self.channels_last = channels_last
-        self.lbp_key = lbp_key
-
-    def _image(self, x: torch.Tensor, channels: int) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # NHWC -> NCHW
-            x = x.permute(0, 3, 1, 2)
-        x = x.float().div_(255.0)
-        H, W = self.inputs.input_size
-        if tuple(x.shape[-2:]) != (H, W):
-            x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
-        if channels == 1 and x.shape[1] == 3:
-            x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-        elif channels == 3 and x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x - 0.5) / 0.5
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def __call__(self, batch: dict) -> dict:
-        out = {"image": self._image(batch["image"], self.inputs.in_channels)}
-        out["label"] = self.lut[batch["label"].to(self.device, non_blocking=True).long()]
-        if "mask" in batch:
-            m = batch["mask"].to(self.device, non_blocking=True)
-            if m.ndim == 3:
-                m = m[:, None]
-            m = m.float().div_(255.0) if m.dtype == torch.uint8 else m.float()
-            H, W = self.inputs.input_size
-            if tuple(m.shape[-2:]) != (H, W):
-                m = F.interpolate(m, size=(H, W), mode="nearest")
-            out["mask"] = m
-        if "lbp" in self.inputs.fields:
-            key = self.lbp_key if self.lbp_key in batch else next(k for k in batch if k.startswith("lbp"))
-            lb = batch[key].to(self.device, non_blocking=True)
-            if lb.ndim == 3:
-                lb = lb[:, None]
-            lb = lb.float() / 255.0
-            H, W = self.inputs.input_size
-            if tuple(lb.shape[-2:]) != (H, W):
-                lb = F.interpolate(lb, size=(H, W), mode="nearest")
-            out["lbp"] = lb
-        return out
+def _optimizer(cfg: TrainConfig, params):
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
 
 
-# ---------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def predict(model, loader, prep: BatchPrep, amp_ctx, noise: float = 0.0, seed: int = 0, max_batches=None):
-    """Logits, labels and embeddings (if the model has them) over ``loader``."""
-    model.eval()
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    logits, labels, embs = [], [], []
-    for b, batch in enumerate(loader):
-        if max_batches is not None and b >= max_batches:
-            break
-        x = prep(batch)
-        if noise > 0:  # FERAtt's robustness sweep: N(0, sigma) on [0,1] images = 2·sigma after normalising
-            n = torch.randn(x["image"].shape, generator=g).to(x["image"].device)
-            x["image"] = (x["image"] + 2 * noise * n).clamp_(-1, 1)
-        with amp_ctx():
-            out = forward_batch(model, x)
-        logits.append(out["logits"].float().cpu())
-        labels.append(x["label"].cpu())
-        if "embedding" in out:
-            embs.append(out["embedding"].float().cpu())
-    model.train()
-    if not logits:
-        raise FerdataError("the evaluation set is empty")
-    return (torch.cat(logits).numpy(), torch.cat(labels).numpy(),
-            torch.cat(embs).numpy() if embs else None)
+def _scheduler(cfg: TrainConfig, opt):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "plateau":  # on select_metric, larger is better
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+    return None
 
 
-def report(logits, labels, classes, emb=None) -> dict:
-    rep = classification_report(labels, logits.argmax(1), classes=classes, scores=logits)
-    if emb is not None and len(emb) > 5:
-        rep["retrieval_top5"] = float(retrieval_topk_accuracy(emb, labels, k=min(5, len(emb) - 1)))
-    return rep
+def _criterion(cfg: TrainConfig, data, device) -> FERAttLoss:
+    weight = None
+    if cfg.class_balance == "loss":
+        counts = np.maximum(np.asarray(data.class_counts, np.float64), 1)
+        weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+    return FERAttLoss(w_cls=cfg.w_cls, w_rep=cfg.w_rep, w_att=cfg.w_att, cls_kind=cfg.cls_loss,
+                      class_weight=weight, label_smoothing=cfg.label_smoothing, sigma=cfg.rep_sigma).to(device)
 
 
-# ---------------------------------------------------------------- fit
-
-def _amp_ctx(cfg: TrainConfig, device):
-    import contextlib
-
-    if cfg.amp == "none":
-        return contextlib.nullcontext
-    if device.type != "cuda":
-        if cfg.amp == "bf16":
-            return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def setup(cfg: TrainConfig, data, inputs, device) -> Run:
+    """Model, optimiser, schedule, loss and batch preparation of a run."""
+    model = create_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs).to(device)
+    cl = cfg.channels_last and device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = _optimizer(cfg, model.parameters())
+    scaler = torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and device.type == "cuda") else None
+    prep = BatchPrep(inputs, data.classes, device, data.spec, data.augment, cl,
+                     lbp=cfg.lbp if "lbp" in inputs.fields else None, att_target=cfg.att_target)
+    return Run(cfg, model, opt, _scheduler(cfg, opt), _criterion(cfg, data, device), scaler,
+               amp_ctx(cfg.amp, device), prep, data.classes, inputs, count_parameters(model))
 
 
-def load_checkpoint(path) -> dict:
-    path = Path(path)
+def _state(run: Run, prog: Progress, epoch: int) -> dict:
+    return {"ckpt_version": CKPT_VERSION, "config": _cfg_dict(run.cfg), "classes": run.classes,
+            "inputs": run.inputs.to_dict(), "model_name": run.cfg.model, "model_kwargs": run.cfg.model_kwargs,
+            "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict() if run.sched is not None else None,
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "rng": rng_state(), "epoch": epoch, "best": prog.best, "best_epoch": prog.best_epoch,
+            "bad_epochs": prog.bad_epochs, "stopped": prog.stopped, "lbp": run.cfg.lbp}
+
+
+def resume_from(run: Run, out: Path) -> Progress:
+    """Load ``out/last.pt`` into ``run``; the same configuration (but RUNTIME_KEYS) is required."""
+    last = out / "last.pt"
+    ck = load_checkpoint(last)
+    mine, theirs = _cfg_dict(run.cfg, RUNTIME_KEYS), {k: v for k, v in ck["config"].items() if k not in RUNTIME_KEYS}
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if diff:
+        raise FerdataError(f"{last}: made with a different configuration ({', '.join(diff)} differ)")
+    run.model.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    if run.sched is not None and ck.get("scheduler"):
+        run.sched.load_state_dict(ck["scheduler"])
+    if run.scaler is not None and ck.get("scaler"):
+        run.scaler.load_state_dict(ck["scaler"])
+    set_rng_state(ck["rng"])
+    _trim_metrics(out / "metrics.jsonl", ck["epoch"])
+    return Progress(ck["epoch"] + 1, ck["best"], ck["best_epoch"], ck["bad_epochs"], bool(ck.get("stopped")),
+                    ck["epoch"])
+
+
+def _trim_metrics(path: Path, last_epoch: int) -> None:
+    """Keep the metrics of the epochs the checkpoint holds (a crash may have logged one more)."""
     if not path.exists():
-        raise FerdataError(f"{path}: checkpoint does not exist")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise FerdataError(f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ck, dict) or ck.get("ckpt_version") != CKPT_VERSION or "model" not in ck:
-        raise FerdataError(f"{path}: not a ferdata checkpoint (version {CKPT_VERSION})")
-    return ck
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if rec.get("epoch", 1 << 30) <= last_epoch:
+            keep.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    tmp.replace(path)
 
 
-def fit(cfg: TrainConfig, out, resume: bool = False,
-        on_step: Optional[Callable[[dict], None]] = None) -> dict:
-    """Train ``cfg.model`` per ``cfg``; returns the final evaluation dict."""
+def select(cfg: TrainConfig, prog: Progress, rec: dict, epoch: int) -> bool:
+    """Update ``prog`` from this epoch's validation record; True when it is the new best (ties: earlier wins)."""
+    if cfg.select_metric not in rec:
+        raise FerdataError(f"select_metric={cfg.select_metric!r} is not logged; use one of "
+                           f"{', '.join(k for k in rec if k.startswith('val_'))}")
+    value = float(rec[cfg.select_metric])
+    improved = value > prog.best
+    if improved:
+        prog.best, prog.best_epoch, prog.bad_epochs = value, epoch, 0
+    else:
+        prog.bad_epochs += 1
+    return improved
+
+
+def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int, on_step=None) -> Progress:
+    """Train from ``prog.start_epoch``; validate, select, checkpoint after every epoch."""
+    cfg = run.cfg
+    for epoch in range(prog.start_epoch, cfg.epochs if not prog.stopped else prog.start_epoch):
+        data.set_epoch(epoch)
+        rec = {"epoch": epoch, **train_epoch(train_model, data.train_loader, run.prep, run.crit, run.opt,
+                                             run.scaler, run.amp, epoch, cfg.max_steps_per_epoch,
+                                             on_step=on_step)}
+        rec.update(val_record(report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)))
+        rec["lr"] = run.opt.param_groups[0]["lr"]
+        improved = select(cfg, prog, rec, epoch)
+        if run.sched is not None:
+            run.sched.step(rec[cfg.select_metric]) if cfg.scheduler == "plateau" else run.sched.step()
+        prog.last_epoch = epoch
+        prog.stopped = bool(cfg.early_stopping and prog.bad_epochs >= cfg.early_stopping)
+        if rank == 0:
+            append_jsonl(out / "metrics.jsonl", rec)
+            state = _state(run, prog, epoch)
+            save_checkpoint(out / "last.pt", state)
+            if improved:
+                save_checkpoint(out / "best.pt", state)
+        if prog.stopped:
+            log.info("early stopping at epoch %d (best %s %.4f at %d)", epoch, cfg.select_metric, prog.best,
+                     prog.best_epoch)
+            break
+    return prog
+
+
+def _wrap(model, cfg: TrainConfig, world: int, device):
+    m = model
+    if world > 1:
+        m = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(m) if cfg.compile else m
+
+
+def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[[dict], None]] = None) -> dict:
+    """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0)."""
+    from .final import final_evaluation
+
     cfg.validate()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rank, world, local_rank = _dist()
+    rank, world, local_rank = dist_info()
+    if rank == 0:
+        prepare_run_folder(out, resume, cfg.overwrite)
     device = resolve_device(cfg.device if world == 1 or cfg.device != "auto" else
                             (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     seed_everything(cfg.seed)
     inputs = model_inputs(cfg.model, **cfg.model_kwargs)
     data = tdata.build(cfg, out, inputs, rank=rank, world_size=world)
-    classes = data.classes
-    lut = torch.full((256,), -1, dtype=torch.long)
-    for i, c in enumerate(classes):
-        lut[CLASS_INDEX[c]] = i
-    prep = BatchPrep(inputs, lut, device, cfg.channels_last and device.type == "cuda", data.lbp_key)
-
-    model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    n_params = count_parameters(model)
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                              weight_decay=cfg.weight_decay)
-    if cfg.scheduler == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    elif cfg.scheduler == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
-                                                           patience=cfg.plateau_patience)
-    else:
-        sched = None
-    class_weight = None
-    if cfg.class_balance == "loss":
-        counts = np.maximum(np.asarray(data.class_counts, np.float64), 1)
-        class_weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=device)
-    crit = FERAttLoss(w_cls=cfg.w_cls, w_rep=cfg.w_rep, w_att=cfg.w_att, class_weight=class_weight,
-                      label_smoothing=cfg.label_smoothing).to(device)
-    scaler = torch.amp.GradScaler("cuda") if (cfg.amp == "fp16" and device.type == "cuda") else None
-    amp_ctx = _amp_ctx(cfg, device)
-
-    start_epoch, best, best_epoch, history_bad = 0, -math.inf, -1, 0
-    if resume:
-        last = out / "last.pt"
-        if not last.exists():
-            raise FerdataError(f"{last}: nothing to resume (no last.pt in {out})")
-        ck = load_checkpoint(last)
-        runtime = ("epochs", "num_workers", "device", "noise", "compile", "eval_batch_size")
-        if {k: v for k, v in ck["config"].items() if k not in runtime} != _cfg_dict(cfg, ignore=runtime):
-            raise FerdataError(f"{last}: the checkpoint was made with a different configuration")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None and ck.get("scheduler"):
-            sched.load_state_dict(ck["scheduler"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        _set_rng_state(ck["rng"])
-        start_epoch, best, best_epoch, history_bad = ck["epoch"] + 1, ck["best"], ck["best_epoch"], ck["bad_epochs"]
-
-    train_model = model
-    if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-
+    run = setup(cfg, data, inputs, device)
+    prog = resume_from(run, out) if resume else Progress()
     if rank == 0:
-        (out / "config.json").write_text(json.dumps(
-            {**_cfg_dict(cfg), "resolved": {"classes": classes, "inputs": inputs.to_dict(), "parameters": n_params,
-                                            "device": str(device), "world_size": world,
-                                            "train": data.describe_train, "eval": data.describe_eval}},
-            indent=1, default=str))
-    metrics_path = out / "metrics.jsonl"
-    if not resume and rank == 0 and metrics_path.exists():
-        metrics_path.unlink()
-
-    final_epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        data.set_epoch(epoch)
-        model.train()
-        t0 = time.perf_counter()
-        wait = 0.0
-        tot, n, correct, steps = 0.0, 0, 0, 0
-        parts_sum: dict = {}
-        it = iter(data.train_loader)
-        while True:
-            if cfg.max_steps_per_epoch is not None and steps >= cfg.max_steps_per_epoch:
-                break
-            tw = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            x = prep(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wait += time.perf_counter() - tw
-            y = x["label"]
-            with amp_ctx():
-                outd = forward_batch(train_model, x)
-                parts = crit(outd, y, x["image"], x.get("mask"))
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(parts["loss"]).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                parts["loss"].backward()
-                opt.step()
-            bs = y.shape[0]
-            tot += float(parts["loss"].detach()) * bs
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach()) * bs
-            correct += int((outd["logits"].argmax(1) == y).sum())
-            n += bs
-            steps += 1
-            if on_step:
-                on_step({"epoch": epoch, "step": steps, "samples": bs})
-        dt = time.perf_counter() - t0
-        if n == 0:
-            raise FerdataError("the training set is empty (check the subject filter / fold)")
-        logits, labels, emb = predict(model, data.eval_loader, prep, amp_ctx)
-        rep = report(logits, labels, classes, emb)
-        val_acc = rep["accuracy"]
-        rec = {"epoch": epoch, "train_loss": tot / n, "train_acc": correct / n,
-               **{f"train_{k}": v / n for k, v in parts_sum.items() if k != "loss"},
-               "val_acc": val_acc, "val_macro_f1": rep["macro"]["f1"], "lr": opt.param_groups[0]["lr"],
-               "samples_per_s": n / dt, "data_wait_fraction": wait / dt, "seconds": dt}
-        if sched is not None:
-            sched.step(val_acc) if cfg.scheduler == "plateau" else sched.step()
-        improved = val_acc > best
-        if improved:
-            best, best_epoch, history_bad = val_acc, epoch, 0
-        else:
-            history_bad += 1
-        state = {"ckpt_version": CKPT_VERSION, "config": _cfg_dict(cfg), "classes": classes,
-                 "inputs": inputs.to_dict(), "model_name": cfg.model, "model_kwargs": cfg.model_kwargs,
-                 "model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict() if sched is not None else None,
-                 "scaler": scaler.state_dict() if scaler is not None else None,
-                 "rng": _rng_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                 "bad_epochs": history_bad, "lbp": cfg.lbp}
-        if rank == 0:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            save_checkpoint(out / "last.pt", state)
-            if improved:
-                save_checkpoint(out / "best.pt", state)
-        final_epoch = epoch
-        if cfg.early_stopping and history_bad >= cfg.early_stopping:
-            log.info("early stopping at epoch %d (best %.4f at %d)", epoch, best, best_epoch)
-            break
-
-    # final evaluation with the best checkpoint
+        write_json(out / "config.json", {**_cfg_dict(cfg), "split": data.describe["split"], "resolved": {
+            "classes": data.classes, "inputs": inputs.to_dict(), "parameters": run.parameters,
+            "device": str(device), "world_size": world, "data": data.describe, "read": data.spec}})
+    prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, on_step)
     if rank != 0:
         return {}
-    best_path = out / "best.pt"
-    if best_path.exists():
-        model.load_state_dict(load_checkpoint(best_path)["model"])
-    result = evaluate_model(model, data.eval_loader, prep, amp_ctx, classes, out, noise=cfg.noise)
-    result.update(best_epoch=best_epoch, epochs_run=final_epoch + 1, parameters=n_params)
-    (out / "eval.json").write_text(json.dumps(result, indent=1))
-    return result
-
-
-def evaluate_model(model, loader, prep, amp_ctx, classes, out: Optional[Path], noise=()) -> dict:
-    """Metrics (+ confusion JSON/PNG, embeddings, noise sweep) of ``model`` on ``loader``."""
-    logits, labels, emb = predict(model, loader, prep, amp_ctx)
-    rep = report(logits, labels, classes, emb)
-    result = {"eval": rep}
-    if noise:
-        result["noise"] = {str(s): report(*predict(model, loader, prep, amp_ctx, noise=float(s))[:2], classes)["accuracy"]
-                           for s in noise}
-    if out is not None:
-        out = Path(out)
-        cm = np.asarray(rep["confusion_matrix"])
-        (out / "confusion.json").write_text(json.dumps({"classes": classes, "matrix": cm.tolist()}))
-        plot_confusion(cm, classes, out / "confusion.png")
-        if emb is not None:
-            np.savez_compressed(out / "embeddings.npz", embedding=emb, label=labels, logits=logits)
-    return result
-
-
-def _cfg_dict(cfg: TrainConfig, ignore=()) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["noise"] = list(d["noise"])
-    for k in ignore:
-        d.pop(k, None)
-    return json.loads(json.dumps(d, default=str))
+    return final_evaluation(run, data, out, prog)

@@ -239,7 +239,7 @@ def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> Li
             ev = json.load(fh)
     rep = ev.get("test") or ev.get("eval") or {}
     classes = rep.get("classes")
-    from .cv import noise_accuracies
+    from .cv_summary import noise_accuracies
 
     curves = {name: acc for key, name in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean"))
               if (acc := noise_accuracies(ev, key))}

@@ -181,9 +181,14 @@ def model_inputs(model_or_name, **kwargs: Any) -> ModelInputs:
 def forward_batch(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Call ``model`` with the fields of ``batch`` it needs (``model.inputs``), in order.
 
-    A missing field raises ``KeyError`` naming the field and the model.
+    ``model`` may be wrapped (DistributedDataParallel: ``.module``; ``torch.compile``:
+    ``._orig_mod``): the fields are read from the wrapped model. A missing field raises
+    ``KeyError`` naming the field and the model.
     """
-    fields = getattr(model, "inputs", ("image",))
+    inner = model
+    while not hasattr(inner, "inputs") and (hasattr(inner, "module") or hasattr(inner, "_orig_mod")):
+        inner = getattr(inner, "module", None) or getattr(inner, "_orig_mod")
+    fields = getattr(inner, "inputs", ("image",))
     missing = [f for f in fields if f not in batch]
     if missing:
         raise KeyError(f"batch lacks field(s) {missing} needed by {getattr(model, 'model_name', type(model).__name__)}"

@@ -1,0 +1,102 @@
+"""FERAtt's attention target: the *clean* face — the face alone, on black, in the render's pose.
+
+Seed 000 eq. 1 writes ``L_att(I_att, I ⊗ I_mask)``; the released code compares the
+attention image with ``x_org``, the face of the synthetic sample before it is composed
+onto the background and degraded (docs/training.md, "FERAtt as published"). A render's
+stored parameter vector makes that exact here: the face-store face is prepared at the
+render size and warped with the same geometry (:func:`ferdata.render.compose.geometry_matrix`),
+then kept only under the warped hard mask — no background, no luminance change, no
+photometric augmentation (blur, noise, brightness, contrast, gamma).
+
+* :class:`RenderClean` — a dataset transform (DataLoader workers) adding ``clean`` to
+  render samples from their ``params`` and ``face_index`` (which it removes);
+* :class:`FaceClean` — the same for real faces: the face under its mask.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..render.compose import geometry_matrix, prepare_face
+
+__all__ = ["RenderClean", "FaceClean", "clean_render"]
+
+
+def _hard(mask: np.ndarray) -> np.ndarray:
+    return mask > (127 if mask.max() > 1 else 0)
+
+
+def clean_render(image: np.ndarray, mask: np.ndarray, landmarks, params: np.ndarray, size: int,
+                 gray: bool = False) -> np.ndarray:
+    """The clean face of one render: (size, size, C) uint8 from the face-store face and the render's params."""
+    face = prepare_face(image, mask, landmarks, size)
+    M = geometry_matrix(params, size)
+    warp = cv2.warpAffine if (M[2, 0] == 0 and M[2, 1] == 0 and M[2, 2] == 1) else cv2.warpPerspective
+    mat = M[:2] if warp is cv2.warpAffine else M
+    fimg = warp(face.image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    fmask = warp(face.mask, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    out = fimg * (fmask > 127)[..., None]
+    if gray:
+        out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None]
+    return out
+
+
+class RenderClean:
+    """Transform: ``batch["clean"]`` (uint8, like ``batch["image"]``) from ``params`` + ``face_index``.
+
+    ``faces``: the face store the renders were made from; ``render_size``: the render's
+    side; ``out_hw``: the size the dataset resizes images to (None: the render size).
+    Faces are read and cached per process on first use.
+    """
+
+    def __init__(self, faces, render_size: int, out_hw=None, gray: bool = False):
+        self.faces, self.size, self.gray = str(faces), int(render_size), bool(gray)
+        self.out_hw = tuple(out_hw) if out_hw is not None else None
+        self._store = None
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_store"] = None
+        return d
+
+    def _face(self, f: int):
+        if self._store is None:
+            import h5py
+
+            self._store = h5py.File(Path(self.faces), "r")
+            self._lm = self._store["landmarks"][:]
+        return self._store["image"][f], self._store["mask"][f], self._lm[f]
+
+    def _one(self, params: np.ndarray, f: int) -> np.ndarray:
+        img, m, lm = self._face(int(f))
+        c = clean_render(img, m, lm, params.astype(np.float64), self.size, self.gray)
+        if self.out_hw is not None and c.shape[:2] != self.out_hw:
+            h, w = self.out_hw
+            interp = cv2.INTER_AREA if h < c.shape[0] else cv2.INTER_LINEAR
+            c = cv2.resize(c, (w, h), interpolation=interp)
+            c = c[..., None] if c.ndim == 2 else c
+        return c
+
+    def __call__(self, batch: dict) -> dict:
+        params = batch.pop("params").numpy()
+        fidx = batch.pop("face_index").numpy()
+        single = params.ndim == 1
+        params, fidx = np.atleast_2d(params), np.atleast_1d(fidx)
+        clean = np.stack([self._one(p, f) for p, f in zip(params, fidx)])        # (n,h,w,C)
+        t = torch.from_numpy(np.ascontiguousarray(clean.transpose(0, 3, 1, 2)))
+        batch["clean"] = t[0] if single else t
+        return batch
+
+
+class FaceClean:
+    """Transform for real faces: ``batch["clean"]`` = the image under its (hard) mask."""
+
+    def __call__(self, batch: dict) -> dict:
+        img, m = batch["image"], batch["mask"]
+        hard = torch.from_numpy(_hard(m.numpy())) if m.dtype == torch.uint8 else m > 0.5
+        batch["clean"] = img * hard.to(img.dtype)
+        del batch["mask"]  # the target replaces it (same keys as RenderClean's samples)
+        return batch

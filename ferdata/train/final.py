@@ -1,0 +1,71 @@
+"""The end of a run: ``best.pt`` evaluated once on val and test; the noise studies; eval.json."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, write_json
+from .engine import predict, report, train_epoch
+from .metrics import plot_confusion
+
+__all__ = ["final_evaluation", "evaluate_model", "noise_finetune"]
+
+
+def evaluate_model(model, loader, prep, amp, classes, out=None, noise=(), seed: int = 0) -> dict:
+    """``{"report": ..., "noise": {sigma: accuracy}}`` of ``model`` on ``loader``; with ``out``,
+    the confusion matrix (JSON + PNG) and the embeddings are written there."""
+    logits, labels, emb = predict(model, loader, prep, amp)
+    rep = report(logits, labels, classes, emb)
+    res = {"report": rep}
+    if noise:
+        res["noise"] = {str(s): report(*predict(model, loader, prep, amp, noise=float(s), seed=seed)[:2],
+                                       classes)["accuracy"] for s in noise}
+    if out is not None:
+        out = Path(out)
+        cm = np.asarray(rep["confusion_matrix"])
+        write_json(out / "confusion.json", {"classes": list(classes), "matrix": cm.tolist()})
+        plot_confusion(cm, classes, out / "confusion.png")
+        if emb is not None:
+            np.savez_compressed(out / "embeddings.npz", embedding=emb, label=labels, logits=logits)
+    return res
+
+
+def noise_finetune(run, data, sigma: float, epochs: int) -> dict:
+    """FERAtt §4.4: fine-tune a copy of the selected model with noise ``sigma`` on the training
+    inputs (same optimiser settings), then test it with the same noise. In memory only."""
+    cfg = run.cfg
+    model = copy.deepcopy(run.model)
+    opt = type(run.opt)(model.parameters(), **run.opt.defaults)
+    g = torch.Generator().manual_seed(cfg.seed + 7919)
+    for e in range(epochs):
+        data.set_epoch(cfg.epochs + e)
+        train_epoch(model, data.train_loader, run.prep, run.crit, opt, run.scaler, run.amp, e,
+                    cfg.max_steps_per_epoch, noise=float(sigma), noise_gen=g)
+    val = report(*predict(model, data.val_loader, run.prep, run.amp, noise=float(sigma), seed=cfg.seed)[:2],
+                 run.classes)
+    test = report(*predict(model, data.test_loader, run.prep, run.amp, noise=float(sigma), seed=cfg.seed)[:2],
+                  run.classes)
+    return {"val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"], "test_macro_f1": test["macro"]["f1"]}
+
+
+def final_evaluation(run, data, out: Path, prog) -> dict:
+    """Load ``best.pt``; evaluate val and test once; write and return eval.json."""
+    best = Path(out) / "best.pt"
+    if best.exists():
+        run.model.load_state_dict(load_checkpoint(best)["model"])
+    val = report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)
+    test = evaluate_model(run.model, data.test_loader, run.prep, run.amp, run.classes, out, noise=run.cfg.noise,
+                          seed=run.cfg.seed)
+    result = {"val": val, "test": test["report"], "best_epoch": prog.best_epoch,
+              "epochs_run": prog.last_epoch + 1, "parameters": run.parameters,
+              "select_metric": run.cfg.select_metric}
+    if "noise" in test:
+        result["noise"] = test["noise"]
+    if run.cfg.noise_train:
+        result["noise_train"] = {str(s): noise_finetune(run, data, s, run.cfg.noise_epochs)
+                                 for s in run.cfg.noise_train}
+    write_json(Path(out) / "eval.json", result)
+    return result

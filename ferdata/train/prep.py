@@ -1,0 +1,134 @@
+"""Batch preparation on the device: uint8 batch -> normalised float model inputs (+ the attention target).
+
+The same :class:`BatchPrep` serves training, validation, the final test and
+``ferdata eval`` (built from the checkpoint's configuration), so every number is
+computed on identically prepared inputs:
+
+* images: [0, 255] -> [-1, 1], NCHW, gray <-> RGB as the model wants, resized to the
+  read size if a source differs; then the augmentation preset (random in training;
+  ``seed002``'s centre crop otherwise);
+* LBP codes: divided by the variant's largest code (``n_bins - 1``: 255 for
+  ``circle_P8_R1``, 9 for ``uniform``, 58 for ``nri_uniform`` P=8) so every variant
+  spans [0, 1]; recomputed from the augmented image when a geometric preset is active
+  (the LBP of a warped face is not the warped LBP map);
+* labels: canonical class index -> position in the run's ``classes`` (a sample of
+  another class is an error, not a silent −1).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import FerdataError
+from ..labels import CLASS_INDEX, CLASSES
+from .augment import Augmenter
+
+__all__ = ["BatchPrep", "lbp_scale", "label_lut"]
+
+
+def lbp_scale(spec_name: str) -> float:
+    """Largest code of the LBP variant named ``lbp:...`` / ``lbp/...`` / ``circle_P8_R1``."""
+    from ..features.lbp import n_bins
+    from ..torch._fields import parse_lbp_spec
+
+    name = spec_name.split(":", 1)[-1].split("/", 1)[-1]
+    variant, P, _ = parse_lbp_spec(name)
+    return float(n_bins(variant, P) - 1)
+
+
+def label_lut(classes) -> torch.Tensor:
+    lut = torch.full((256,), -1, dtype=torch.long)
+    for i, c in enumerate(classes):
+        lut[CLASS_INDEX[c]] = i
+    return lut
+
+
+class BatchPrep:
+    """``prep(batch, train)`` -> dict of device tensors: ``image``, ``label``[, ``lbp``][, ``target``]."""
+
+    def __init__(self, inputs, classes, device, spec: dict, augment: Augmenter, channels_last: bool = False,
+                 lbp: Optional[str] = None, att_target: str = "clean"):
+        self.inputs, self.classes, self.device = inputs, list(classes), device
+        self.lut = label_lut(classes).to(device)
+        self.read_hw = tuple(spec["resize"])
+        self.augment = augment
+        self.channels_last = channels_last
+        self.lbp = lbp                                   # variant spec, e.g. "circle_P8_R1"
+        self.lbp_max = lbp_scale(lbp) if lbp else None
+        self.need_target = "reconstruction" in inputs.outputs
+        self.att_target = att_target
+
+    def _image(self, x: torch.Tensor, channels: int) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # NHWC -> NCHW
+            x = x.permute(0, 3, 1, 2)
+        x = x.float().div_(255.0)
+        if tuple(x.shape[-2:]) != self.read_hw:
+            x = F.interpolate(x, size=self.read_hw, mode="bilinear", align_corners=False, antialias=True)
+        if channels == 1 and x.shape[1] == 3:
+            x = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+        elif channels == 3 and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - 0.5) / 0.5
+
+    def _mask(self, m: torch.Tensor) -> torch.Tensor:
+        m = m.to(self.device, non_blocking=True)
+        m = m[:, None] if m.ndim == 3 else m
+        m = (m > (127 if m.dtype == torch.uint8 and int(m.max()) > 1 else 0)).float()
+        if tuple(m.shape[-2:]) != self.read_hw:
+            m = F.interpolate(m, size=self.read_hw, mode="nearest")
+        return m
+
+    def _labels(self, y: torch.Tensor) -> torch.Tensor:
+        raw = y.to(self.device, non_blocking=True).long()
+        mapped = self.lut[raw]
+        if (mapped < 0).any():
+            bad = sorted({CLASSES[i] if 0 <= i < len(CLASSES) else str(i) for i in raw[mapped < 0].tolist()})
+            raise FerdataError(f"samples of class(es) {bad} are not among the run's classes {self.classes} "
+                               "(check classes = [...] and the face store)")
+        return mapped
+
+    def _lbp_from_image(self, img: torch.Tensor) -> torch.Tensor:
+        from ..features.lbp import lbp
+        from ..torch._fields import parse_lbp_spec
+
+        g = img if img.shape[1] == 1 else 0.299 * img[:, 0:1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:3]
+        u8 = ((g[:, 0] * 0.5 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        codes = lbp(np.ascontiguousarray(u8), *parse_lbp_spec(self.lbp))
+        return torch.from_numpy(codes.astype(np.float32))[:, None].to(self.device) / self.lbp_max
+
+    def _lbp(self, batch: dict) -> torch.Tensor:
+        key = next((k for k in batch if k.startswith("lbp")), None)
+        if key is None:
+            raise FerdataError(f"the model needs LBP codes but the batch has none (fields {sorted(batch)})")
+        lb = batch[key].to(self.device, non_blocking=True)
+        lb = (lb[:, None] if lb.ndim == 3 else lb).float() / self.lbp_max
+        if tuple(lb.shape[-2:]) != self.inputs.input_size:
+            lb = F.interpolate(lb, size=self.inputs.input_size, mode="nearest")
+        return lb
+
+    def __call__(self, batch: dict, train: bool = False) -> dict:
+        out = {"image": self._image(batch["image"], self.inputs.in_channels),
+               "label": self._labels(batch["label"])}
+        if self.need_target and "clean" in batch:
+            out["clean"] = self._image(batch["clean"], self.inputs.in_channels)
+        elif self.need_target and "mask" in batch:
+            out["mask"] = self._mask(batch["mask"])
+        out = self.augment(out, train=train)
+        if self.lbp_max is not None:
+            out["lbp"] = self._lbp_from_image(out["image"]) if self.augment.active else self._lbp(batch)
+        if self.need_target:
+            if "clean" in out:
+                out["target"] = out.pop("clean")
+            elif "mask" in out:  # att_target = masked: the input under the mask (eq. 1 as printed)
+                m = out.pop("mask")
+                out["target"] = torch.where(m > 0, out["image"], torch.full_like(out["image"], -1.0))
+        if self.channels_last:
+            out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+        return out
+
