@@ -29,7 +29,7 @@ import numpy as np
 from ._version import __version__
 from .errors import FerdataError
 from .labels import CLASSES, present_classes
-from .tempfiles import GuardedFile, remove_dead_temps, tmp_path
+from .tempfiles import GuardedFile, fsync_dir, remove_dead_temps_of, tmp_path
 
 SCHEMA_VERSION = 1
 MAX_SIZE = 4096
@@ -52,7 +52,7 @@ class FaceStoreWriter:
         if not 1 <= self.size <= MAX_SIZE:
             raise FerdataError(f"{self.path}: face size must be in [1, {MAX_SIZE}], got {size}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_temps(self.path)
+        remove_dead_temps_of(self.path)
         self.tmp = tmp_path(self.path)
         self.n = 0
         self._written = 0
@@ -146,6 +146,7 @@ class FaceStoreWriter:
         except BaseException:
             self.abort()
             raise
+        fsync_dir(self.path.parent)
 
     def abort(self):
         """Close quietly and remove the temp (nothing appears at ``path``)."""

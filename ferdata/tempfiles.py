@@ -1,54 +1,25 @@
-"""Temporary files for atomic writes: ``<name>.tmp-<host>-<pid>``, fsync, rename.
+"""Atomic writes for the face store, reports and images, and a write-error guard for HDF5.
 
-The host name in the temp name lets several machines write into one shared folder:
-a run only ever removes temps of *this* host whose process is gone (a killed run),
-never those of a live job elsewhere.
+Temp names are ``<name>.tmp-<host>-<pid>`` with the helpers of
+:mod:`ferdata.shards.tempfiles` (one implementation for every writer): a run only
+removes temps of *this* host whose process is gone, never a live job's elsewhere.
 """
 from __future__ import annotations
 
 import io
 import os
-import re
-import socket
 from pathlib import Path
 
+from .shards.tempfiles import fsync_dir, host_tag, remove_dead_temps, tmp_path
 
-def host_tag() -> str:
-    """This machine's name, reduced to characters safe in a file name (no '-')."""
-    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname() or "host")
+__all__ = ["GuardedFile", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "host_tag", "remove_dead_temps",
+           "remove_dead_temps_of", "tmp_path"]
 
 
-def tmp_path(path, suffix: str = "") -> Path:
-    """The temp name for writing ``path`` in this process (``suffix`` keeps an extension)."""
+def remove_dead_temps_of(path) -> list[Path]:
+    """Delete temps of ``path`` (``<name>.tmp-<host>-<pid>``) left by killed processes of this host."""
     path = Path(path)
-    return path.with_name(f"{path.name}.tmp-{host_tag()}-{os.getpid()}{suffix}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_dead_temps(path) -> list[Path]:
-    """Delete temps of ``path`` left by killed processes of this host; returns what was removed."""
-    path = Path(path)
-    removed = []
-    for p in path.parent.glob(f"{path.name}.tmp-{host_tag()}-*"):
-        pid = p.name[len(f"{path.name}.tmp-{host_tag()}-"):].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
-def fsync_file(path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+    return remove_dead_temps(path.parent, f"{path.name}.tmp-*")
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -64,6 +35,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path, text: str) -> None:
