@@ -70,7 +70,7 @@ def compare_command(runs, json_path, md_path, metric, alpha, noise_png):
     """Compare `ferdata cv` runs over the same folds: mean ± sd rows, Friedman test,
     Nemenyi (two-tailed) and Bonferroni-Dunn (one-tailed, against the first run)."""
     from ferdata.train.compare import compare_runs, markdown, plot_noise
-    from ferdata.train.cv import write_json_atomic, write_text_atomic
+    from ferdata.train.cv_summary import write_json_atomic, write_text_atomic
 
     if not 0 < alpha < 1:
         raise click.BadParameter(f"{alpha}: must be in (0, 1)", param_hint="--alpha")
