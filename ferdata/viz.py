@@ -75,7 +75,10 @@ def save_image(path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise FerdataError(f"{path}: cannot encode the image as {ext}")
-    atomic_write_bytes(path, buf.tobytes())
+    try:
+        atomic_write_bytes(path, buf.tobytes())
+    except OSError as exc:
+        raise FerdataError(f"{path}: cannot write the image ({exc.strerror or exc})") from None
 
 
 save_png = save_image  # the former name

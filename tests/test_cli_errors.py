@@ -213,3 +213,16 @@ def test_unreadable_ingest_report_names_the_file(sample_dir, tmp_path):
     shutil.copy(sample_dir / "faces.h5", store)
     (tmp_path / "f_ingest_report.json").write_text("{bad")
     one_error_line(invoke("inspect", store), "f_ingest_report.json: unreadable ingest report")
+
+
+def test_show_onto_a_full_disk_names_the_file_and_leaves_nothing(sample_dir, tmp_path, monkeypatch):
+    import os
+
+    def enospc(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", enospc)
+    out = tmp_path / "a.png"
+    one_error_line(invoke("show", sample_dir / "faces.h5", "-o", out), f"{out}: cannot write the image",
+                   "No space left on device")
+    assert list(tmp_path.iterdir()) == []
