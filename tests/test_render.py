@@ -178,9 +178,22 @@ def test_alpha_edge_is_soft(ctx):
         cv2.erode(hard.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0) & hard
     a8 = np.round(a[contour] * 255)
     assert ((a8 > 0) & (a8 < 255)).mean() > 0.5  # strictly between 0 and 255 along the hull
+
+
+
+def test_hard_blend_is_face_inside_the_mask_and_background_outside(ctx):
+    """blend="hard": every pixel is the warped face (inside the mask) or the background crop."""
+    from ferdata.render.compose import _warp, background_crop
     hard_cfg = RenderConfig(size=128, per_face=50, luminance="none", blend="hard").resolved()
-    o2 = compose(_raw(ctx, 3, cfg)[1], _raw(ctx, 3, cfg)[2], p.copy(), hard_cfg, photometric_on=False)
-    assert o2["image"].shape == out["image"].shape
+    for g in (3, 4, 7):
+        _, pf, bgimg, p = _raw(ctx, g, ctx.job.cfg)
+        o = compose(pf, bgimg, p.copy(), hard_cfg, photometric_on=False)
+        face = _warp(pf.image, geometry_matrix(p, hard_cfg.size), hard_cfg.size)
+        bg, _ = background_crop(bgimg, p, hard_cfg.size)
+        inside = o["mask"]
+        assert 100 < inside.sum() < inside.size - 100
+        np.testing.assert_array_equal(o["image"][inside], face[inside])
+        np.testing.assert_array_equal(o["image"][~inside], bg[~inside])
 
 
 def test_landmarks_follow_the_face(ctx):
@@ -290,16 +303,15 @@ def test_bad_coco_inputs(sample_dir, tmp_path):
 
 
 def test_unwritable_output(sample_dir, tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root)")
-        with pytest.raises(FerdataError, match="not writable"):
-            render(sample_dir / "faces.h5", sample_dir / "backgrounds", ro / "x", RenderConfig(**SMALL))
-    finally:
-        ro.chmod(0o700)
+    """An output folder that cannot be made (its parent is a regular file: fails as root too)."""
+    parent = tmp_path / "not-a-folder"
+    parent.write_text("x")
+    with pytest.raises(FerdataError, match="not-a-folder/x: output folder is not writable"):
+        render(sample_dir / "faces.h5", sample_dir / "backgrounds", parent / "x", RenderConfig(**SMALL))
+    r = CliRunner().invoke(main, ["render", str(sample_dir / "faces.h5"), "--backgrounds",
+                                  str(sample_dir / "backgrounds"), "-o", str(parent / "x")])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and "not writable" in r.output
+    assert parent.read_text() == "x"
 
 
 def test_output_path_is_a_file(sample_dir, tmp_path):

@@ -132,10 +132,13 @@ def get_context(job: RenderJob) -> RenderContext:
 
 
 def _shard_task(arg):
+    """Render shard k and list it in the manifest right away (in the worker: a worker
+    killed later, or a failing sibling, cannot lose a shard that is done)."""
     job, k = arg
     t = time.perf_counter()
     entry = get_context(job).render_shard(k, job.out)
     entry["seconds"] = round(time.perf_counter() - t, 3)
+    record_shard(job.out, shard_name(k), entry)
     return entry
 
 
@@ -227,7 +230,6 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     made = 0
     samples = 0
     for (_, k), entry in run_tasks(_shard_task, [(job, k) for k in todo], executor, workers, scheduler):
-        record_shard(out, shard_name(k), entry)
         made += 1
         samples += entry["n"]
         if on_shard:

@@ -192,7 +192,8 @@ def set_entry_state(folder, shard_filename: str, expect_sha256: str, **fields) -
 
 
 def complete_shards(folder, manifest: dict | None = None) -> dict:
-    """Entries of shards listed in the manifest whose file exists with the listed size."""
+    """Entries of shards listed in the manifest whose file exists with the listed size
+    (or the size of its ``pending`` change)."""
     folder = Path(folder)
     m = manifest if manifest is not None else load_manifest(folder, required=False)
     if not m:
@@ -200,6 +201,9 @@ def complete_shards(folder, manifest: dict | None = None) -> dict:
     out = {}
     for name, e in m["shards"].items():
         p = folder / name
-        if entry_problem(e) is None and p.exists() and p.stat().st_size == e["bytes"]:
+        if entry_problem(e) is not None or not p.exists():
+            continue
+        # a file matching ``pending`` is one an interrupted ``ferdata lbp`` renamed: done, not to remake
+        if p.stat().st_size in (e["bytes"], (e.get("pending") or {}).get("bytes")):
             out[name] = e
     return out
