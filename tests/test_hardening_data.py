@@ -1,5 +1,4 @@
 """Issue 10, data paths: nothing lost, nothing silently wrong (shards, manifest, resume, LBP, workers)."""
-import hashlib
 import json
 import os
 import shutil
