@@ -116,11 +116,58 @@ def label_lut(label_map, classes) -> np.ndarray | None:
     return lut
 
 
+class DecodeError(FerdataError):
+    """An image that could not be decoded; ``item`` is its position in the batch."""
+
+    item = None
+
+
+_POOLS: dict = {}
+
+
+def _pool(n: int):
+    """This process's decode thread pool of ``n`` threads (made once, after any fork)."""
+    key = (os.getpid(), n)
+    pool = _POOLS.get(key)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS.clear()
+        pool = _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="ferdata-decode")
+    return pool
+
+
+def run_chunks(decode, raw, out, threads: int, min_chunk: int = 16) -> None:
+    """``decode(raw[i], out[i])`` for every i, on ``threads`` threads in contiguous chunks.
+
+    A failure raises :class:`DecodeError` with ``item`` = the first failing position.
+    """
+    n = len(raw)
+
+    def work(lo, hi):
+        for i in range(lo, hi):
+            try:
+                decode(raw[i], out[i])
+            except DecodeError as exc:
+                exc.item = i
+                raise
+    if threads <= 1 or n < 2 * min_chunk:
+        work(0, n)
+        return
+    k = min(threads, n // min_chunk)
+    cuts = np.linspace(0, n, k + 1).astype(int)
+    futures = [_pool(threads).submit(work, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
+
+
 class Pipeline:
     """Decoding and conversion options of one dataset (picklable, no open files)."""
 
     def __init__(self, fields, source, resize=None, gray: bool = False, label_map="canonical",
-                 reduced_decode: bool = True):
+                 reduced_decode: bool = True, decode_threads=None):
         if isinstance(fields, str):
             fields = (fields,)
         fields = tuple(fields)
@@ -157,6 +204,9 @@ class Pipeline:
         self.gray = bool(gray)
         self.lut = label_lut(label_map, source.classes)
         self.reduced_decode = reduced_decode
+        if decode_threads is not None and (isinstance(decode_threads, bool) or int(decode_threads) < 1):
+            raise FerdataError(f"decode_threads must be >= 1 or None (automatic), got {decode_threads!r}")
+        self.decode_threads = decode_threads
         self.out_hw = self.resize or (self.size, self.size)
         self.out_c = 1 if (self.gray or self.channels == 1) else 3
 
@@ -184,36 +234,9 @@ class Pipeline:
         C = self.out_c
         gray = C == 1
         if self.encoding == "jpeg":
-            n = len(raw)
-            out = np.empty((n, h, w, C), np.uint8)
-            f = self._reduce_factor()
-            color_flag, gray_flag = _REDUCED[f]
-            if gray:
-                flag, cvt = gray_flag, None
-            elif _RGB is not None:
-                flag, cvt = (color_flag & ~cv2.IMREAD_COLOR) | _RGB, None
-            else:  # pragma: no cover - OpenCV < 4.10
-                flag, cvt = color_flag, cv2.COLOR_BGR2RGB
-            if _sj is not None and f == 1:
-                cs = "GRAY" if gray else "RGB"
-                try:
-                    for i, buf in enumerate(raw):
-                        if self.resize is None:
-                            _sj.decode_jpeg(buf, colorspace=cs, buffer=out[i])
-                        else:
-                            img = self._resize(_sj.decode_jpeg(buf, colorspace=cs))
-                            out[i] = img if img.ndim == 3 else img[..., None]
-                except ValueError as exc:
-                    raise FerdataError(f"a JPEG image in the shard could not be decoded (corrupt shard?): {exc}") from exc
-                return out
-            for i, buf in enumerate(raw):
-                img = cv2.imdecode(buf, flag)
-                if img is None:
-                    raise FerdataError("a JPEG image in the shard could not be decoded (corrupt shard?)")
-                if cvt is not None:
-                    img = cv2.cvtColor(img, cvt)
-                img = self._resize(img)
-                out[i] = img if img.ndim == 3 else img[..., None]
+            out = np.empty((len(raw), h, w, C), np.uint8)
+            decode = self._jpeg_decoder(gray)
+            run_chunks(decode, raw, out, self.threads())
             return out
         arr = raw
         n = arr.shape[0]
@@ -229,6 +252,52 @@ class Pipeline:
             img = self._resize(img)
             out[i] = img if img.ndim == 3 else img[..., None]
         return out
+
+    def threads(self) -> int:
+        """Decode threads: ``decode_threads``, or (None) every core in the main process and
+        one thread inside a DataLoader worker (the workers already use the cores)."""
+        if self.decode_threads is not None:
+            return max(1, int(self.decode_threads))
+        if "torch.utils.data" in sys.modules:
+            import torch.utils.data as tud
+
+            if tud.get_worker_info() is not None:
+                return 1
+        return min(8, os.cpu_count() or 1)
+
+    def _jpeg_decoder(self, gray: bool):
+        """A function decoding ``raw[i]`` into ``out[i]`` (thread-safe: the GIL is released)."""
+        f = self._reduce_factor()
+        color_flag, gray_flag = _REDUCED[f]
+        if gray:
+            flag, cvt = gray_flag, None
+        elif _RGB is not None:
+            flag, cvt = (color_flag & ~cv2.IMREAD_COLOR) | _RGB, None
+        else:  # pragma: no cover - OpenCV < 4.10
+            flag, cvt = color_flag, cv2.COLOR_BGR2RGB
+        if _sj is not None and f == 1:
+            cs = "GRAY" if gray else "RGB"
+
+            def decode(buf, dst):
+                try:
+                    if self.resize is None:
+                        _sj.decode_jpeg(buf, colorspace=cs, buffer=dst)
+                        return
+                    img = self._resize(_sj.decode_jpeg(buf, colorspace=cs))
+                except ValueError as exc:
+                    raise DecodeError(f"corrupt JPEG ({exc})") from exc
+                dst[:] = img if img.ndim == 3 else img[..., None]
+            return decode
+
+        def decode_cv(buf, dst):
+            img = cv2.imdecode(buf, flag)
+            if img is None:
+                raise DecodeError("corrupt JPEG (OpenCV could not decode it)")
+            if cvt is not None:
+                img = cv2.cvtColor(img, cvt)
+            img = self._resize(img)
+            dst[:] = img if img.ndim == 3 else img[..., None]
+        return decode_cv
 
     def _planes(self, arr: np.ndarray) -> np.ndarray:
         """(n,H,W) integer maps resized with nearest neighbour (masks, stored LBP codes)."""

@@ -276,6 +276,12 @@ class ShardSource:
             out.append(f[name][:])
         return np.concatenate(out)
 
+    def describe(self, position: int) -> str:
+        """``'<shard file> sample <local> (global sample <g>)'`` for a concatenated position."""
+        k = int(np.searchsorted(self.start, position, side="right") - 1)
+        local = int(position - self.start[k])
+        return f"{self.files[k]} sample {local} (global sample {int(self.first[k]) + local})"
+
     def render_index(self, positions: np.ndarray) -> np.ndarray:
         """The render's global sample index of concatenated ``positions``."""
         k = np.searchsorted(self.start, positions, side="right") - 1
@@ -358,6 +364,9 @@ class FaceStoreSource:
         self.subject_ids = np.array([sidx[s] for s in self.subject_names], np.int64)
         self.datasets = set(_h5_names(f))
         self.param_names = []
+
+    def describe(self, position: int) -> str:
+        return f"{self.path} face {int(position)}"
 
     def _open(self, _k):
         return _open_h5(self.path, self.locking)

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from ..errors import FerdataError
 from ..labels import CLASSES
 from . import _order
-from ._fields import Pipeline
+from ._fields import DecodeError, Pipeline
 from ._io import FaceStoreSource, ShardSource
 
 __all__ = ["ShardDataset", "ShardIterableDataset", "FaceStoreDataset"]
@@ -108,6 +108,26 @@ class _Base:
 
     # -- metadata ---------------------------------------------------------------------------
     @property
+    def decode_threads(self):
+        """JPEG decode threads per process: None (default) = every core in the main process,
+        one inside a DataLoader worker; an int forces it (docs/torch.md, "Decoding")."""
+        return self._pipe.decode_threads
+
+    @decode_threads.setter
+    def decode_threads(self, n) -> None:
+        if n is not None and (isinstance(n, bool) or int(n) < 1):
+            raise FerdataError(f"decode_threads must be >= 1 or None (automatic), got {n!r}")
+        self._pipe.decode_threads = n
+
+    def _process(self, raw: dict, positions: np.ndarray) -> dict:
+        """``Pipeline.process`` with a decode failure named by file and sample."""
+        try:
+            return self._pipe.process(raw)
+        except DecodeError as exc:
+            where = self._source.describe(int(positions[exc.item])) if exc.item is not None else str(self._source.path)
+            raise FerdataError(f"{where}: {exc}") from exc
+
+    @property
     def fields(self) -> tuple:
         return self._pipe.fields
 
@@ -150,8 +170,8 @@ class _Base:
 
     def _read(self, sel_idx: np.ndarray) -> dict:
         """Selection indices -> processed numpy batch (request order)."""
-        raw = self._source.read(self._pipe.stored, self._positions(np.asarray(sel_idx, np.int64)))
-        return self._pipe.process(raw)
+        pos = self._positions(np.asarray(sel_idx, np.int64))
+        return self._process(self._source.read(self._pipe.stored, pos), pos)
 
     def close(self):
         """Close this process's open HDF5 files (reopened on the next read)."""
@@ -565,10 +585,11 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
         return max(1, px if src.encoding == "raw" else px // 8)
 
     def _samples(self, sel: np.ndarray, in_process: bool):
-        raw = self._source.read(self._pipe.stored, self._positions(sel))
+        pos = self._positions(sel)
+        raw = self._source.read(self._pipe.stored, pos)
         for a in range(0, sel.size, _DECODE_BATCH):
             part = {k: v[a:a + _DECODE_BATCH] for k, v in raw.items()}
-            batch = _to_tensors(self._pipe.process(part))
+            batch = _to_tensors(self._process(part, pos[a:a + _DECODE_BATCH]))
             for s in _split(batch, min(_DECODE_BATCH, sel.size - a)):
                 if self.transform is not None:
                     s = self.transform(s)
