@@ -1,0 +1,229 @@
+"""The experimental protocol: three disjoint sides, validation-only model selection, composition."""
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import train_fixtures as tf
+from ferdata.config import RenderConfig, TrainConfig
+from ferdata.errors import FerdataError
+from ferdata.labels import CLASS_INDEX
+from ferdata.train import fit, n_folds
+from ferdata.train.split import Side, Split, resolve_split
+
+FAST = dict(model="preactresnet18", model_kwargs=tf.TINY_MODEL, batch_size=16, lr=3e-3, num_workers=0,
+            eval_batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """24 subjects × 3 classes × 2 faces, no official splits."""
+    return tf.make_store(tmp_path_factory.mktemp("st") / "faces.h5", n_subjects=24)
+
+
+def _subjects(path):
+    with h5py.File(path, "r") as f:
+        return np.asarray([s.decode() if isinstance(s, bytes) else s for s in f["subject"][:]])
+
+
+@pytest.mark.parametrize("folding", [{"folds": 4}, {"subjects_per_fold": 10}])
+def test_kfold_sides_pairwise_disjoint_in_every_fold(store, folding):
+    subj = _subjects(store)
+    k = n_folds(TrainConfig(faces=str(store), **folding))
+    assert k == (4 if "folds" in folding else 3)          # 24 subjects, 10 per fold -> 10, 10, 4
+    tested = []
+    for fold in range(k):
+        sp = resolve_split(TrainConfig(faces=str(store), fold=fold, val_subjects=2, **folding))
+        sides = [set(subj[s.faces]) for s in sp.sides()]
+        assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+        assert len(sides[1]) == 2 and sum(len(s) for s in sp.sides()) == len(subj)
+        assert json.dumps(sp.describe())  # JSON-able, with the subject lists
+        assert sorted(sp.describe()["test_subjects"]) == sorted(sides[2])
+        tested += sp.test.faces.tolist()
+    assert sorted(tested) == list(range(len(subj)))       # every face tested exactly once
+
+
+def test_official_sides_and_overlap_is_an_error(tmp_path):
+    names = ("train", "train", "val", "test")
+    p = tf.make_store(tmp_path / "fer.h5", n_subjects=8, splits=lambda s: names[s % 4])
+    sp = resolve_split(TrainConfig(faces=str(p), protocol="official"))
+    with h5py.File(p, "r") as f:
+        splits = np.asarray([s.decode() if isinstance(s, bytes) else s for s in f["split"][:]])
+    for side in sp.sides():
+        assert set(splits[side.faces]) == {side.name}
+    assert sp.describe()["val_split"] == "val" and sp.describe()["test_faces"] == len(sp.test)
+    bad = Split("official", sp.train, Side("val", sp.train.faces[:1]), sp.test)
+    with pytest.raises(FerdataError, match="overlap"):
+        bad.check()
+    p2 = tf.make_store(tmp_path / "noval.h5", n_subjects=4, splits=lambda s: "train" if s < 3 else "test")
+    with pytest.raises(FerdataError, match="'val' split"):
+        resolve_split(TrainConfig(faces=str(p2), protocol="official"))
+
+
+def test_kfold_errors_instead_of_silent_fallbacks(store):
+    with pytest.raises(FerdataError, match="folds/subjects_per_fold"):
+        TrainConfig(faces=str(store), folds=3, subjects_per_fold=10).validate()
+    with pytest.raises(FerdataError, match="leave no training subject"):
+        resolve_split(TrainConfig(faces=str(store), folds=2, val_subjects=12))
+    with pytest.raises(FerdataError, match="out of range"):
+        resolve_split(TrainConfig(faces=str(store), folds=4, fold=4))
+    with pytest.raises(FerdataError, match="select_metric"):
+        TrainConfig(select_metric="test_acc").validate()
+
+
+def test_composition_neutral_subjects_intensity_classes(tmp_path):
+    p = tf.make_store(tmp_path / "ck.h5", n_subjects=10, per_class=3)
+    sp = resolve_split(TrainConfig(faces=str(p), folds=2, neutral_subjects=4, seed=3))
+    comp = sp.composition["per_class"]
+    assert comp == {"neutral": 4, "happiness": 30, "sadness": 30}
+    with h5py.File(p, "r") as f:
+        src = np.asarray([s.decode() for s in f["source"][:]])
+        lab = f["label"][:]
+    kept = np.concatenate([s.faces for s in sp.sides()])
+    neutral = kept[lab[kept] == CLASS_INDEX["neutral"]]
+    assert all(src[i].endswith("neutral_0.png") for i in neutral)    # the first frame of each subject
+    other = resolve_split(TrainConfig(faces=str(p), folds=2, neutral_subjects=4, seed=4))
+    kept2 = np.concatenate([s.faces for s in other.sides()])
+    assert set(neutral) != set(kept2[lab[kept2] == CLASS_INDEX["neutral"]])  # seeded choice
+    sub = resolve_split(TrainConfig(faces=str(p), folds=2, classes=["happiness", "sadness"]))
+    assert set(sub.composition["per_class"]) == {"happiness", "sadness"}
+    with pytest.raises(FerdataError, match="contempt"):
+        resolve_split(TrainConfig(faces=str(p), folds=2, classes=["contempt"]))
+    bu = tf.make_store(tmp_path / "bu.h5", n_subjects=4, per_class=4, classes=("neutral", "happiness", "anger"),
+                       dataset="bu3dfe", source_fmt="{subject}/F{ci}00{k}_XX{k}_F2D.bmp")
+    with h5py.File(bu, "a") as f:  # BU-3DFE names: expression code + intensity (NE00, HA01..04)
+        codes = {CLASS_INDEX["neutral"]: "NE", CLASS_INDEX["happiness"]: "HA", CLASS_INDEX["anger"]: "AN"}
+        names = [f"F{int(s[1:]):04d}_{codes[int(l)]}{0 if codes[int(l)] == 'NE' else k % 4 + 1:02d}WH_F2D.bmp"
+                 for k, (s, l) in enumerate(zip([x.decode() for x in f["subject"][:]], f["label"][:]))]
+        f["source"][:] = names
+    sp = resolve_split(TrainConfig(faces=str(bu), folds=2, val_subjects=1, intensity=4))
+    assert sp.composition["per_class"] == {"neutral": 4, "happiness": 4, "anger": 4}
+    with pytest.raises(FerdataError, match="BU-3DFE file names"):
+        resolve_split(TrainConfig(faces=str(p), folds=2, intensity=4))
+
+
+@pytest.fixture(scope="module")
+def renders(store, sample_dir, tmp_path_factory):
+    from ferdata.render.run import render
+    out = tmp_path_factory.mktemp("r") / "shards"
+    render(store, sample_dir / "backgrounds", out, RenderConfig(size=32, per_face=2, shard_size=64), workers=1)
+    return out
+
+
+def test_kfold_renders_never_render_a_test_or_val_subject(store, renders, tmp_path, monkeypatch):
+    import ferdata.torch as ft
+    from ferdata.train.data import build
+    from ferdata.train.models import model_inputs
+    seen = {}
+    for name in ("ShardIterableDataset", "ShardDataset"):
+        cls = getattr(ft, name)
+
+        def spy(*a, _cls=cls, _name=name, **kw):
+            ds = _cls(*a, **kw)
+            seen.setdefault(_name, []).append(np.asarray(kw.get("face_indices")))
+            return ds
+        monkeypatch.setattr(ft, name, spy)
+    cfg = TrainConfig(faces=str(store), data=str(renders), folds=4, fold=2, val_subjects=2, eval_on="renders",
+                      **FAST)
+    data = build(cfg, tmp_path, model_inputs("preactresnet18", **tf.TINY_MODEL))
+    sp, subj = data.split, _subjects(store)
+    train_faces, (val_faces, test_faces) = seen["ShardIterableDataset"][0], seen["ShardDataset"]
+    assert set(subj[train_faces]) == set(sp.train.subjects)
+    assert set(subj[val_faces]) == set(sp.val.subjects) and set(subj[test_faces]) == set(sp.test.subjects)
+    n = sum(int(b["label"].shape[0]) for b in data.train_loader)
+    assert n == 2 * len(sp.train) < 2 * len(subj)          # renders of the training faces only
+    assert len(data.val_loader.dataset) == 2 * len(sp.val) and len(data.test_loader.dataset) == 2 * len(sp.test)
+    bad = tf.make_store(tmp_path / "other.h5", n_subjects=5)
+    with pytest.raises(FerdataError, match="not the face store"):
+        build(TrainConfig(faces=str(bad), data=str(renders), folds=2, **FAST), tmp_path / "b",
+              model_inputs("preactresnet18", **tf.TINY_MODEL))
+
+
+def _poisoned_copy(store, dst, test_faces):
+    shutil.copy(store, dst)
+    with h5py.File(dst, "a") as f:
+        lab = f["label"][:]
+        rot = {CLASS_INDEX["neutral"]: CLASS_INDEX["happiness"], CLASS_INDEX["happiness"]: CLASS_INDEX["sadness"],
+               CLASS_INDEX["sadness"]: CLASS_INDEX["neutral"]}
+        lab[test_faces] = [rot[int(v)] for v in lab[test_faces]]
+        f["label"][:] = lab
+    return dst
+
+
+def _run_keys(path):
+    drop = ("seconds", "samples_per_s", "data_wait_fraction")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def faces_runs(store, tmp_path_factory):
+    """The same faces-trained run on the store and on a copy whose TEST labels are poisoned."""
+    base = tmp_path_factory.mktemp("poison")
+    cfg = dict(folds=4, fold=1, val_subjects=3, train_on="faces", augment="seed004", epochs=3,
+               scheduler="plateau", plateau_patience=0, plateau_factor=0.5, early_stopping=2,
+               **{**FAST, "batch_size": 24})
+    sp = resolve_split(TrainConfig(faces=str(store), **cfg))
+    poisoned = _poisoned_copy(store, base / "poisoned.h5", sp.test.faces)
+    res = {}
+    for name, faces in (("clean", store), ("poisoned", poisoned)):
+        torch.manual_seed(0)
+        res[name] = fit(TrainConfig(faces=str(faces), **cfg), base / name)
+    return base, res, cfg
+
+
+def test_poisoned_test_labels_change_nothing_but_the_test_score(faces_runs):
+    base, res, _ = faces_runs
+    a, b = _run_keys(base / "clean"), _run_keys(base / "poisoned")
+    assert a == b                                   # train/val metrics, lr schedule, epochs run
+    assert [r["lr"] for r in a] == [r["lr"] for r in b]
+    assert res["clean"]["best_epoch"] == res["poisoned"]["best_epoch"]
+    assert res["clean"]["epochs_run"] == res["poisoned"]["epochs_run"]
+    wa = torch.load(base / "clean" / "best.pt", weights_only=False)["model"]
+    wb = torch.load(base / "poisoned" / "best.pt", weights_only=False)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert res["clean"]["val"] == res["poisoned"]["val"]
+    assert res["clean"]["test"]["confusion_matrix"] != res["poisoned"]["test"]["confusion_matrix"]
+
+
+def test_metrics_have_no_test_key_and_eval_json_contract(faces_runs):
+    base, res, cfg = faces_runs
+    recs = _run_keys(base / "clean")
+    assert recs and all(not any(k.startswith("test") for k in r) for r in recs)
+    assert all("val_macro_f1" in r and "val_acc" in r for r in recs)
+    ev = json.loads((base / "clean" / "eval.json").read_text())
+    assert set(ev) >= {"val", "test", "best_epoch", "epochs_run", "parameters"}
+    for side in ("val", "test"):
+        assert set(ev[side]) >= {"accuracy", "per_class", "macro", "confusion_matrix", "classes"}
+    best = max(recs, key=lambda r: (r["val_macro_f1"], -r["epoch"]))  # ties -> earliest epoch
+    assert ev["best_epoch"] == best["epoch"]
+    conf = json.loads((base / "clean" / "config.json").read_text())
+    assert set(conf["split"]) >= {"train_subjects", "val_subjects", "test_subjects"}
+    assert ev["test"]["n"] == sum(1 for _ in conf["split"]["test_subjects"]) * 6
+
+
+def test_train_on_faces_learns(faces_runs):
+    base, res, _ = faces_runs
+    recs = _run_keys(base / "clean")
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"] * 0.8
+    assert res["clean"]["val"]["accuracy"] > 0.5          # 3 classes: chance is 1/3
+
+
+def test_eval_checkpoint_equals_the_runs_test_numbers(faces_runs, store, tmp_path):
+    from ferdata.train.evaluate import evaluate_checkpoint
+    base, res, _ = faces_runs
+    conf = json.loads((base / "clean" / "config.json").read_text())
+    ev = evaluate_checkpoint(base / "clean" / "best.pt", store, tmp_path, subjects=conf["split"]["test_subjects"])
+    assert ev["eval"]["confusion_matrix"] == res["clean"]["test"]["confusion_matrix"]
+    assert ev["eval"]["accuracy"] == res["clean"]["test"]["accuracy"]
+
+
+def test_run_folder_is_not_overwritten_without_overwrite(store, tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"x")
+    cfg = TrainConfig(faces=str(store), folds=4, train_on="faces", epochs=1, **FAST)
+    with pytest.raises(FerdataError, match="--overwrite"):
+        fit(cfg, tmp_path)
+    assert (tmp_path / "last.pt").read_bytes() == b"x"     # nothing lost
