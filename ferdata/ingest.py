@@ -160,14 +160,7 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
     except StopIteration:
         raise FerdataError(f"{root or dataset}: no labelled images found") from None
 
-    # the face store size: given, else native for pre-cropped datasets, else 256
-    size = cfg.size
-    if size is None:
-        if first.aligned:
-            im = first.image if first.image is not None else read_image_rgb(first.path)
-            size = int(im.shape[0])
-        else:
-            size = DEFAULT_SIZE
+    size = _store_size(first, cfg)
 
     def chain():
         yield (first, cfg, size)
@@ -208,13 +201,27 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
         "skipped_files": all_skipped,
         "faces": faces_info,
     }
+    _write_report(out, report)
+    return report
+
+
+def _store_size(first: FaceRecord, cfg: IngestConfig) -> int:
+    """The face store size: given, else native for pre-cropped datasets, else 256."""
+    if cfg.size is not None:
+        return cfg.size
+    if first.aligned:
+        im = first.image if first.image is not None else read_image_rgb(first.path)
+        return int(im.shape[0])
+    return DEFAULT_SIZE
+
+
+def _write_report(out: Path, report: dict) -> None:
     rp = report_path(out)
     try:
         atomic_write_text(rp, json.dumps(report, indent=1))
     except OSError as exc:
         raise FerdataError(f"{rp}: cannot write the ingest report ({exc.strerror or exc}); "
                            f"the face store {out} itself is complete") from None
-    return report
 
 
 def _write_faces(w: FaceStoreWriter, results, cfg: IngestConfig, failures: list, counts: Counter,
