@@ -70,7 +70,7 @@ folder, variant, me, other = sys.argv[1:]
 real = shutil.copyfile
 def slow_copy(a, b):  # widen the window between the copy and the rename
     real(a, b)
-    time.sleep(1.0)
+    time.sleep(0.5)
 shutil.copyfile = slow_copy
 from ferdata.features import add_lbp_to_shards
 Path(folder, me).touch()
@@ -318,25 +318,15 @@ def test_full_disk_during_manifest_write_leaves_no_temp(rendered, tmp_path, monk
 
 # ---- workers: a dead worker, a dead parent --------------------------------------------------
 
-def _die_on_two(x):
-    if x == 2:
-        time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGKILL)
-    return x * 10
-
-
 def test_killed_worker_is_one_error_and_finished_results_are_kept():
+    from _pool_tasks import die_on_two
+
     from ferdata.parallel import run_tasks
     got = {}
     with pytest.raises(FerdataError, match="worker process ended abruptly"):
-        for a, r in run_tasks(_die_on_two, [0, 1, 2, 3], workers=2):
+        for a, r in run_tasks(die_on_two, [0, 1, 2, 3], workers=2):
             got[a] = r
     assert {0: 0, 1: 10}.items() <= got.items()
-
-
-def _sleeper(folder):
-    Path(folder, f"pid-{os.getpid()}").write_text("")
-    time.sleep(60)
 
 
 def _state(pid):
@@ -348,8 +338,8 @@ def _state(pid):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_die_with_their_parent(tmp_path):
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_hardening_data import _sleeper; "
-            "from ferdata.parallel import run_tasks; list(run_tasks(_sleeper, [sys.argv[2]] * 2, workers=2))")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from _pool_tasks import sleeper; "
+            "from ferdata.parallel import run_tasks; list(run_tasks(sleeper, [sys.argv[2]] * 2, workers=2))")
     parent = subprocess.Popen([sys.executable, "-c", code, str(TESTS), str(tmp_path)])
     deadline = time.time() + 60
     while time.time() < deadline and len(list(tmp_path.glob("pid-*"))) < 2:
