@@ -143,6 +143,15 @@ def test_manifest_lbp_is_what_every_shard_has(sample_dir, tmp_path):
     assert any(n == "manifest.json" and UNIFORM in why for n, why in problems)
 
 
+def test_lbp_on_one_shard_file_keeps_its_manifest_entry(rendered, tmp_path):
+    folder = _copy(rendered / "raw", tmp_path / "f")
+    r = CliRunner().invoke(main, ["lbp", str(folder / "shard-000002.h5"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    e = load_manifest(folder)["shards"]["shard-000002.h5"]
+    assert e["lbp"] == [CIRCLE] and e["sha256"] == file_sha256(folder / "shard-000002.h5")
+    assert verify(folder)["problems"] == []
+
+
 # ---- 5. one bad shard with workers -------------------------------------------------------
 
 def _corrupt_jpeg_at_source(folder, shard="shard-000001.h5", j=5):
