@@ -85,3 +85,22 @@ def test_unknown_detector():
         detect_faces(np.zeros((50, 50, 3), np.uint8), detector="mtcnn")
     with pytest.raises(NoFaceError, match="HOG or the CNN"):
         find_landmarks(np.full((60, 60, 3), 127, np.uint8), detector="auto")
+
+
+def test_tilted_face_landmarks_refined_on_a_derotated_copy():
+    from ferdata.landmarks import locate_face, refine_tilted
+
+    img, pts = _portrait(1, deg=40)                     # Grace Hopper rotated 40 degrees: HOG finds it
+    first = locate_face(img, refine=False)
+    found = locate_face(img)
+    eye = pts[36:48].mean(0)
+
+    def err(f):
+        return float(np.hypot(*(f.landmarks[36:48].mean(0) - eye)))
+
+    assert first.refined == 0 and err(first) > 10      # the upright-trained predictor misses the eyes
+    assert found.refined > 0 and err(found) < 3
+    upright, _ = _portrait(1)
+    lm = locate_face(upright, refine=False).landmarks
+    same, k = refine_tilted(upright, lm, (0, 0, 10, 10))
+    assert k == 0 and np.array_equal(same, lm)          # level eyes: nothing to do
