@@ -1,52 +1,39 @@
-"""The training loop end to end on tiny renders (CPU)."""
+"""The training loop end to end on tiny data (CPU), and its pieces."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-import dataset_fixtures as fx
+import train_fixtures as tf
 from ferdata.cli import main
-from ferdata.config import IngestConfig, RenderConfig, TrainConfig
-from ferdata.datasets import read_dataset
+from ferdata.config import RenderConfig, TrainConfig
 from ferdata.errors import FerdataError
-from ferdata.ingest import ingest
-from ferdata.render.run import render
 from ferdata.train import fit
 
 TINY = dict(epochs=2, batch_size=16, lr=1e-3, num_workers=0, sample_per_face=48, sample_size=32,
-            eval_batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def multi_subject(tmp_path_factory):
-    """A face store with 6 subjects over 3 classes, and its renders."""
-    d = tmp_path_factory.mktemp("multi")
-    root = fx.make_folder(d / "data", fx.sample_faces(), classes=("happy", "neutral", "sad"), n_per_class=4,
-                          n_subjects=6)
-    ingest(read_dataset("folder", root, subject_regex=r"^(S\d+)_"), d / "faces.h5", "folder",
-           IngestConfig(size=64))
-    from ferdata.sample import make_sample
-    make_sample(d / "s")
-    render(d / "faces.h5", d / "s" / "backgrounds", d / "shards", RenderConfig(size=32, per_face=6, shard_size=64))
-    return d
+            eval_batch_size=64, model="preactresnet18", model_kwargs=tf.TINY_MODEL)
 
 
 def test_demo_loop_learns_and_writes_run_folder(tmp_path):
-    res = fit(TrainConfig(model="preactresnet18", eval_on="renders", protocol="holdout", **TINY), tmp_path)
+    res = fit(TrainConfig(eval_on="renders", protocol="holdout", **TINY), tmp_path)
     for f in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", "confusion.json", "confusion.png"):
         assert (tmp_path / f).exists(), f
-    recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(recs) == 2 and recs[1]["train_loss"] < recs[0]["train_loss"]
-    assert 0 <= res["eval"]["accuracy"] <= 1 and res["epochs_run"] == 2
+    assert res["epochs_run"] == 2 and res["test"]["n"] == res["val"]["n"] == 2 * 32   # 2 faces x 32 held-out renders
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["resolved"]["classes"] == ["neutral", "happiness"]
+    seeds = {json.loads((tmp_path / "sample-data" / s / "manifest.json").read_text())["config"]["seed"]
+             for s in ("train", "val", "test")}
+    assert seeds == {0, 1000, 2000}                      # val and test renders: two other seeds
 
 
 def test_resume_continues_identically(tmp_path):
-    base = dict(model="preactresnet18", eval_on="renders", protocol="holdout", **TINY)
-    base["epochs"] = 2
+    base = dict(eval_on="renders", protocol="holdout", **TINY)
     torch.manual_seed(0)
     fit(TrainConfig(**base), tmp_path / "straight")
     fit(TrainConfig(**{**base, "epochs": 1}), tmp_path / "split")
@@ -59,32 +46,12 @@ def test_resume_continues_identically(tmp_path):
     la = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     lb = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["train_loss"] for x in la] == [json.loads(x)["train_loss"] for x in lb]
-
-
-def test_kfold_never_shares_a_subject(multi_subject, tmp_path):
-    from ferdata.train.data import build
-    from ferdata.train.models import model_inputs
-    d = multi_subject
-    for fold in range(3):
-        cfg = TrainConfig(model="preactresnet18", data=str(d / "shards"), faces=str(d / "faces.h5"),
-                          eval_on="faces", protocol="kfold", folds=3, fold=fold, **TINY)
-        data = build(cfg, tmp_path, model_inputs("preactresnet18"))
-        train_subj = set(np.asarray(data.train_dataset.subjects)[np.unique(
-            data.train_dataset._source.column("subject")[data.train_dataset._sel])])
-        eval_subj = set(data.describe_eval["subjects"])
-        assert eval_subj and train_subj and not (train_subj & eval_subj)
-        seen = set()
-        for batch in data.train_loader:
-            seen |= set(batch["label"].tolist())
-        assert seen
-    res = fit(TrainConfig(model="preactresnet18", data=str(d / "shards"), faces=str(d / "faces.h5"),
-                          eval_on="faces", protocol="kfold", folds=3, fold=1, noise=(0.1,), **TINY),
-              tmp_path / "run")
-    assert "0.1" in res["noise"] and res["eval"]["n"] > 0
+    with pytest.raises(FerdataError, match="lr differ"):
+        fit(TrainConfig(**{**base, "lr": 0.5}), tmp_path / "split", resume=True)
 
 
 def test_corrupt_checkpoint_and_unknown_recipe_key(tmp_path):
-    from ferdata.train.loop import load_checkpoint
+    from ferdata.train.checkpoint import load_checkpoint
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"garbage" * 10)
     with pytest.raises(FerdataError, match="corrupt"):
@@ -104,63 +71,128 @@ def test_resume_without_checkpoint_is_clear(tmp_path):
         fit(TrainConfig(eval_on="renders", protocol="holdout", **TINY), tmp_path, resume=True)
 
 
-def test_eval_command_on_face_store(multi_subject, tmp_path):
-    d = multi_subject
-    fit(TrainConfig(model="preactresnet18", data=str(d / "shards"), faces=str(d / "faces.h5"), eval_on="faces",
-                    protocol="kfold", folds=3, **{**TINY, "epochs": 1}), tmp_path)
-    r = CliRunner().invoke(main, ["eval", str(tmp_path / "best.pt"), "--data", str(d / "faces.h5"),
+def test_python_m_ferdata_train_is_cli_free_and_reports_one_line():
+    code = ("import sys; from ferdata.train.__main__ import main; rc = main(['--set', 'protocol=bogus']); "
+            "print(any(m == 'cli' or m.startswith(('cli.', 'ferdata.cli')) for m in sys.modules)); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout.strip() == "False", (r.stdout, r.stderr)
+    assert r.stderr.strip().splitlines() == ["Error: train config: protocol must be kfold|official|holdout, got 'bogus'"]
+
+
+@pytest.fixture(scope="module")
+def official(sample_dir, tmp_path_factory):
+    """A FER2013-like store (train/val/test by subject) and its renders."""
+    from ferdata.render.run import render
+    d = tmp_path_factory.mktemp("off")
+    names = ("train", "train", "train", "val", "test")
+    store = tf.make_store(d / "fer.h5", n_subjects=10, splits=lambda s: names[s % 5], size=48)
+    render(store, sample_dir / "backgrounds", d / "shards", RenderConfig(size=48, per_face=2, shard_size=64))
+    return store, d / "shards"
+
+
+def test_official_split_weighted_sampling_and_noise(official, tmp_path):
+    store, shards = official
+    cfg = TrainConfig(data=str(shards), faces=str(store), protocol="official", class_balance="sample",
+                      optimizer="sgd", weight_decay=1e-4, scheduler="plateau", early_stopping=30, noise=(0.1,),
+                      **{**TINY, "model": "deep_emotion", "model_kwargs": {"dropout": 0.0}, "lr": 1e-2, "epochs": 1})
+    res = fit(cfg, tmp_path / "run")
+    from ferdata.facestore import FaceStore
+    with FaceStore(store) as fs:
+        n_test, n_val = int((fs.splits == "test").sum()), int((fs.splits == "val").sum())
+    assert res["test"]["n"] == n_test and res["val"]["n"] == n_val
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["split"]["test_split"] == "test" and conf["split"]["train_faces"] == 3 * n_test
+    assert set(res["noise"]) == {"0.1"}
+
+
+def test_eval_split_on_a_shard_folder_is_not_ignored(official, tmp_path):
+    store, shards = official
+    fit(TrainConfig(data=str(shards), faces=str(store), protocol="official", **{**TINY, "epochs": 1}), tmp_path)
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "best.pt"), "--data", str(shards), "--split", "test",
                                   "--noise", "0.05,0.3", "-o", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
     ev = json.loads((tmp_path / "ev" / "eval.json").read_text())
-    assert set(ev["noise"]) == {"0.05", "0.3"} and len(ev["eval"]["confusion_matrix"]) == 3
-    assert (tmp_path / "ev" / "confusion.png").exists()
+    from ferdata.facestore import FaceStore
+    with FaceStore(store) as fs:
+        n_test = int((fs.splits == "test").sum())
+    assert ev["eval"]["n"] == 2 * n_test and set(ev["noise"]) == {"0.05", "0.3"}   # 2 renders per test face
+    other = tf.make_store(tmp_path / "other.h5", n_subjects=3)
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "best.pt"), "--data", str(shards), "--split", "test",
+                                  "--faces", str(other)])
+    assert r.exit_code == 1 and "not the face store" in r.output
 
 
-@pytest.mark.parametrize("model", ["feratt_rep_cls", "lbp_attention", "deep_emotion_msa", "va_cnn"])
+SMALL = {"feratt_rep_cls": {"input_size": 32, "att_width": 4, "width": 8, "embedding_dim": 8, "ft_filters": 8,
+                            "rec_filters": 8},
+         "lbp_attention": {"input_size": 32, "width_mult": 0.125, "reduce_channels": 8, "growth": 4},
+         "deep_emotion_msa": {}, "va_cnn": {"input_size": [36, 28]}}
+
+
+@pytest.mark.parametrize("model", sorted(SMALL))
 def test_every_family_trains_a_step(model, tmp_path):
-    kw = {}
-    if model in ("feratt_rep_cls", "lbp_attention"):
-        kw = {"input_size": [32, 32]} if model == "feratt_rep_cls" else {"input_size": [64, 64]}
-    cfg = TrainConfig(model=model, model_kwargs=kw, eval_on="renders", protocol="holdout",
-                      max_steps_per_epoch=2, **{**TINY, "epochs": 1, "batch_size": 8})
+    cfg = TrainConfig(eval_on="renders", protocol="holdout", max_steps_per_epoch=2,
+                      **{**TINY, "epochs": 1, "batch_size": 8, "model": model, "model_kwargs": SMALL[model]})
     res = fit(cfg, tmp_path)
     rec = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert np.isfinite(rec["train_loss"])
     if model == "feratt_rep_cls":
         assert "train_rep" in rec and "train_att" in rec
-    assert res["eval"]["n"] > 0
+    assert res["test"]["n"] == 64
 
 
-def test_official_split_with_weighted_sampling(tmp_path):
-    """FER2013 layout: renders of 'train' faces, evaluated on the real 'test' faces."""
-    root = fx.make_fer2013(tmp_path / "fer", fx.sample_faces(), n_rows=21)
-    ingest(read_dataset("fer2013", root), tmp_path / "fer.h5", "fer2013", IngestConfig())
-    from ferdata.sample import make_sample
-    make_sample(tmp_path / "s")
-    render(tmp_path / "fer.h5", tmp_path / "s" / "backgrounds", tmp_path / "shards",
-           RenderConfig(size=48, per_face=4, shard_size=32))
-    cfg = TrainConfig(model="deep_emotion", data=str(tmp_path / "shards"), faces=str(tmp_path / "fer.h5"),
-                      eval_on="faces", protocol="official", class_balance="sample", optimizer="sgd",
-                      weight_decay=1e-4, scheduler="plateau", early_stopping=30, **{**TINY, "lr": 1e-2})
-    res = fit(cfg, tmp_path / "run")
-    from ferdata.facestore import FaceStore
-    with FaceStore(tmp_path / "fer.h5") as fs:
-        n_test = int((fs.splits == "test").sum())
-    assert res["eval"]["n"] == n_test > 0
-    conf = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert conf["resolved"]["eval"]["split"] == "test"
-
-
-def test_lbp_input_read_from_shards_once_added(multi_subject, tmp_path):
-    import shutil
-    from ferdata.features.lbp_io import add_lbp_to_shards
-    from ferdata.shards.manifest import load_manifest
-    from ferdata.train.data import _lbp_fields
+def test_lbp_fields_and_per_variant_scaling(tmp_path):
+    from ferdata.train.data import read_spec
     from ferdata.train.models import model_inputs
-    shards = tmp_path / "shards"
-    shutil.copytree(multi_subject / "shards", shards)
-    inp, cfg = model_inputs("lbp_attention"), TrainConfig(lbp="circle_P8_R1")
-    assert _lbp_fields(cfg, inp, load_manifest(shards)) == ("lbp:circle_P8_R1", "lbp:circle_P8_R1")
-    add_lbp_to_shards(shards, "circle", 8, 1)
-    assert _lbp_fields(cfg, inp, load_manifest(shards)) == ("lbp/circle_P8_R1", "lbp:circle_P8_R1")
-    assert _lbp_fields(cfg, model_inputs("preactresnet18"), load_manifest(shards)) == (None, None)
+    from ferdata.train.prep import lbp_scale
+    inp = model_inputs("lbp_attention")
+    assert read_spec(TrainConfig(lbp="circle_P8_R1"), inp, {"lbp": []})["lbp_train"] == "lbp:circle_P8_R1"
+    assert read_spec(TrainConfig(lbp="circle_P8_R1"), inp, {"lbp": ["lbp/circle_P8_R1"]})["lbp_train"] == \
+        "lbp/circle_P8_R1"
+    assert read_spec(TrainConfig(), model_inputs("preactresnet18"), {"lbp": []})["lbp_train"] is None
+    assert lbp_scale("lbp:circle_P8_R1") == 255 and lbp_scale("lbp/uniform_P8_R1") == 9
+    assert lbp_scale("nri_uniform") == 58 and lbp_scale("circle_P16_R2") == 65535
+
+
+def test_epoch_sampler_depends_on_seed_and_epoch_and_splits_ranks():
+    """Regression (dd4e43b): the weighted sampler's draw is a function of (seed, epoch), not of the epoch alone."""
+    from ferdata.train.sampler import EpochSampler
+    w = np.linspace(1, 3, 50)
+
+    def order(seed, epoch, **kw):
+        s = EpochSampler(50, weights=w, seed=seed, **kw)
+        s.set_epoch(epoch)
+        return s.order()
+    assert order(0, 3) == order(0, 3)
+    assert order(0, 3) != order(1, 3) and order(0, 3) != order(0, 4)
+    r0, r1 = order(5, 2, rank=0, world_size=2), order(5, 2, rank=1, world_size=2)
+    assert len(r0) == len(r1) == 25 and sorted(r0 + r1) == sorted(order(5, 2))
+    p0 = EpochSampler(7, seed=1, rank=0, world_size=2).order()
+    p1 = EpochSampler(7, seed=1, rank=1, world_size=2).order()
+    assert len(p0) == len(p1) == 4 and set(p0) | set(p1) == set(range(7))
+
+
+def test_class_counts_come_from_the_training_side_only(tmp_path, sample_dir):
+    """Regression (d056a48): the class-weighted loss counts the training selection, not every render."""
+    from ferdata.render.run import render
+    from ferdata.train.data import build
+    from ferdata.train.models import model_inputs
+    store = tf.make_store(tmp_path / "f.h5", n_subjects=6, per_class=1)
+    render(store, sample_dir / "backgrounds", tmp_path / "sh", RenderConfig(size=32, per_face=3, shard_size=64))
+    cfg = TrainConfig(faces=str(store), data=str(tmp_path / "sh"), folds=3, val_subjects=1,
+                      class_balance="loss", **TINY)
+    data = build(cfg, tmp_path / "run", model_inputs("preactresnet18", **tf.TINY_MODEL))
+    n_train = len(data.split.train.subjects)
+    assert n_train == 3 and data.class_counts == [3.0 * n_train] * 3     # 3 renders per face, 1 face per class
+
+
+def test_forward_batch_reads_inputs_through_a_wrapper():
+    from ferdata.train.models import create_model, forward_batch
+    m = create_model("lbp_attention", num_classes=3, **SMALL["lbp_attention"]).eval()
+    wrapped = torch.nn.DataParallel(m)            # like DDP: the model is .module
+    x = {"image": torch.randn(2, 3, 32, 32), "lbp": torch.rand(2, 1, 32, 32), "label": torch.zeros(2)}
+    with torch.no_grad():
+        a = forward_batch(wrapped, x)["logits"]
+        b = forward_batch(wrapped, {**x, "lbp": torch.rand(2, 1, 32, 32)})["logits"]
+    assert not torch.allclose(a, b)               # the LBP input reaches the model
+    with pytest.raises(KeyError, match="lbp"):
+        forward_batch(wrapped, {"image": x["image"]})

@@ -173,11 +173,11 @@ def _official(cfg, path) -> Split:
     return Split("official", *sides, faces=str(path), composition=describe_composition(labels, keep)).check()
 
 
-def _holdout(cfg, data, val_data, test_data) -> Split:
+def _holdout(cfg, data, val_data, test_data, faces=None) -> Split:
     if not val_data or not test_data:
         raise FerdataError("protocol=holdout needs val_data and test_data (render folders made with two other seeds)")
     sp = Split("holdout", Side("train", renders=str(data)), Side("val", renders=str(val_data)),
-               Side("test", renders=str(test_data)))
+               Side("test", renders=str(test_data)), faces=str(faces) if faces else None)
     sp.check()
     from ..shards.manifest import load_manifest
 
@@ -191,7 +191,7 @@ def resolve_split(cfg, faces=None, data=None, val_data=None, test_data=None) -> 
     """The :class:`Split` of ``cfg`` (paths default to the config's; the built-in sample passes its own)."""
     faces = faces if faces is not None else cfg.faces
     if cfg.protocol == "holdout":
-        return _holdout(cfg, data or cfg.data, val_data or cfg.val_data, test_data or cfg.test_data)
+        return _holdout(cfg, data or cfg.data, val_data or cfg.val_data, test_data or cfg.test_data, faces)
     if faces is None:
         raise FerdataError(f"protocol={cfg.protocol} needs the face store (faces = ...)")
     return _kfold(cfg, Path(faces)) if cfg.protocol == "kfold" else _official(cfg, Path(faces))
