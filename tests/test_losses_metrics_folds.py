@@ -107,7 +107,15 @@ def test_retrieval_topk_by_hand():
     rng = np.random.default_rng(0)
     e, lab = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
     assert M.retrieval_topk_accuracy(e, lab, 5, chunk=7) == pytest.approx(M.retrieval_topk_accuracy(e, lab, 5))
-    assert 0 <= M.retrieval_topk_accuracy(e, lab, 5, metric="cosine") <= 1
+    # cosine: scaling an embedding does not move it; a brute-force precision@5 agrees
+    scaled = e * rng.uniform(0.1, 10, size=(50, 1))
+    assert M.retrieval_topk_accuracy(scaled, lab, 5, metric="cosine") == \
+        pytest.approx(M.retrieval_topk_accuracy(e, lab, 5, metric="cosine"))
+    u = e / np.linalg.norm(e, axis=1, keepdims=True)
+    sim = u @ u.T
+    np.fill_diagonal(sim, -np.inf)
+    nn5 = np.argsort(-sim, axis=1, kind="stable")[:, :5]
+    assert M.retrieval_topk_accuracy(e, lab, 5, metric="cosine") == pytest.approx(float((lab[nn5] == lab[:, None]).mean()))
     with pytest.raises(ValueError, match="k must be"):
         M.retrieval_topk_accuracy(x, y, k=6)
 

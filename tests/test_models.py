@@ -206,11 +206,23 @@ def test_feratt_flow():
     assert out["embedding"].shape == (2, 64)
     assert ((out["attention"] >= 0) & (out["attention"] <= 1)).all()
     torch.testing.assert_close(out["reconstruction_small"], F.avg_pool2d(out["reconstruction"], 4))
-    # logits are a linear function of the embedding (the representation drives the classification)
-    torch.testing.assert_close(out["logits"], m.fc(out["embedding"]))
-    # the classifier only sees the 32×32 attention image
+    # the classifier sees the input only through I_att: pin the reconstruction module's
+    # output and two different images get the same logits (and embedding)
+    y = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
-        torch.testing.assert_close(m.fc(m.embed(m.trunk(out["reconstruction_small"]))), out["logits"])
+        assert not torch.allclose(m(y)["logits"], out["logits"])
+        pinned = torch.full((2, 3, 128, 128), 0.3)
+        h = m.reconstruct.register_forward_hook(lambda mod, args, res: pinned)
+        a, b = m(x), m(y)
+        h.remove()
+    torch.testing.assert_close(a["logits"], b["logits"])
+    torch.testing.assert_close(a["embedding"], b["embedding"])
+    # the logits depend on the trunk only through the d=64 embedding ẑ
+    with torch.no_grad():
+        h = m.embed.register_forward_hook(lambda mod, args, res: torch.ones_like(res))
+        c, d = m(x), m(y)
+        h.remove()
+    torch.testing.assert_close(c["logits"], d["logits"])
 
 
 #: small configurations for the optimisation smoke test (true configs are tested above)

@@ -227,3 +227,50 @@ def test_run_folder_is_not_overwritten_without_overwrite(store, tmp_path):
     with pytest.raises(FerdataError, match="--overwrite"):
         fit(cfg, tmp_path)
     assert (tmp_path / "last.pt").read_bytes() == b"x"     # nothing lost
+
+
+def test_feratt_attention_target_is_the_clean_face(store, renders):
+    """The target is the face on black in the render's pose: independent of the background and of the
+    photometric draws, zero outside the warped mask, and not the noisy input under the mask."""
+    from ferdata.render.compose import compose, prepare_face
+    from ferdata.render.params import P, sample_params
+    from ferdata.torch import ShardDataset
+    from ferdata.train.clean import RenderClean, clean_render
+    with h5py.File(store, "r") as f:
+        img, m, lm = f["image"][5], f["mask"][5], f["landmarks"][5]
+    cfg = RenderConfig(size=32).resolved()
+    p1 = sample_params(np.random.default_rng(1), cfg)
+    p2 = sample_params(np.random.default_rng(2), cfg)
+    p2[:P["p3y"] + 1] = p1[:P["p3y"] + 1]                  # same geometry, other photometry
+    bg1 = np.random.default_rng(3).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    bg2 = np.full((40, 40, 3), 200, np.uint8)
+    face = prepare_face(img, m, lm, 32)
+    r1, r2 = compose(face, bg1, p1.copy(), cfg), compose(face, bg2, p2.copy(), cfg)
+    assert not np.array_equal(r1["image"], r2["image"])
+    c1, c2 = clean_render(img, m, lm, p1, 32), clean_render(img, m, lm, p2, 32)
+    assert np.array_equal(c1, c2) and c1.any()
+    assert not c1[~r1["mask"]].any()                      # black outside the warped face
+    assert not np.array_equal(c1[r1["mask"]], r1["image"][r1["mask"]])   # not the noisy input
+    ds = ShardDataset(renders, fields=("image", "label", "params", "face_index"), transform=RenderClean(store, 32))
+    s = ds[3]
+    assert "params" not in s and s["clean"].shape == s["image"].shape
+
+
+def test_augmentation_presets():
+    from ferdata.train.augment import Augmenter, load_size
+    assert load_size("seed002", (144, 112)) == (160, 125) and load_size("seed001", (48, 48)) == (48, 48)
+    a = Augmenter("seed002", (144, 112), seed=0)
+    x = torch.arange(2 * 160 * 125, dtype=torch.float32).reshape(2, 1, 160, 125)
+    out = a({"image": x.clone(), "clean": x.clone()}, train=True)
+    assert out["image"].shape == (2, 1, 144, 112) and torch.equal(out["image"], out["clean"])
+    assert torch.equal(a({"image": x.clone()}, train=False)["image"], x[:, :, 8:152, 6:118])   # centre crop
+    g = Augmenter("seed001", (32, 32), seed=0)
+    img = torch.rand(4, 1, 32, 32)
+    o = g({"image": img.clone(), "clean": img.clone()}, train=True)
+    assert not torch.allclose(o["image"], img)
+    torch.testing.assert_close(o["image"][..., 12:20, 12:20], o["clean"][..., 12:20, 12:20])
+    assert torch.equal(g({"image": img.clone()}, train=False)["image"], img)
+    g.set_epoch(1)
+    o1 = g({"image": img.clone()}, train=True)["image"]
+    g.set_epoch(1)
+    assert torch.equal(g({"image": img.clone()}, train=True)["image"], o1)   # a function of (seed, epoch)
