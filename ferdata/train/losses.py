@@ -117,9 +117,15 @@ def masked_target(image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> t
 
 def reconstruction_loss(reconstruction: torch.Tensor, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
                         reduction: str = "mean") -> torch.Tensor:
-    """FERAtt's attention loss L_att: pixel-wise MSE between I_att and ``I ⊗ I_mask`` (eq. 1).
+    """FERAtt's attention loss L_att: pixel-wise MSE between I_att and its target.
 
-    ``image`` must be the tensor fed to the model (same normalisation). When
+    Eq. 1 prints the target as ``I ⊗ I_mask``; the released code (``Attloss``) compares
+    I_att with ``x_org``, the clean face of the synthetic sample (before background,
+    blur and noise), weighted by 10 and clamped at 30. The trainer passes that clean
+    face (:mod:`ferdata.train.clean`, ``att_target = "clean"``) as ``image`` with no
+    ``mask``; ``att_target = "masked"`` passes the input and its mask (eq. 1 as printed).
+
+    ``image`` must have the model input's normalisation. When
     ``reconstruction`` is smaller than the image (e.g. the 32×32
     ``reconstruction_small``), the target is average-pooled to its size.
     """
@@ -155,7 +161,11 @@ def gaussian_log_posterior(embedding: torch.Tensor, means: torch.Tensor, sigma: 
     ----------
     embedding : (B, d)
     means : (C, d)
-    sigma : float or (C,) tensor — class standard deviations (default 1, as FERAtt's code).
+    sigma : float or (C,) tensor — class standard deviations. Default 1.0: the paper gives no
+        value; the released code's ``DGMMLoss`` (torchlib/netlosses.py) has ``sigma=1.0`` and its
+        trainers never pass another. It uses one shared σ, ``exp(−‖z−μ‖²/(2σ²))`` normalised over
+        the classes present in the batch (the −d·log σ term cancels then). The ``rep_sigma``
+        recipe key sets it.
     priors : (C,) tensor, optional — class priors p(w_j) (default uniform).
     present : (C,) bool tensor, optional — classes to consider; others get −inf.
     """

@@ -39,7 +39,10 @@ class AttentionUNet(nn.Module):
       a *dilated* (rate 2) conv3×3-BN-ReLU — our reading of "dilation of 2x" — and a
       2×2 max-pool; a bottleneck of two conv3×3-BN-ReLU at 1/16 resolution;
     * decoder: bilinear ×2 upsampling, concatenation with the skip, two conv3×3-BN-ReLU;
-    * a final 1×1 conv to one channel (the original code's attention map is 1 channel);
+    * a final 1×1 conv to one channel, as the paper's Fig. 3 shows. The released code's
+      final version differs: its attention map has one channel *per class*
+      (``AttentionResNet(out_channels=num_classes)``), the feature module as many channels,
+      and the reconstruction reads ``[σ(A)⊙F, I, A]``; only an early version had one channel;
     * **no pretrained ResNet34**: no weights can be downloaded here, and torchvision is
       not a dependency, so the encoder is trained from scratch (Kaiming init).
 
