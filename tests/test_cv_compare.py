@@ -32,14 +32,19 @@ class FakeFit:
 
     def __init__(self, accs, subjects=None, crash_at=None, n=100, noise=False):
         self.accs, self.subjects, self.crash_at, self.calls, self.n = accs, subjects, crash_at, [], n
-        self.noise = noise
+        self.noise, self.crash_before_ckpt = noise, None
 
     def __call__(self, cfg, out, resume=False):
         self.calls.append((cfg.fold, resume))
         out.mkdir(parents=True, exist_ok=True)
+        if not resume and (out / "config.json").exists() and not cfg.overwrite:   # fit's run-folder guard
+            raise FerdataError(f"{out}: already holds a run")
         subj = self.subjects[cfg.fold] if self.subjects else [f"S{cfg.fold}a", f"S{cfg.fold}b"]
         (out / "config.json").write_text(json.dumps({"fold": cfg.fold, "split": {
             "train_subjects": ["x"], "val_subjects": ["y"], "test_subjects": subj}}))
+        if cfg.fold == self.crash_before_ckpt:
+            self.crash_before_ckpt = None
+            raise KeyboardInterrupt("interrupted before the first checkpoint")
         (out / "last.pt").write_bytes(b"ckpt")
         if cfg.fold == self.crash_at:
             self.crash_at = None
@@ -97,6 +102,17 @@ def test_cv_resume_skips_finished_and_resumes_interrupted(tmp_path):
     fit.calls.clear()
     run_cv(cfg(), tmp_path, fit=fit, n_folds=4)
     assert fit.calls == []
+
+
+def test_cv_restarts_a_fold_that_died_before_its_first_checkpoint(tmp_path):
+    fit = FakeFit([0.8, 0.6])
+    fit.crash_before_ckpt = 1
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(cfg(), tmp_path, fit=fit, n_folds=2)
+    assert (tmp_path / "fold-01" / "config.json").exists() and not (tmp_path / "fold-01" / "last.pt").exists()
+    fit.calls.clear()
+    s = run_cv(cfg(), tmp_path, fit=fit, n_folds=2)     # fit's guard would refuse without overwrite
+    assert fit.calls == [(1, False)] and s["complete"]
 
 
 def test_cv_refuses_other_config_in_same_folder(tmp_path):
@@ -217,3 +233,42 @@ def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
     run_cv(cfg(), tmp_path / "D", fit=FakeFit(accs), n_folds=3, name="D")
     r = CliRunner().invoke(main, ["compare", str(tmp_path / "C"), str(tmp_path / "D"), "--noise-plot", "x.png"])
     assert r.exit_code == 1 and "no run has a noise study" in r.output
+
+
+# ---------------------------------------------------------------- the real trainer, end to end
+
+def test_cv_and_compare_end_to_end_with_the_real_trainer(tmp_path):
+    """`ferdata cv` with ferdata.train.fit on a 10-subject store for two tiny models, then
+    `ferdata compare`: every face tested once, mean/sd from the folds' eval.json, resume skips."""
+    import train_fixtures as tf
+
+    store = tf.make_store(tmp_path / "faces.h5", n_subjects=10)
+    common = ["--set", f"faces={store}", "--set", "train_on=faces", "--set", "eval_on=faces",
+              "--set", "protocol=kfold", "--set", "folds=3", "--set", "val_subjects=1", "--set", "epochs=1",
+              "--set", "batch_size=16", "--set", "lr=3e-3", "--workers", "0", "--device", "cpu"]
+    tiny = json.dumps(tf.TINY_MODEL)
+    runs = {"preact": ["--set", "model=preactresnet18", "--set", f"model_kwargs={tiny}"],
+            "deep": ["--set", "model=deep_emotion", "--set", 'model_kwargs={"input_size": [24, 24]}']}
+    for name, args in runs.items():
+        r = CliRunner().invoke(main, ["cv", "-o", str(tmp_path / name), "--name", name, *common, *args])
+        assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "preact" / "cv.json").read_text())
+    evs = [json.loads((tmp_path / "preact" / f"fold-{i:02d}" / "eval.json").read_text()) for i in range(3)]
+    accs = [e["test"]["accuracy"] for e in evs]
+    m = sum(accs) / 3
+    assert s["complete"] and s["mean"]["accuracy"] == pytest.approx(m)
+    assert s["std"]["accuracy"] == pytest.approx(math.sqrt(sum((a - m) ** 2 for a in accs) / 2))
+    tested = [subj for f in s["folds"] for subj in f["test_split"]["test_subjects"]]
+    assert sorted(tested) == [f"S{i:03d}" for i in range(10)]                  # each subject tested once
+    assert sum(f["n"] for f in s["folds"]) == 10 * 3 * 2                         # … and every face
+    cm = np.asarray(json.loads((tmp_path / "preact" / "cv_confusion.json").read_text())["matrix"])
+    assert np.array_equal(cm, np.sum([e["test"]["confusion_matrix"] for e in evs], axis=0))
+    r = CliRunner().invoke(main, ["cv", "-o", str(tmp_path / "preact"), "--name", "preact", *common, *runs["preact"]])
+    assert r.exit_code == 0 and r.output.count("finished earlier, skipped") == 3
+    r = CliRunner().invoke(main, ["compare", str(tmp_path / "preact"), str(tmp_path / "deep"),
+                                  "--json", str(tmp_path / "c.json")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert res["folds_checked_by"] == "test subjects" and [x["name"] for x in res["rows"]] == ["preact", "deep"]
+    assert res["per_fold"]["deep"] == [f["accuracy"] for f in
+                                       json.loads((tmp_path / "deep" / "cv.json").read_text())["folds"]]

@@ -151,7 +151,10 @@ def run_cv(cfg, out, fit: Optional[Callable] = None, folds=None, n_folds: Option
             emit({"fold": i, "status": "skipped"})
             continue
         emit({"fold": i, "status": "resumed" if state == "resume" else "started"})
-        fit(dataclasses.replace(cfg, fold=i), d, resume=(state == "resume"))
+        # a "new" fold folder may hold the remains of a start that died before its first
+        # checkpoint (config.json, …): it belongs to this cv run, so it is replaced
+        fit(dataclasses.replace(cfg, fold=i, overwrite=(state == "new") or cfg.overwrite), d,
+            resume=(state == "resume"))
         if rank == 0:
             ev = read_eval(d)
             if ev is None:
