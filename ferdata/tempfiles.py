@@ -51,10 +51,10 @@ class GuardedFile(io.RawIOBase):
     close, removes its temp and raises a clean error instead.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, mode: str = "w+b"):
         super().__init__()
         self.path = Path(path)
-        self._fh = open(self.path, "w+b")
+        self._fh = open(self.path, mode)
         self.error: OSError | None = None
 
     def readable(self):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import FerdataError
-from ..shards.tempfiles import file_lock, fsync_file, remove_dead_temps, tmp_path, write_json_atomic
+from ..shards.tempfiles import file_lock, remove_dead_temps, tmp_path, write_json_atomic
 from .lbp import code_dtype, dataset_name, lbp
 from .lbp_shards import add_lbp_to_shards  # noqa: F401  (public here too)
 
@@ -53,43 +53,58 @@ def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progres
     """Copy ``path`` to its temp name with dataset ``lbp/...`` added; fsynced; returns the temp.
 
     Images are read from ``path`` (so a bad JPEG is reported with its file and sample
-    index); on any error the temp is removed.
+    index); HDF5 writes through a :class:`~ferdata.tempfiles.GuardedFile` (a full disk is
+    a clean error, not a crash at exit). On any error the temp is removed.
     """
     import h5py
 
-    from ..shards.reader import read_images
+    from ..tempfiles import GuardedFile
 
     path = Path(path)
     name = dataset_name(variant, P, R)
     tmp = tmp_path(path)
+    guard = None
     try:
         shutil.copyfile(path, tmp)
-        with h5py.File(path, "r") as src, h5py.File(tmp, "a") as dst:
-            n = len(src["image_offsets"]) - 1 if "image_offsets" in src else len(src["image"])
-            first = read_images(src, 0, min(n, 1))
-            if first.ndim != 4:
-                raise FerdataError(f"{path}: images must be (N,H,W,C); got shape {first.shape}")
-            H, W = first.shape[1:3]
-            chunks = (1, H, W) if src["image"].chunks is not None and n else None
-            ds = dst.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
-            for k, v in _lbp_attrs(variant, P, R).items():
-                ds.attrs[k] = v
-            for a in range(0, n, block):
-                b = min(n, a + block)
-                ds[a:b] = lbp(to_gray(read_images(src, a, b)), variant, P, R)
-                if progress is not None:
-                    progress(b - a)
-        fsync_file(tmp)
-    except FerdataError:
+        guard = GuardedFile(tmp, "r+b")
+        try:
+            with h5py.File(path, "r") as src, h5py.File(guard, "a") as dst:
+                _add_codes(src, dst, name, variant, P, R, block, progress, guard)
+            guard.sync()
+        finally:
+            guard.close()
+        if guard.error is not None:
+            raise guard.error
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise FerdataError(f"{path}: cannot add {name} ({exc})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        err = guard.error if guard is not None else None
+        if err is not None:  # a failed write (HDF5 may trip over it later): report the write
+            raise FerdataError(f"{path}: cannot add {name} ({err.strerror or err}); file unchanged") from exc
+        if isinstance(exc, FerdataError) or not isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)):
+            raise
+        raise FerdataError(f"{path}: cannot add {name} ({exc}); file unchanged") from exc
     return tmp
+
+
+def _add_codes(src, dst, name, variant, P, R, block, progress, guard) -> None:
+    from ..shards.reader import read_images
+
+    n = len(src["image_offsets"]) - 1 if "image_offsets" in src else len(src["image"])
+    first = read_images(src, 0, min(n, 1))
+    if first.ndim != 4:
+        raise FerdataError(f"{src.filename}: images must be (N,H,W,C); got shape {first.shape}")
+    H, W = first.shape[1:3]
+    chunks = (1, H, W) if src["image"].chunks is not None and n else None
+    ds = dst.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
+    for k, v in _lbp_attrs(variant, P, R).items():
+        ds.attrs[k] = v
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        ds[a:b] = lbp(to_gray(read_images(src, a, b)), variant, P, R)
+        if guard.error is not None:
+            raise guard.error
+        if progress is not None:
+            progress(b - a)
 
 
 def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,

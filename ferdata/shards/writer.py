@@ -54,48 +54,66 @@ class ShardBuffer:
         self.i += 1
 
 
+def _fill(f, buf: ShardBuffer, attrs: dict) -> None:
+    if buf.encoding == "raw":
+        f.create_dataset("image", data=buf.images)
+    else:
+        lengths = np.fromiter((len(b) for b in buf.blobs), np.int64, count=buf.n)
+        offsets = np.zeros(buf.n + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        blob = np.frombuffer(b"".join(buf.blobs), np.uint8)
+        f.create_dataset("image", data=blob)
+        f.create_dataset("image_offsets", data=offsets)
+    for name in ("label", "landmarks", "face_index", "subject", "params", "background", "bg_box"):
+        f.create_dataset(name, data=getattr(buf, name))
+    # packed hull masks are mostly runs of 0x00/0xFF: gzip-1 in 64-row chunks makes
+    # them ~10x smaller (2 KB -> ~0.2 KB/sample at 128 px) and still reads in blocks
+    f.create_dataset("mask", data=buf.masks, chunks=(min(MASK_CHUNK, buf.n), buf.masks.shape[1]),
+                     compression="gzip", compression_opts=1)
+    a = f.attrs
+    a["schema_version"] = SCHEMA_VERSION
+    a["encoding"] = buf.encoding
+    a["size"] = buf.size
+    a["channels"] = buf.channels
+    a["ferdata_version"] = __version__
+    for k, v in attrs.items():
+        a[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
+
+
 def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
-    """Write ``buf`` to ``path`` atomically; returns the manifest entry (n, bytes, sha256).
+    """Write ``buf`` to ``path`` atomically; returns the manifest entry (n, bytes, sha256, lbp).
 
     The entry's ``bytes`` and ``sha256`` are those of the fsynced temporary file,
-    taken before the rename (the file listed is the file written). On any error the
-    temporary file is removed and nothing appears at ``path``.
+    taken before the rename (the file listed is the file written). HDF5 writes through
+    a :class:`~ferdata.tempfiles.GuardedFile`, so a full disk is a clean ``OSError``
+    (HDF5 itself cannot recover from a failed write). On any error the temporary file
+    is removed and nothing appears at ``path``.
     """
+    from ..tempfiles import GuardedFile
+
     path = Path(path)
     if buf.i != buf.n:
         raise ShardError(f"{path}: shard buffer holds {buf.i} of {buf.n} samples")
     tmp = tmp_path(path)
+    guard = GuardedFile(tmp)
     try:
-        with h5py.File(tmp, "w", libver="v110", track_order=False) as f:
-            if buf.encoding == "raw":
-                f.create_dataset("image", data=buf.images)
-            else:
-                lengths = np.fromiter((len(b) for b in buf.blobs), np.int64, count=buf.n)
-                offsets = np.zeros(buf.n + 1, np.int64)
-                np.cumsum(lengths, out=offsets[1:])
-                blob = np.frombuffer(b"".join(buf.blobs), np.uint8)
-                f.create_dataset("image", data=blob)
-                f.create_dataset("image_offsets", data=offsets)
-            for name in ("label", "landmarks", "face_index", "subject", "params", "background", "bg_box"):
-                f.create_dataset(name, data=getattr(buf, name))
-            # packed hull masks are mostly runs of 0x00/0xFF: gzip-1 in 64-row chunks makes
-            # them ~10x smaller (2 KB -> ~0.2 KB/sample at 128 px) and still reads in blocks
-            f.create_dataset("mask", data=buf.masks, chunks=(min(MASK_CHUNK, buf.n), buf.masks.shape[1]),
-                             compression="gzip", compression_opts=1)
-            a = f.attrs
-            a["schema_version"] = SCHEMA_VERSION
-            a["encoding"] = buf.encoding
-            a["size"] = buf.size
-            a["channels"] = buf.channels
-            a["ferdata_version"] = __version__
-            for k, v in attrs.items():
-                a[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        try:
+            with h5py.File(guard, "w", libver="v110", track_order=False) as f:
+                _fill(f, buf, attrs)
+            guard.sync()
+        finally:
+            guard.close()
+        if guard.error is not None:
+            raise guard.error
         entry = {"n": buf.n, "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "lbp": []}
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        guard.close()
         tmp.unlink(missing_ok=True)
+        err = guard.error
+        if err is not None:  # a failed write (HDF5 may trip over it later): report the write
+            raise OSError(err.errno, f"{path}: cannot write the shard ({err.strerror or err}); "
+                                     "nothing was written") from exc
         raise
     fsync_dir(path.parent)
     return entry
