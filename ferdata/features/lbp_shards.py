@@ -127,6 +127,8 @@ def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.
                 progress(1)
     except FerdataError as exc:  # a worker died: what finished is recorded already
         problems.append(("(worker)", str(exc)))
+    finally:  # temps of workers killed mid-shard (the pool is shut down: their pids are gone)
+        remove_dead_temps(folder, "shard-*.h5.tmp-*")
     if problems:
         done = sum(1 for v in result.values() if v)
         err = ShardError(f"{folder}: {len(problems)} shard(s) could not get {dataset_name(variant, P, R)} "

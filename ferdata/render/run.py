@@ -229,11 +229,14 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     t = time.perf_counter()
     made = 0
     samples = 0
-    for (_, k), entry in run_tasks(_shard_task, [(job, k) for k in todo], executor, workers, scheduler):
-        made += 1
-        samples += entry["n"]
-        if on_shard:
-            on_shard(entry)
+    try:
+        for (_, k), entry in run_tasks(_shard_task, [(job, k) for k in todo], executor, workers, scheduler):
+            made += 1
+            samples += entry["n"]
+            if on_shard:
+                on_shard(entry)
+    finally:  # temps of workers killed mid-shard (the pool is shut down: their pids are gone)
+        remove_dead_temps(out, "shard-*.h5.tmp-*")
     dt = time.perf_counter() - t
     return {"out": str(out), "shards_made": made, "shards_skipped": skipped, "num_shards": ctx.n_shards(),
             "samples": samples, "seconds": round(dt, 3),
