@@ -94,6 +94,7 @@ def test_official_split_weighted_sampling_and_noise(official, tmp_path):
     store, shards = official
     cfg = TrainConfig(data=str(shards), faces=str(store), protocol="official", class_balance="sample",
                       optimizer="sgd", weight_decay=1e-4, scheduler="plateau", early_stopping=30, noise=(0.1,),
+                      noise_train=(0.2,), noise_epochs=1,
                       **{**TINY, "model": "deep_emotion", "model_kwargs": {"dropout": 0.0}, "lr": 1e-2, "epochs": 1})
     res = fit(cfg, tmp_path / "run")
     from ferdata.facestore import FaceStore
@@ -103,6 +104,9 @@ def test_official_split_weighted_sampling_and_noise(official, tmp_path):
     conf = json.loads((tmp_path / "run" / "config.json").read_text())
     assert conf["split"]["test_split"] == "test" and conf["split"]["train_faces"] == 3 * n_test
     assert set(res["noise"]) == {"0.1"}
+    assert set(res["noise_train"]["0.2"]) == {"val_accuracy", "test_accuracy", "test_macro_f1"}
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert ev["noise_train"] == res["noise_train"] and ev["test"] == res["test"]
 
 
 def test_eval_split_on_a_shard_folder_is_not_ignored(official, tmp_path):
