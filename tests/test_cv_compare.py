@@ -225,6 +225,10 @@ def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
     assert s["noise"]["0.3"]["std"] == pytest.approx(0.1)                  # sd of 0.5, 0.3, 0.4 (ddof=1)
     assert s["noise_train"]["0.1"]["mean"] == pytest.approx(0.7 - 0.05)
     assert (tmp_path / "A" / "noise.png").read_bytes()[:8] == PNG
+    from ferdata.train.cv_summary import noise_curves
+    curves, errors = noise_curves(s)
+    assert curves["trained clean"] == pytest.approx({"0": 0.7, "0.1": 0.6, "0.3": 0.4})   # σ = 0: clean accuracy
+    assert errors["trained clean"]["0"] == pytest.approx(0.1)
     r = CliRunner().invoke(main, ["compare", str(tmp_path / "A"), str(tmp_path / "B"),
                                   "--noise-plot", str(tmp_path / "fig9.png")])
     assert r.exit_code == 0, r.output

@@ -246,13 +246,18 @@ def write_outputs(out, summary: dict) -> None:
 
 
 def noise_curves(summary: dict, label: Optional[str] = None):
-    """``({curve: {sigma: mean}}, {curve: {sigma: sd}})`` of a cv summary's noise studies."""
+    """``({curve: {sigma: mean}}, {curve: {sigma: sd}})`` of a cv summary's noise studies;
+    each curve starts at σ = 0 with the clean test accuracy (the same selected model)."""
     curves, errors = {}, {}
+    clean_m, clean_sd = summary["mean"].get("accuracy"), summary["std"].get("accuracy")
     for key, what in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean")):
         if summary.get(key):
             name = f"{label}: {what}" if label else what
             curves[name] = {s: v["mean"] for s, v in summary[key].items()}
             errors[name] = {s: v["std"] or 0.0 for s, v in summary[key].items()}
+            if clean_m is not None and not any(float(s) == 0.0 for s in curves[name]):
+                curves[name] = {"0": clean_m, **curves[name]}
+                errors[name] = {"0": clean_sd or 0.0, **errors[name]}
     return curves, errors
 
 

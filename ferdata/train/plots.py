@@ -79,7 +79,7 @@ def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Op
     """
     curves = _curves(noise)
     errs = _curves(errors) if errors else {}
-    fig = _figure(5.2, 3.8)
+    fig = _figure(6.0, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     for name, pts in curves.items():
         x = np.array(list(pts))
@@ -91,7 +91,7 @@ def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Op
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title or "Accuracy under Gaussian noise")
+    ax.set_title(title or "Accuracy under Gaussian noise", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -243,6 +243,9 @@ def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> Li
 
     curves = {name: acc for key, name in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean"))
               if (acc := noise_accuracies(ev, key))}
+    for acc in curves.values():          # σ = 0: the clean test accuracy of the same model
+        if "accuracy" in rep and not any(float(s) == 0.0 for s in acc):
+            acc["0"] = float(rep["accuracy"])
     if curves:
         written.append(noise_plot(curves, out / "noise.png", title="Test accuracy under Gaussian noise"))
     emb_path = out / "embeddings.npz"
