@@ -79,7 +79,7 @@ def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Op
     """
     curves = _curves(noise)
     errs = _curves(errors) if errors else {}
-    fig = _figure(6.0, 4.0)
+    fig = _figure(6.0, 4.2 + 0.22 * len(curves))
     ax = fig.add_subplot(1, 1, 1)
     for name, pts in curves.items():
         x = np.array(list(pts))
@@ -90,7 +90,7 @@ def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Op
     ax.set_xlabel("noise σ (images in [0, 1])")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     ax.set_title(title or "Accuracy under Gaussian noise", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
