@@ -133,6 +133,15 @@ def test_cv_subset_of_folds_then_the_rest(tmp_path):
         run_cv(cfg(), tmp_path, fit=fit, n_folds=4, folds="2:9")
 
 
+def test_parse_folds():
+    from ferdata.train.cv import parse_folds
+    assert parse_folds(None, 4) == [0, 1, 2, 3] and parse_folds("1:3", 4) == [1, 2]
+    assert parse_folds(":2", 4) == [0, 1] and parse_folds("2:", 4) == [2, 3] and parse_folds("3,0", 4) == [0, 3]
+    for bad, msg in (("3:1", "selects no fold"), ("4", r"fold\(s\) \[4\] outside"), ("a:b", "expected a:b")):
+        with pytest.raises(FerdataError, match=msg):
+            parse_folds(bad, 4)
+
+
 # ---------------------------------------------------------------- CLI: cv and compare
 
 ORDERED = {"A": [0.60, 0.70, 0.65, 0.55, 0.62, 0.68, 0.58, 0.66],

@@ -68,8 +68,10 @@ def parse_folds(spec, n: int) -> List[int]:
         except ValueError:
             raise FerdataError(f"folds {spec!r}: expected a:b, N or N,M,…") from None
     bad = [i for i in idx if not 0 <= i < n]
-    if bad or not idx:
-        raise FerdataError(f"folds {spec!r}: no fold or fold(s) {bad} outside 0..{n - 1} ({n} folds)")
+    if bad:
+        raise FerdataError(f"folds {spec!r}: fold(s) {bad} outside 0..{n - 1} ({n} folds)")
+    if not idx:
+        raise FerdataError(f"folds {spec!r}: selects no fold ({n} folds)")
     return sorted(set(idx))
 
 
