@@ -129,6 +129,7 @@ def test_cv_subset_of_folds_then_the_rest(tmp_path):
     assert "| x | 2 of 4 |" in (tmp_path / "cv.md").read_text()
     s = run_cv(cfg(), tmp_path, fit=fit, n_folds=4, folds="0,3")
     assert s["complete"] and s["mean"]["accuracy"] == pytest.approx(0.75)
+    assert s["name"] == "x"                                 # the first call's --name is kept
     with pytest.raises(FerdataError, match="outside 0..3"):
         run_cv(cfg(), tmp_path, fit=fit, n_folds=4, folds="2:9")
 

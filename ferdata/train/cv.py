@@ -83,7 +83,8 @@ def config_identity(cfg) -> dict:
     return d
 
 
-def _check_run_record(out: Path, ident: dict, n: int, meta: dict) -> None:
+def _check_run_record(out: Path, ident: dict, n: int, meta: dict) -> dict:
+    """Refuse another configuration or fold count in ``out``; returns the record."""
     path = out / "cv_run.json"
     rec = _read_json(path)
     h = config_hash(ident)
@@ -95,8 +96,10 @@ def _check_run_record(out: Path, ident: dict, n: int, meta: dict) -> None:
                                f"{', '.join(diff) or '?'}); use another -o folder")
         if rec.get("n_folds") != n:
             raise FerdataError(f"{out}: was run with {rec.get('n_folds')} folds, now {n}; use another -o folder")
-        return
-    write_json_atomic(path, {"version": CV_VERSION, "config": ident, "config_hash": h, "n_folds": n, **meta})
+        return rec
+    rec = {"version": CV_VERSION, "config": ident, "config_hash": h, "n_folds": n, **meta}
+    write_json_atomic(path, rec)
+    return rec
 
 
 # ---------------------------------------------------------------- run
@@ -144,7 +147,8 @@ def run_cv(cfg, out, fit: Optional[Callable] = None, folds=None, n_folds: Option
     meta = dict(meta or {})
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
-        _check_run_record(out, ident, n, meta)
+        rec = _check_run_record(out, ident, n, {"name": name, **meta})
+        name = name or rec.get("name")              # a later call without --name keeps the label
     emit = on_fold or (lambda ev: None)
     for i in todo:
         d = fold_dir(out, i)
