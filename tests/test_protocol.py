@@ -276,3 +276,16 @@ def test_augmentation_presets():
     o1 = g({"image": img.clone()}, train=True)["image"]
     g.set_epoch(1)
     assert torch.equal(g({"image": img.clone()}, train=True)["image"], o1)   # a function of (seed, epoch)
+
+
+def test_train_on_both_mixes_renders_and_faces_with_clean_targets(store, renders, tmp_path):
+    kw = {"input_size": 32, "att_width": 4, "width": 8, "embedding_dim": 8, "ft_filters": 8, "rec_filters": 8}
+    cfg = TrainConfig(faces=str(store), data=str(renders), folds=4, val_subjects=2, train_on="both",
+                      augment="seed001", **{**FAST, "model": "feratt_rep_cls", "model_kwargs": kw, "epochs": 1})
+    res = fit(cfg, tmp_path)
+    rec = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert np.isfinite(rec["train_att"]) and rec["train_att"] > 0
+    conf = json.loads((tmp_path / "config.json").read_text())
+    n_train = conf["split"]["train_faces"]
+    assert conf["resolved"]["data"]["train_n"] == n_train * 3          # 2 renders + the real face, per face
+    assert res["test"]["n"] == conf["split"]["test_faces"]
