@@ -289,3 +289,12 @@ def test_train_on_both_mixes_renders_and_faces_with_clean_targets(store, renders
     n_train = conf["split"]["train_faces"]
     assert conf["resolved"]["data"]["train_n"] == n_train * 3          # 2 renders + the real face, per face
     assert res["test"]["n"] == conf["split"]["test_faces"]
+
+
+def test_split_and_n_folds_do_not_import_torch(store):
+    import subprocess
+    import sys
+    code = ("import sys; from ferdata.config import TrainConfig; from ferdata.train import n_folds; "
+            f"print(n_folds(TrainConfig(faces={str(store)!r}, subjects_per_fold=10)), 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["3", "False"], r.stderr
