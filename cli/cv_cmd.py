@@ -6,7 +6,24 @@ from pathlib import Path
 
 import click
 
+from ._common import progress
 from .train_cmd import load_train_config
+
+
+def _fit_with_progress(cfg, out, resume=False):
+    """ferdata.train.fit with a per-fold progress bar (stderr, terminals only)."""
+    import ferdata.train
+
+    bar = progress(desc=f"fold {cfg.fold} {cfg.model}", unit="sample")
+
+    def on_step(s):
+        bar.update(s["samples"])
+        bar.set_postfix(epoch=s["epoch"], refresh=False)
+
+    try:
+        return ferdata.train.fit(cfg, out, resume=resume, on_step=on_step)
+    finally:
+        bar.close()
 
 
 def _echo_fold(n):
@@ -45,7 +62,8 @@ def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers)
     cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers)
     n = n_folds_of(cfg)
     meta = {"recipe": str(recipe) if recipe else None, "sets": list(sets)}
-    summary = run_cv(cfg, out, folds=folds, n_folds=n, name=name, meta=meta, on_fold=_echo_fold(n))
+    summary = run_cv(cfg, out, fit=_fit_with_progress, folds=folds, n_folds=n, name=name, meta=meta,
+                     on_fold=_echo_fold(n))
     if not summary:  # a DDP rank other than 0
         return
     click.echo((Path(out) / "cv.md").read_text().rstrip())

@@ -34,7 +34,7 @@ class FakeFit:
         self.accs, self.subjects, self.crash_at, self.calls, self.n = accs, subjects, crash_at, [], n
         self.noise, self.crash_before_ckpt = noise, None
 
-    def __call__(self, cfg, out, resume=False):
+    def __call__(self, cfg, out, resume=False, on_step=None):
         self.calls.append((cfg.fold, resume))
         out.mkdir(parents=True, exist_ok=True)
         if not resume and (out / "config.json").exists() and not cfg.overwrite:   # fit's run-folder guard
@@ -49,6 +49,8 @@ class FakeFit:
         if cfg.fold == self.crash_at:
             self.crash_at = None
             raise KeyboardInterrupt("interrupted mid-fold")
+        if on_step:
+            on_step({"epoch": 0, "step": 1, "samples": 16})
         ev = {"val": fake_report(0.5), "test": fake_report(self.accs[cfg.fold], n=self.n, seed=cfg.fold),
               "best_epoch": 1, "epochs_run": 2, "parameters": 10}
         if self.noise:   # the sweep (trained clean) and FERAtt's study (fine-tuned with noise)
