@@ -21,7 +21,9 @@ from .._version import __version__
 from ..errors import FerdataError
 from ..shards.tempfiles import file_lock, remove_dead_temps, tmp_path, write_json_atomic
 from .lbp import code_dtype, dataset_name, lbp
-from .lbp_shards import add_lbp_to_shards  # noqa: F401  (public here too)
+from .lbp_shards import add_lbp_to_shards
+
+__all__ = ["GRAY", "to_gray", "lbp_copy", "add_lbp_to_h5", "add_lbp_to_shards", "lbp_image_folder", "lbp_figure"]
 
 GRAY = "cv2.COLOR_RGB2GRAY (0.299 R + 0.587 G + 0.114 B)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
