@@ -24,6 +24,9 @@ def test_known_ordering_friedman_and_posthoc_match_scipy():
     assert res["test"] == "friedman"
     assert res["friedman_p"] == pytest.approx(ref.pvalue, rel=1e-12)
     assert res["friedman_p"] < 0.05 and res["rejects_h0"]
+    chi2 = ref.statistic                                  # Iman-Davenport: (N-1)chi2 / (N(k-1) - chi2)
+    assert chi2 == pytest.approx(2 * n)                   # perfect agreement: chi2 = N(k-1)
+    assert res["iman_davenport_p"] == 0.0
     assert res["average_ranks"] == {"A": 3.0, "B": 2.0, "C": 1.0}
     # Nemenyi: CD from the studentized range; Demšar's table gives q_0.05 = 2.343 for k = 3
     se = math.sqrt(k * (k + 1) / (6 * n))
@@ -86,3 +89,13 @@ def test_bad_inputs():
         stats.compare(np.array([[0.5, np.nan, 0.2], [0.1, 0.2, 0.3]]), ["a", "b", "c"])
     with pytest.raises(ValueError, match="names"):
         stats.compare(np.ones((3, 3)), ["a", "b"])
+
+
+def test_iman_davenport_against_the_f_distribution():
+    s = np.array([[0.70, 0.72, 0.71], [0.60, 0.66, 0.61], [0.80, 0.79, 0.83], [0.50, 0.56, 0.55], [0.65, 0.70, 0.64]])
+    n, k = s.shape
+    chi2 = ss.friedmanchisquare(*s.T).statistic
+    res = stats.compare(s, ["a", "b", "c"])
+    f = (n - 1) * chi2 / (n * (k - 1) - chi2)
+    assert res["iman_davenport_statistic"] == pytest.approx(f)
+    assert res["iman_davenport_p"] == pytest.approx(ss.f.sf(f, k - 1, (k - 1) * (n - 1)))

@@ -115,7 +115,8 @@ def markdown(res: dict) -> str:
         return "\n".join(lines) + "\n"
     verdict = "rejects" if res["rejects_h0"] else "does not reject"
     lines.append(f"Friedman test: chi2 = {res['friedman_statistic']:.3f}, p = {_fmt_p(res['friedman_p'])} "
-                 f"({verdict} H0 'all runs equivalent' at alpha = {a}).")
+                 f"({verdict} H0 'all runs equivalent' at alpha = {a}); Iman-Davenport F = "
+                 f"{res['iman_davenport_statistic']:.3f}, p = {_fmt_p(res['iman_davenport_p'])}.")
     nem = res["nemenyi"]
     sig = [f"{p['a']} vs {p['b']} (|dR| = {p['rank_diff']:.2f}, p = {_fmt_p(p['p'])})"
            for p in nem["pairs"] if p["significant"]]
