@@ -1,12 +1,14 @@
-"""FERAtt's attention target: the *clean* face — the face alone, on black, in the render's pose.
+"""FERAtt's attention target: the *clean* face — the render replayed on black, photometric augmentation off.
 
 Seed 000 eq. 1 writes ``L_att(I_att, I ⊗ I_mask)``; the released code compares the
-attention image with ``x_org``, the face of the synthetic sample before it is composed
-onto the background and degraded (docs/training.md, "FERAtt as published"). A render's
-stored parameter vector makes that exact here: the face-store face is prepared at the
-render size and warped with the same geometry (:func:`ferdata.render.compose.geometry_matrix`),
-then kept only under the warped hard mask — no background, no luminance change, no
-photometric augmentation (blur, noise, brightness, contrast, gamma).
+attention image with ``x_org``, the face of the synthetic sample before it is degraded
+(docs/training.md, "FERAtt as published"). A render's stored parameter vector makes the
+replay exact here (:func:`clean_render`): the face-store face is prepared at the render
+size, warped with the render's geometry, its lightness scaled by the stored ``lum_w``
+(luminance ``ratio``; ``reinhard``'s contrast factor is not stored, only its mean shift
+is replayed), and alpha-composited with the stored ``erode`` / ``feather`` onto **black**
+— no background, no brightness / contrast / gamma / blur / noise. Inside the face it
+equals the render made with ``photometric_on=False``; outside it is 0.
 
 * :class:`RenderClean` — a dataset transform (DataLoader workers) adding ``clean`` to
   render samples from their ``params`` and ``face_index`` (which it removes);
@@ -20,7 +22,9 @@ import cv2
 import numpy as np
 import torch
 
+from ..masks import soft_alpha
 from ..render.compose import geometry_matrix, prepare_face
+from ..render.params import P
 
 __all__ = ["RenderClean", "FaceClean", "clean_render"]
 
@@ -29,16 +33,41 @@ def _hard(mask: np.ndarray) -> np.ndarray:
     return mask > (127 if mask.max() > 1 else 0)
 
 
+def _scale_lightness(face32: np.ndarray, hard: np.ndarray, w: float) -> np.ndarray:
+    """CIELAB L *= w inside the mask's bounding box (as compose's ``ratio`` luminance step)."""
+    ys, xs = np.flatnonzero(hard.any(1)), np.flatnonzero(hard.any(0))
+    if ys.size == 0 or w == 1.0:
+        return face32
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    lab = cv2.cvtColor(face32[y0:y1, x0:x1] * (1 / 255.0), cv2.COLOR_RGB2Lab)
+    L = lab[..., 0]
+    L *= w
+    np.clip(L, 0, 100, out=L)
+    face32[y0:y1, x0:x1] = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0
+    return face32
+
+
 def clean_render(image: np.ndarray, mask: np.ndarray, landmarks, params: np.ndarray, size: int,
-                 gray: bool = False) -> np.ndarray:
-    """The clean face of one render: (size, size, C) uint8 from the face-store face and the render's params."""
+                 render_cfg: dict | None = None, gray: bool = False) -> np.ndarray:
+    """The clean face of one render, (size, size, C) uint8, from the face-store face and the render's
+    ``params``; ``render_cfg`` is the render's configuration (luminance, blend, alpha_mode)."""
+    rc = render_cfg or {}
     face = prepare_face(image, mask, landmarks, size)
     M = geometry_matrix(params, size)
-    warp = cv2.warpAffine if (M[2, 0] == 0 and M[2, 1] == 0 and M[2, 2] == 1) else cv2.warpPerspective
-    mat = M[:2] if warp is cv2.warpAffine else M
-    fimg = warp(face.image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    fmask = warp(face.mask, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    out = fimg * (fmask > 127)[..., None]
+    if M[2, 0] == 0 and M[2, 1] == 0 and M[2, 2] == 1:
+        def warp(a):
+            return cv2.warpAffine(a, M[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    else:
+        def warp(a):
+            return cv2.warpPerspective(a, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    f32, hard = warp(face.image).astype(np.float32), warp(face.mask) > 127
+    if rc.get("luminance", "ratio") != "none":
+        f32 = _scale_lightness(f32, hard, float(params[P["lum_w"]]))
+    if rc.get("blend", "alpha") == "alpha":
+        a = soft_alpha(hard, float(params[P["erode"]]), float(params[P["feather"]]), rc.get("alpha_mode", "gaussian"))
+    else:
+        a = hard.astype(np.float32)
+    out = np.clip(a[..., None] * f32 + 0.5, 0, 255).astype(np.uint8)
     if gray:
         out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None]
     return out
@@ -52,8 +81,9 @@ class RenderClean:
     Faces are read and cached per process on first use.
     """
 
-    def __init__(self, faces, render_size: int, out_hw=None, gray: bool = False):
+    def __init__(self, faces, render_size: int, out_hw=None, gray: bool = False, render_cfg: dict | None = None):
         self.faces, self.size, self.gray = str(faces), int(render_size), bool(gray)
+        self.render_cfg = dict(render_cfg or {})
         self.out_hw = tuple(out_hw) if out_hw is not None else None
         self._store = None
 
@@ -72,7 +102,7 @@ class RenderClean:
 
     def _one(self, params: np.ndarray, f: int) -> np.ndarray:
         img, m, lm = self._face(int(f))
-        c = clean_render(img, m, lm, params.astype(np.float64), self.size, self.gray)
+        c = clean_render(img, m, lm, params.astype(np.float64), self.size, self.render_cfg, self.gray)
         if self.out_hw is not None and c.shape[:2] != self.out_hw:
             h, w = self.out_hw
             interp = cv2.INTER_AREA if h < c.shape[0] else cv2.INTER_LINEAR

@@ -173,7 +173,8 @@ def _render_transform(cfg, inputs, spec, data, faces):
     if faces is None:
         raise FerdataError("att_target=clean needs the face store the renders were made from (faces = ...)")
     c = load_manifest(data)["config"]
-    return RenderClean(faces, c["size"], tuple(spec["resize"]), gray=bool(c.get("gray")) or spec["gray"])
+    return RenderClean(faces, c["size"], tuple(spec["resize"]), gray=bool(c.get("gray")) or spec["gray"],
+                       render_cfg=c)
 
 
 def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int):
