@@ -83,8 +83,9 @@ def sample_renders(out: Path, cfg: TrainConfig):
 
 
 def _paths(cfg: TrainConfig, out: Path, rank: int, world: int):
-    """(faces, data, val_data, test_data), rendering the built-in sample when ``data`` is unset."""
-    if cfg.data:
+    """(faces, data, val_data, test_data), rendering the built-in sample when neither ``data`` nor a
+    face store to split is given."""
+    if cfg.data or (cfg.faces and cfg.protocol != "holdout"):
         return cfg.faces, cfg.data, cfg.val_data, cfg.test_data
     if rank == 0:
         sample_renders(out, cfg)
@@ -232,6 +233,9 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
     if split.protocol == "holdout" and eval_on == "faces":
         raise FerdataError("protocol=holdout evaluates on renders (val_data, test_data): set eval_on=renders")
     uses_renders = cfg.train_on != "faces" or eval_on == "renders"
+    if uses_renders and not data:
+        raise FerdataError(f"train_on={cfg.train_on}, eval_on={eval_on}: needs renders (data = a shard folder "
+                           "rendered from the face store)")
     if split.protocol != "holdout" and uses_renders:
         check_render_source(data, split.faces)
         if test_data and eval_on == "renders":
