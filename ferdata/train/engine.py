@@ -29,7 +29,7 @@ def predict(model, loader, prep, amp_ctx, noise: float = 0.0, seed: int = 0):
     for batch in loader:
         x = prep(batch, train=False)
         if noise > 0:
-            x["image"] = add_noise(x["image"], noise, g)
+            x = prep.with_noise(x, noise, g)
         with amp_ctx():
             out = forward_batch(model, x)
         logits.append(out["logits"].float().cpu())
@@ -90,7 +90,7 @@ def train_epoch(model, loader, prep, crit, opt, scaler, amp_ctx, epoch: int, max
             break
         x = prep(batch, train=True)
         if noise > 0:
-            x["image"] = add_noise(x["image"], noise, noise_gen)
+            x = prep.with_noise(x, noise, noise_gen)
         wait += time.perf_counter() - tw
         parts = _step(model, crit, opt, scaler, amp_ctx, x)
         bs = int(x["label"].shape[0])

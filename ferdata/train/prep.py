@@ -112,6 +112,16 @@ class BatchPrep:
             lb = F.interpolate(lb, size=self.inputs.input_size, mode="nearest")
         return lb
 
+    def with_noise(self, x: dict, sigma: float, generator=None) -> dict:
+        """``x`` with Gaussian noise ``sigma`` (on [0, 1] images) added to the image; the LBP input,
+        if any, is recomputed from the noisy image (the codes of a noisy face are not the clean codes)."""
+        from .engine import add_noise
+
+        x["image"] = add_noise(x["image"], sigma, generator)
+        if "lbp" in x:
+            x["lbp"] = self._lbp_from_image(x["image"])
+        return x
+
     def __call__(self, batch: dict, train: bool = False) -> dict:
         out = {"image": self._image(batch["image"], self.inputs.in_channels),
                "label": self._labels(batch["label"])}
