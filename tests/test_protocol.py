@@ -309,10 +309,3 @@ def test_split_and_n_folds_do_not_import_torch(store):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["3", "False"], r.stderr
 
-
-def test_a_one_sample_remainder_batch_does_not_crash_batchnorm(tmp_path):
-    p = tf.make_store(tmp_path / "s.h5", n_subjects=8, per_class=1)
-    # train side: 8 subjects - 2 test - 1 val = 5 x 3 faces = 15 = 7 + 7 + 1
-    res = fit(TrainConfig(faces=str(p), folds=4, val_subjects=1, train_on="faces", epochs=1,
-                          **{**FAST, "batch_size": 7}), tmp_path / "run")
-    assert res["test"]["n"] == 6

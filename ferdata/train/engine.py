@@ -88,8 +88,6 @@ def train_epoch(model, loader, prep, crit, opt, scaler, amp_ctx, epoch: int, max
             batch = next(it)
         except StopIteration:
             break
-        if int(batch["label"].shape[0]) < 2:  # a 1-sample remainder cannot train BatchNorm: skipped
-            continue
         x = prep(batch, train=True)
         if noise > 0:
             x = prep.with_noise(x, noise, noise_gen)
