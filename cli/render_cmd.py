@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import typing
 from pathlib import Path
 
 import click
@@ -12,63 +10,21 @@ from ferdata.errors import FerdataError
 
 from ._common import parse_key_values, progress
 
-# bounds checked where the CLI reads a value (options, --set, --config); None = open
-BOUNDS = {
-    "size": (16, 4096), "per_face": (1, None), "seed": (0, None), "shard_size": (1, None),
-    "jpeg_quality": (1, 100), "flip": (0, 1), "blur_p": (0, 1), "scale_min": (0, None), "scale_max": (0, None),
-    "rotation": (0, 180), "translate": (0, None), "perspective": (0, 1), "lum_min": (0, None),
-    "lum_max": (0, None), "erode": (0, None), "feather": (0, None), "brightness_min": (0, None),
-    "brightness_max": (0, None), "contrast": (0, None), "gamma": (0, None), "blur_sigma": (0, None),
-    "noise": (0, None),
-}
+def render_config(config_file, given: dict, sets) -> "RenderConfig":
+    """The RenderConfig of the command line: TOML file < options < ``--set``, typed and
+    range-checked by the library (``ferdata.typed``); a bad ``--set`` is a usage error."""
+    from ferdata.config import RenderConfig, load_toml
+    from ferdata.typed import coerce_fields
 
-
-def _typed(key: str, value, hint):
-    """``value`` as RenderConfig field ``key`` wants it; raises ValueError saying why not."""
-    args = typing.get_args(hint)
-    if args and type(None) in args:  # Optional[X]
-        if value is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-    elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"expected a number, got {value!r}")
-        value = float(value)
-    elif hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {value!r}")
-    elif hint is tuple:
-        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    lo, hi = BOUNDS.get(key, (None, None))
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"must be in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}], "
-                         f"got {value!r}")
-    return value
-
-
-def typed_config_values(d: dict, source: str, as_param: bool) -> dict:
-    """Check and convert RenderConfig values read from ``source`` (``--set`` or a TOML file)."""
-    from ferdata.config import RenderConfig
-
-    hints = typing.get_type_hints(RenderConfig)
-    out = {}
-    for k, v in d.items():
-        if k not in hints:
-            raise click.BadParameter(f"unknown RenderConfig key {k!r}", param_hint=source)
-        try:
-            out[k] = _typed(k, v, hints[k])
-        except ValueError as exc:
-            if as_param:
-                raise click.BadParameter(f"{k}: {exc}", param_hint=source) from None
-            raise FerdataError(f"{source}: {k}: {exc}") from None
-    return out
+    d = coerce_fields(RenderConfig, load_toml(config_file), str(config_file)) if config_file else {}
+    d.update({k: v for k, v in given.items() if v is not None})
+    try:
+        d.update(coerce_fields(RenderConfig, parse_key_values(sets, "--set"), "--set"))
+        return RenderConfig(**d).validate()
+    except FerdataError as exc:
+        if not sets:
+            raise
+        raise click.BadParameter(str(exc).removeprefix("--set: "), param_hint="--set") from None
 
 
 def _opt(name, default, help, **kw):
@@ -98,13 +54,14 @@ def _opt(name, default, help, **kw):
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
 @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786).")
+@click.option("--device", default=None,
+              help="Render with the torch renderer on this device (cpu, cuda, cuda:N); JPEG encoding on CPU threads.")
 def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_face, size, seed, luminance, blend,
-                   perspective, gray, encoding, shard_size, sets, shard_range, workers, executor, scheduler):
+                   perspective, gray, encoding, shard_size, sets, shard_range, workers, executor, scheduler, device):
     """Render FACES (a face store) on backgrounds into HDF5 shards.
 
     With no FACES, renders the built-in sample (made on first use in ./sample).
     """
-    from ferdata.config import RenderConfig, from_dict, load_toml
     from ferdata.render.run import render
     from ferdata.shards.tempfiles import write_json_atomic
 
@@ -123,15 +80,9 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
     if bg is None:
         raise click.BadParameter("backgrounds are required (--coco ROOT or --backgrounds FOLDER)",
                                  param_hint="--backgrounds")
-    d = dataclasses.asdict(RenderConfig())
-    if config_file:
-        toml = from_dict(RenderConfig, load_toml(config_file), config_file).__dict__
-        d.update(typed_config_values(toml, str(config_file), as_param=False))
     given = dict(per_face=per_face, size=size, seed=seed, luminance=luminance, blend=blend,
                  perspective=perspective, gray=gray, encoding=encoding, shard_size=shard_size)
-    d.update({k: v for k, v in given.items() if v is not None})
-    d.update(typed_config_values(parse_key_values(sets, "--set"), "--set", as_param=True))
-    cfg = RenderConfig(**d)
+    cfg = render_config(config_file, given, sets)
     bar = progress(desc="render", unit="sample")
 
     def on_shard(e):
@@ -139,7 +90,7 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
 
     try:
         res = render(faces, bg, out, cfg, coco_split=coco_split, shards=shard_range, workers=workers,
-                     executor=executor, scheduler=scheduler, on_shard=on_shard)
+                     executor=executor, scheduler=scheduler, on_shard=on_shard, device=device)
     finally:
         bar.close()
     write_json_atomic(Path(out, "render_config.json"), dataclasses.asdict(cfg.resolved()), sort_keys=False)

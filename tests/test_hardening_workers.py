@@ -149,7 +149,7 @@ def _render_cli(sample_dir, out, *extra):
 def test_cli_rejects_bad_render_and_lbp_options(sample_dir, tmp_path):
     for extra, code, words in [(["--shards", "5:2"], 1, "empty range"), (["--shards", "99:100"], 1, "out of range"),
                                (["--workers", "0"], 2, "--workers"), (["--set", "noise=-1"], 2, "noise"),
-                               (["--set", "size=abc"], 2, "size: expected an integer"),
+                               (["--set", "size=abc"], 2, "size must be an integer"),
                                (["--set", "per_face=1.5"], 2, "per_face"), (["--seed", "-1"], 2, "--seed"),
                                (["--size", "100000"], 2, "--size")]:
         r = _render_cli(sample_dir, tmp_path / "o", *extra)

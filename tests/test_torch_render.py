@@ -193,3 +193,36 @@ def test_one_rgba_warp_equals_two_warps(sample_dir):
         both = _warp(pf.rgba, M, 96)
         np.testing.assert_array_equal(both[..., :3], _warp(pf.image, M, 96))
         np.testing.assert_array_equal(both[..., 3], _warp(pf.mask, M, 96))
+
+
+# ---------------------------------------------------------------- render --device
+def test_render_device_writes_the_same_schema(sample_dir, tmp_path):
+    import h5py
+    from click.testing import CliRunner
+
+    from ferdata.cli import main
+    from ferdata.render.run import render
+    from ferdata.shards.inspect import summarize, verify
+    from ferdata.torch import ShardDataset
+
+    faces, bgs = sample_dir / "faces.h5", sample_dir / "backgrounds"
+    cfg = RenderConfig(size=64, per_face=40, shard_size=32)
+    render(faces, bgs, tmp_path / "cpu", cfg)
+    res = CliRunner().invoke(main, ["render", str(faces), "--backgrounds", str(bgs), "-o", str(tmp_path / "t"),
+                                    "--size", "64", "--per-face", "40", "--shard-size", "32", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert summarize(tmp_path / "t")["renderer"] == "torch:cpu"
+    assert summarize(tmp_path / "cpu")["renderer"] == "cpu"
+    v = verify(tmp_path / "t")
+    assert v["problems"] == [] and v["ok"] == 3
+    with h5py.File(tmp_path / "t" / "shard-000001.h5") as f, h5py.File(tmp_path / "cpu" / "shard-000001.h5") as g:
+        assert f.attrs["renderer"] == "torch:cpu"
+        assert set(f.keys()) == set(g.keys())
+        for k in ("label", "face_index", "subject", "background", "bg_box"):
+            np.testing.assert_array_equal(f[k][:], g[k][:])
+    a, b = ShardDataset(tmp_path / "t"), ShardDataset(tmp_path / "cpu")
+    d = [np.abs(a[i]["image"].numpy().astype(int) - b[i]["image"].numpy().astype(int)).mean() for i in range(80)]
+    assert np.median(d) <= 2.0
+    # a CPU folder is never continued by the torch renderer (renders differ by rounding)
+    with pytest.raises(FerdataError, match="renderer"):
+        render(faces, bgs, tmp_path / "cpu", cfg, device="cpu")

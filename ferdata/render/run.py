@@ -39,11 +39,18 @@ class RenderJob:
     out: str
     cfg: RenderConfig               # resolved
     coco_split: Optional[str] = None
+    device: Optional[str] = None    # None: this renderer; "cpu"/"cuda[:N]": the torch renderer
 
     @property
     def key(self):
         """What the per-process context depends on (not ``out``)."""
-        return (self.faces, self.backgrounds, self.coco_split, json.dumps(dataclasses.asdict(self.cfg), sort_keys=True, default=str))
+        return (self.faces, self.backgrounds, self.coco_split, self.device,
+                json.dumps(dataclasses.asdict(self.cfg), sort_keys=True, default=str))
+
+    @property
+    def renderer(self) -> str:
+        """Which renderer makes the shards: ``"cpu"`` or ``"torch:<device type>"`` (recorded)."""
+        return "cpu" if self.device is None else f"torch:{str(self.device).split(':')[0]}"
 
 
 class RenderContext:
@@ -93,25 +100,40 @@ class RenderContext:
                    subject=int(self.subject_ids[f]))
         return out
 
-    def render_shard(self, k: int, out) -> dict:
+    def shard_span(self, k: int) -> tuple[int, int]:
+        """(first global sample, sample count) of shard ``k``."""
         cfg = self.job.cfg
         first = k * cfg.shard_size
         n = min(cfg.shard_size, self.total - first)
         if n <= 0:
             raise FerdataError(f"shard {k} is out of range (the render has {self.n_shards()} shards)")
-        buf = ShardBuffer(n, cfg.size, 1 if cfg.gray else 3, cfg.encoding, len(PARAM_NAMES), cfg.jpeg_quality)
-        for g in range(first, first + n):
-            s = self.render_sample(g)
-            buf.add(s["image"], s["mask"], s["label"], s["landmarks"], s["face_index"], s["subject"],
-                    s["params"], s["background"], s["bg_box"])
+        return first, n
+
+    def new_buffer(self, n: int) -> ShardBuffer:
+        cfg = self.job.cfg
+        return ShardBuffer(n, cfg.size, 1 if cfg.gray else 3, cfg.encoding, len(PARAM_NAMES), cfg.jpeg_quality)
+
+    def write(self, k: int, first: int, buf: ShardBuffer, out) -> dict:
+        """Write shard ``k`` from ``buf`` (attrs per docs/shards.md) and return its manifest entry."""
+        cfg = self.job.cfg
         attrs = {
             "classes": self.classes, "master_seed": cfg.seed, "shard_index": k, "first_sample": first,
             "config": dataclasses.asdict(cfg), "param_names": list(PARAM_NAMES),
             "subjects": self.subject_names, "n_faces": self.n_faces, "per_face": cfg.per_face,
+            "renderer": self.job.renderer,
         }
         entry = write_shard(Path(out) / shard_name(k), buf, attrs)
         entry.update(index=k, first_sample=first)
         return entry
+
+    def render_shard(self, k: int, out) -> dict:
+        first, n = self.shard_span(k)
+        buf = self.new_buffer(n)
+        for g in range(first, first + n):
+            s = self.render_sample(g)
+            buf.add(s["image"], s["mask"], s["label"], s["landmarks"], s["face_index"], s["subject"],
+                    s["params"], s["background"], s["bg_box"])
+        return self.write(k, first, buf, out)
 
 
 def open_backgrounds(path, split, cfg: RenderConfig) -> BackgroundSource:
@@ -127,7 +149,13 @@ def get_context(job: RenderJob) -> RenderContext:
     ctx = _CONTEXTS.get(job.key)
     if ctx is None:
         _CONTEXTS.clear()
-        ctx = _CONTEXTS[job.key] = RenderContext(job)
+        if job.device is None:
+            ctx = RenderContext(job)
+        else:  # torch only when asked for (ferdata.render stays torch-free)
+            from ..torch.render_shards import TorchRenderContext
+
+            ctx = TorchRenderContext(job)
+        _CONTEXTS[job.key] = ctx
     return ctx
 
 
@@ -175,6 +203,8 @@ def _header(cfg: RenderConfig, ctx: RenderContext, faces: Path, backgrounds, coc
     cfg_d = dataclasses.asdict(cfg)
     ids_sha = hashlib.sha256(ctx.bg.ids.tobytes()).hexdigest()
     identity = render_identity(cfg_d, face_store_hash(faces), ids_sha)
+    if ctx.job.renderer != "cpu":  # torch renders differ from these by rounding: never mixed in a folder
+        identity["renderer"] = ctx.job.renderer
     return {
         "config": cfg_d, "identity": identity, "config_hash": identity_hash(identity),
         "face_store": {"path": str(faces.resolve()), "content_sha256": identity["face_store_sha256"],
@@ -184,12 +214,14 @@ def _header(cfg: RenderConfig, ctx: RenderContext, faces: Path, backgrounds, coc
         "classes": ctx.classes, "subjects": ctx.subject_names, "param_names": list(PARAM_NAMES),
         "total_samples": ctx.total, "shard_size": cfg.shard_size, "num_shards": ctx.n_shards(),
         "size": cfg.size, "encoding": cfg.encoding, "channels": 1 if cfg.gray else 3,
+        "renderer": ctx.job.renderer,
     }
 
 
 def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split: Optional[str] = None,
            shards: Optional[str] = None, workers: int = 1, executor: str = "process",
-           scheduler: Optional[str] = None, on_shard: Optional[Callable[[dict], None]] = None) -> dict:
+           scheduler: Optional[str] = None, on_shard: Optional[Callable[[dict], None]] = None,
+           device: Optional[str] = None) -> dict:
     """Render ``faces`` (a face store) on ``backgrounds`` into shards in ``out``.
 
     Resumable: shards already complete in ``out/manifest.json`` (file present with the
@@ -198,6 +230,10 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     folder rendered with another configuration, face store content or background set
     is refused, naming what differs. Temporary files of this host's killed runs are
     removed.
+
+    ``device`` ("cpu", "cuda", "cuda:N") makes the shards with the batched torch
+    renderer (:mod:`ferdata.torch.render`; same schema, ``renderer`` recorded in the
+    manifest and every shard); None (default) uses this module's renderer.
 
     Returns a summary dict (shards made/skipped, samples, seconds, samples/s).
     """
@@ -217,7 +253,8 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
         probe.unlink()
     except OSError as exc:
         raise FerdataError(f"{out}: output folder is not writable ({exc.strerror or exc})") from exc
-    job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split)
+    job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split,
+                    device)
     ctx = get_context(job)  # validates face store and backgrounds in this process, before any worker
     wanted = parse_shard_range(shards, ctx.n_shards())
     header = _header(cfg, ctx, faces, backgrounds, coco_split)

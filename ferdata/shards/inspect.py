@@ -53,6 +53,7 @@ def summarize(folder) -> dict:
         "bytes": nbytes,
         "bytes_per_sample": round(nbytes / n, 1) if n else None,
         "lbp": sorted(lbp),
+        "renderer": m.get("renderer", "cpu"),
         "config_hash": m["config_hash"],
     }
 

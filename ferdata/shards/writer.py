@@ -37,12 +37,14 @@ class ShardBuffer:
         self.background = np.zeros(n, np.int64)
         self.bg_box = np.zeros((n, 4), np.int32)
 
-    def add(self, image, mask, label, landmarks, face_index, subject, params, background, bg_box):
+    def add(self, image, mask, label, landmarks, face_index, subject, params, background, bg_box, blob=None):
+        """Append one sample; ``blob``: its JPEG already encoded (``image`` is then ignored)."""
         i = self.i
         if self.encoding == "raw":
             self.images[i] = image
         else:
-            self.blobs.append(encode_jpeg(image if image.shape[2] == 3 else image[..., 0], self.quality))
+            self.blobs.append(blob if blob is not None else
+                              encode_jpeg(image if image.shape[2] == 3 else image[..., 0], self.quality))
         self.masks[i] = pack_masks(mask[None])[0]
         self.label[i] = label
         self.landmarks[i] = landmarks

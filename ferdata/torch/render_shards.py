@@ -1,0 +1,57 @@
+"""``ferdata render --device``: the same shards, made by the batched torch renderer.
+
+:class:`TorchRenderContext` is the render worker's context of :mod:`ferdata.render.run`
+with the per-sample loop replaced by :class:`~ferdata.torch.render.TorchRenderer`
+batches; JPEG encoding runs on a CPU thread pool (OpenCV releases the GIL) while the
+schema, the manifest, resume and the atomic writes stay those of the shard renderer.
+Shards record ``renderer = "torch:<device type>"`` (docs/rendering.md).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..render.run import RenderContext
+from ..shards.schema import encode_jpeg
+from .render import TorchRenderer
+
+BATCH = 1024
+
+
+class TorchRenderContext(RenderContext):
+    """A render context whose shards come from the torch renderer on ``job.device``."""
+
+    def __init__(self, job):
+        super().__init__(job)
+        self.renderer = TorchRenderer(job.faces, self.bg, job.cfg, device=job.device)
+        self._pool = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ferdata-encode")
+
+    def render_sample(self, g: int, photometric_on: bool = True) -> dict:
+        s = self._batch(np.array([g]), photometric_on)
+        return {k: v[0] for k, v in s.items()}
+
+    def _batch(self, idx: np.ndarray, photometric: bool = True) -> dict:
+        r = self.renderer.render(idx, photometric=photometric)
+        return {"image": r["image"].permute(0, 2, 3, 1).cpu().numpy(), "mask": r["mask"].cpu().numpy(),
+                "landmarks": r["landmarks"].cpu().numpy(), "label": r["label"].cpu().numpy(),
+                "face_index": r["face_index"].cpu().numpy(),
+                "subject": self.subject_ids[idx % self.n_faces], "params": r["params"].cpu().numpy(),
+                "background": r["background"].cpu().numpy(), "bg_box": r["bg_box"].cpu().numpy()}
+
+    def render_shard(self, k: int, out) -> dict:
+        cfg = self.job.cfg
+        first, n = self.shard_span(k)
+        buf = self.new_buffer(n)
+        for a in range(first, first + n, BATCH):
+            s = self._batch(np.arange(a, min(a + BATCH, first + n), dtype=np.int64))
+            imgs = s["image"]
+            blobs = [None] * len(imgs)
+            if cfg.encoding == "jpeg":
+                blobs = list(self._pool.map(lambda im: encode_jpeg(im if im.shape[2] == 3 else im[..., 0],
+                                                                   cfg.jpeg_quality), imgs))
+            for j in range(len(imgs)):
+                buf.add(imgs[j], s["mask"][j], s["label"][j], s["landmarks"][j], s["face_index"][j],
+                        s["subject"][j], s["params"][j], s["background"][j], s["bg_box"][j], blob=blobs[j])
+        return self.write(k, first, buf, out)
