@@ -200,3 +200,9 @@ def test_forward_batch_reads_inputs_through_a_wrapper():
     assert not torch.allclose(a, b)               # the LBP input reaches the model
     with pytest.raises(KeyError, match="lbp"):
         forward_batch(wrapped, {"image": x["image"]})
+
+
+def test_unknown_model_is_one_error_before_anything_is_written(tmp_path):
+    with pytest.raises(FerdataError, match="nosuchmodel"):
+        fit(TrainConfig(model="nosuchmodel"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -220,7 +220,10 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
     """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0)."""
     from .final import final_evaluation
 
+    from ..config import check_model_name
+
     cfg.validate()
+    check_model_name(cfg.model)
     out = Path(out)
     rank, world, local_rank = dist_info()
     if rank == 0:
