@@ -182,7 +182,10 @@ class TrainConfig(TypedConfig):
     fold: int = 0
     val_subjects: Optional[int] = None  # kfold: subjects held out of the training side for validation
     val_fraction: float = 0.1           # kfold: else this fraction of the training side's subjects (>= 1)
-    train_on: str = "renders"           # renders | faces (real faces + online augmentation) | both
+    train_on: str = "renders"           # renders | faces (real faces + online augmentation) | both | live
+    backgrounds: Optional[str] = None   # live: COCO root / image folder (default: the built-in sample's)
+    live_render: dict = dataclasses.field(default_factory=dict)  # live: RenderConfig keys (size default sample_size)
+    live_epoch_size: Optional[int] = None  # live: renders per epoch (default: 64 per training face)
     eval_on: str = "auto"               # faces | renders | auto (faces when a face store is given, not holdout)
     augment: str = "none"               # online augmentation of real faces: none | seed001 | seed002 | seed004
     select_metric: str = "val_macro_f1"  # model selection (best.pt, plateau, early stopping): val_* key
@@ -227,7 +230,7 @@ class TrainConfig(TypedConfig):
 
     _CHOICES = {"optimizer": ("adam", "sgd"), "scheduler": ("none", "cosine", "plateau"),
                 "protocol": ("kfold", "official", "holdout"), "eval_on": ("auto", "faces", "renders"),
-                "train_on": ("renders", "faces", "both"), "augment": ("none", "seed001", "seed002", "seed004"),
+                "train_on": ("renders", "faces", "both", "live"), "augment": ("none", "seed001", "seed002", "seed004"),
                 "class_balance": ("none", "loss", "sample"), "amp": ("none", "bf16", "fp16"),
                 "cls_loss": ("ce", "bce"), "att_target": ("clean", "masked")}
 
@@ -255,6 +258,6 @@ class TrainConfig(TypedConfig):
             bad("neutral_subjects", f"must be >= 1, got {self.neutral_subjects}")
         if not self.rep_sigma > 0:
             bad("rep_sigma", f"must be > 0, got {self.rep_sigma}")
-        if self.train_on != "renders" and self.protocol == "holdout":
+        if self.train_on in ("faces", "both") and self.protocol == "holdout":
             bad("train_on", "faces/both need a face store with subjects or splits (protocol kfold or official)")
         return self

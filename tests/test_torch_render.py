@@ -226,3 +226,60 @@ def test_render_device_writes_the_same_schema(sample_dir, tmp_path):
     # a CPU folder is never continued by the torch renderer (renders differ by rounding)
     with pytest.raises(FerdataError, match="renderer"):
         render(faces, bgs, tmp_path / "cpu", cfg, device="cpu")
+
+
+# ---------------------------------------------------------------- train_on = live
+def test_live_renders_only_the_given_faces(sample_dir):
+    from ferdata.torch.live import LiveRenderLoader
+
+    tr = TorchRenderer(str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds"),
+                       RenderConfig(size=32, per_face=10_000), device="cpu")
+    ld = LiveRenderLoader(tr, batch_size=8, epoch_size=32, face_indices=[1])
+    assert set((ld.indices() % 2).tolist()) == {1}
+    assert {int(x) for b in ld for x in b["face_index"]} == {1}
+    assert ld.labels.tolist() == [tr.labels[1]]
+    with pytest.raises(FerdataError, match="face_indices"):
+        LiveRenderLoader(tr, batch_size=8, face_indices=[5])
+
+
+def test_train_on_live_learns_on_the_sample(tmp_path):
+    import json
+
+    import train_fixtures as tf
+    from ferdata.config import TrainConfig
+    from ferdata.train import fit
+
+    cfg = TrainConfig(train_on="live", eval_on="renders", protocol="holdout", epochs=3, batch_size=16, lr=2e-3,
+                      num_workers=0, sample_per_face=32, sample_size=32, eval_batch_size=64, live_epoch_size=96,
+                      model="preactresnet18", model_kwargs=tf.TINY_MODEL, seed=1)
+    res = fit(cfg, tmp_path)
+    recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(recs) == 3 and recs[-1]["train_loss"] < recs[0]["train_loss"]
+    assert res["test"]["n"] > 0
+    conf = json.loads((tmp_path / "config.json").read_text())
+    assert conf["train_on"] == "live" and conf["resolved"]["data"]["train_n"] == 96
+
+
+def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
+    """kfold + live: the renderer only ever draws faces of the training side."""
+    import train_fixtures as tf
+    from ferdata.config import TrainConfig
+    from ferdata.facestore import FaceStore
+    from ferdata.train import data as tdata
+    from ferdata.train.models import model_inputs
+
+    store = tf.make_store(tmp_path / "faces.h5", n_subjects=6)
+    cfg = TrainConfig(train_on="live", faces=str(store), backgrounds=None, protocol="kfold", folds=3,
+                      val_subjects=1, batch_size=8, live_epoch_size=64, num_workers=0, sample_size=32,
+                      model="preactresnet18", model_kwargs=tf.TINY_MODEL)
+    with pytest.raises(FerdataError, match="backgrounds"):
+        tdata.build(cfg, tmp_path / "run", model_inputs(cfg.model, **cfg.model_kwargs))
+    from ferdata.backgrounds import make_sample_backgrounds
+    bg = make_sample_backgrounds(tmp_path / "bg")
+    cfg = dataclasses.replace(cfg, backgrounds=str(bg))
+    d = tdata.build(cfg, tmp_path / "run", model_inputs(cfg.model, **cfg.model_kwargs), device="cpu")
+    with FaceStore(store) as fs:
+        subjects = np.asarray(fs.subjects)
+    held = set(d.split.val.subjects) | set(d.split.test.subjects)
+    seen = {subjects[int(f)] for b in d.train_loader for f in b["face_index"]}
+    assert seen and not seen & held

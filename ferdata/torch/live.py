@@ -16,6 +16,16 @@ import numpy as np
 from ..errors import FerdataError
 
 
+def to_global(local: np.ndarray, face_indices: np.ndarray, n_faces: int) -> np.ndarray:
+    """Indices over a subset of faces -> global sample indices.
+
+    Local sample ``l`` is sample ``l // m`` of face ``face_indices[l % m]`` (m faces): the
+    same round-robin as the shards, restricted to those faces (e.g. a fold's training side).
+    """
+    m = len(face_indices)
+    return (local // m) * n_faces + face_indices[local % m]
+
+
 def epoch_order(seed: int, epoch: int, epoch_size: int, total: int) -> np.ndarray:
     """The global sample indices of ``epoch`` in the order they are served (int64)."""
     base = (np.int64(epoch) * epoch_size + np.arange(epoch_size, dtype=np.int64)) % total
@@ -36,18 +46,24 @@ class LiveRenderLoader:
     drop_last : drop a last incomplete batch (default True, as training wants)
     clean : also return FERAtt's attention target (``clean``) in every batch
     photometric : apply the photometric augmentation (default True)
+    face_indices : render only these faces of the face store (default: all), e.g. the
+        training side of a fold — a held-out subject is never rendered
     """
 
     def __init__(self, renderer, batch_size: int, epoch_size: Optional[int] = None, seed: int = 0,
                  rank: int = 0, world_size: int = 1, drop_last: bool = True, clean: bool = False,
-                 photometric: bool = True):
+                 photometric: bool = True, face_indices=None):
         if batch_size < 1:
             raise FerdataError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise FerdataError(f"rank {rank} is not in 0..{world_size - 1}")
         self.renderer = renderer
+        self.faces = (np.arange(renderer.n_faces, dtype=np.int64) if face_indices is None
+                      else np.unique(np.asarray(face_indices, np.int64)))
+        if self.faces.size == 0 or self.faces[0] < 0 or self.faces[-1] >= renderer.n_faces:
+            raise FerdataError(f"face_indices must name faces 0..{renderer.n_faces - 1} (at least one)")
         self.batch_size = int(batch_size)
-        self.epoch_size = int(epoch_size or renderer.n_faces * 64)
+        self.epoch_size = int(epoch_size or self.faces.size * 64)
         if self.epoch_size < world_size:
             raise FerdataError(f"epoch_size {self.epoch_size} is smaller than the world size {world_size}")
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
@@ -58,6 +74,16 @@ class LiveRenderLoader:
     def per_rank(self) -> int:
         return self.epoch_size // self.world_size
 
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank serves per epoch."""
+        return len(self) * self.batch_size if self.drop_last else self.per_rank
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Canonical labels of the rendered faces (each is rendered equally often)."""
+        return self.renderer.labels[self.faces]
+
     def __len__(self) -> int:
         n = self.per_rank
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
@@ -67,8 +93,9 @@ class LiveRenderLoader:
 
     def indices(self) -> np.ndarray:
         """This rank's global sample indices for the current epoch, in serving order."""
-        order = epoch_order(self.seed, self.epoch, self.epoch_size, len(self.renderer))
-        return order[self.rank::self.world_size][:self.per_rank]
+        total = self.faces.size * self.renderer.cfg.per_face
+        order = epoch_order(self.seed, self.epoch, self.epoch_size, total)
+        return to_global(order[self.rank::self.world_size][:self.per_rank], self.faces, self.renderer.n_faces)
 
     def __iter__(self):
         idx = self.indices()

@@ -139,6 +139,11 @@ def read_spec(cfg: TrainConfig, inputs, manifest: Optional[dict] = None) -> dict
 def _classes(split: Split, data) -> list:
     if split.composition is not None:
         return [c for c in CLASSES if c in split.composition["per_class"]]
+    if data is None:  # train_on=live without renders: the face store's classes
+        from ..facestore import FaceStore
+
+        with FaceStore(split.faces) as fs:
+            return list(fs.classes)
     return list(load_manifest(data)["classes"])
 
 
@@ -204,6 +209,24 @@ def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int
     return parts[0], True
 
 
+def _live_train(cfg, inputs, split: Split, out: Path, device, world: int, rank: int):
+    """``train_on = "live"``: fresh torch renders of the training side's faces every epoch, on
+    the training device (docs/torch.md, "Live renders")."""
+    from ..torch.live import LiveRenderLoader
+    from ..torch.render import TorchRenderer
+
+    faces = split.faces
+    backgrounds = cfg.backgrounds or (str(sample_paths(out)[1]) if faces == str(sample_paths(out)[0]) else None)
+    if faces is None or backgrounds is None:
+        raise FerdataError("train_on=live needs the face store (faces = ...) and backgrounds = a COCO root or "
+                           "image folder (the built-in sample's are used when neither data nor faces is given)")
+    rc = {"size": cfg.sample_size, **cfg.live_render, "seed": cfg.seed, "per_face": 1 << 40}
+    tr = TorchRenderer(faces, backgrounds, RenderConfig(**rc), device=device or "cpu")
+    clean = "reconstruction" in inputs.outputs and cfg.att_target == "clean"
+    return LiveRenderLoader(tr, cfg.batch_size, cfg.live_epoch_size, seed=cfg.seed, rank=rank, world_size=world,
+                            clean=clean, face_indices=split.train.faces)
+
+
 def _loader(ds, cfg, batch_size, sampler=None, lbp_fly=False, batched=False):
     ctx = "spawn" if (lbp_fly and cfg.num_workers > 0) else None  # numba's OpenMP aborts in forked children
     return torch.utils.data.DataLoader(ds, batch_size=None if batched else batch_size, sampler=sampler,
@@ -225,14 +248,14 @@ def _class_counts(labels, classes) -> list:
     return [float(bc[CLASS_INDEX[c]]) for c in classes]
 
 
-def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 1) -> TrainData:
+def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 1, device=None) -> TrainData:
     """Resolve the split once and make the three loaders (see the module docstring)."""
     faces, data, val_data, test_data = _paths(cfg, Path(out), rank, world_size)
     split = resolve_split(cfg, faces=faces, data=data, val_data=val_data, test_data=test_data)
     eval_on = cfg.eval_on if cfg.eval_on != "auto" else ("renders" if split.protocol == "holdout" else "faces")
     if split.protocol == "holdout" and eval_on == "faces":
         raise FerdataError("protocol=holdout evaluates on renders (val_data, test_data): set eval_on=renders")
-    uses_renders = cfg.train_on != "faces" or eval_on == "renders"
+    uses_renders = cfg.train_on in ("renders", "both") or eval_on == "renders"
     if uses_renders and not data:
         raise FerdataError(f"train_on={cfg.train_on}, eval_on={eval_on}: needs renders (data = a shard folder "
                            "rendered from the face store)")
@@ -240,10 +263,13 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         check_render_source(data, split.faces)
         if test_data and eval_on == "renders":
             check_render_source(test_data, split.faces)
-    manifest = load_manifest(data) if cfg.train_on != "faces" else None
+    manifest = load_manifest(data) if cfg.train_on in ("renders", "both") else None
     spec = read_spec(cfg, inputs, manifest)
     classes = _classes(split, data)
-    train_ds, map_style = _train_datasets(cfg, inputs, spec, split, data, world_size, rank)
+    if cfg.train_on == "live":
+        train_ds, map_style = _live_train(cfg, inputs, split, Path(out), device, world_size, rank), False
+    else:
+        train_ds, map_style = _train_datasets(cfg, inputs, spec, split, data, world_size, rank)
     sampler = None
     if map_style:
         w = None
@@ -252,7 +278,8 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
             w = 1.0 / np.maximum(counts[train_ds.labels], 1)
         sampler = EpochSampler(len(train_ds), weights=w, seed=cfg.seed, rank=rank, world_size=world_size)
     lbp_fly = bool(spec["lbp_train"] and spec["lbp_train"].startswith("lbp:"))
-    train_loader = _loader(train_ds, cfg, cfg.batch_size, sampler, lbp_fly, batched=not map_style)
+    train_loader = (train_ds if cfg.train_on == "live" else
+                    _loader(train_ds, cfg, cfg.batch_size, sampler, lbp_fly, batched=not map_style))
     loaders = []
     for side in (split.val, split.test):
         ds = _eval_side(cfg, side, split, spec, eval_on, data, test_data)

@@ -232,7 +232,7 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
                             (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     seed_everything(cfg.seed)
     inputs = model_inputs(cfg.model, **cfg.model_kwargs)
-    data = tdata.build(cfg, out, inputs, rank=rank, world_size=world)
+    data = tdata.build(cfg, out, inputs, rank=rank, world_size=world, device=device)
     run = setup(cfg, data, inputs, device)
     prog = resume_from(run, out) if resume else Progress()
     if rank == 0:

@@ -131,7 +131,8 @@ class BatchPrep:
             out["mask"] = self._mask(batch["mask"])
         out = self.augment(out, train=train)
         if self.lbp_max is not None:
-            out["lbp"] = self._lbp_from_image(out["image"]) if self.augment.active else self._lbp(batch)
+            fresh = self.augment.active or not any(k.startswith("lbp") for k in batch)  # live renders: none stored
+            out["lbp"] = self._lbp_from_image(out["image"]) if fresh else self._lbp(batch)
         if self.need_target:
             if "clean" in out:
                 out["target"] = out.pop("clean")
