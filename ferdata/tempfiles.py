@@ -10,7 +10,7 @@ import io
 import os
 from pathlib import Path
 
-from .shards.tempfiles import fsync_dir, host_tag, remove_dead_temps, tmp_path
+from .shards.tempfiles import atomic_write, fsync_dir, host_tag, remove_dead_temps, tmp_path
 
 __all__ = ["GuardedFile", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "host_tag", "remove_dead_temps",
            "remove_dead_temps_of", "tmp_path"]
@@ -24,18 +24,7 @@ def remove_dead_temps_of(path) -> list[Path]:
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path``: temp -> fsync -> rename; the temp is removed on any error."""
-    path = Path(path)
-    tmp = tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path, text: str) -> None:

@@ -98,14 +98,17 @@ def fsync_dir(folder) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path, obj, **dump_kw) -> None:
-    """Write ``obj`` as JSON to ``path`` by tmp -> fsync -> ``os.replace``; no temp survives an error."""
+def atomic_write(path, write, mode: str = "wb") -> Path:
+    """Call ``write(fileobj)`` on ``path``'s temp, fsync, ``os.replace`` over ``path``, fsync the folder.
+
+    The one atomic-write primitive of ferdata (shards' JSON, face-store reports, images,
+    checkpoints, cv outputs): no temp survives an error, a reader never sees half a file.
+    """
     path = Path(path)
     tmp = tmp_path(path)
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, **{"indent": 1, "sort_keys": True, **dump_kw})
-            f.write("\n")
+        with open(tmp, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -113,6 +116,13 @@ def write_json_atomic(path, obj, **dump_kw) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+    return path
+
+
+def write_json_atomic(path, obj, **dump_kw) -> None:
+    """Write ``obj`` as JSON to ``path`` by tmp -> fsync -> ``os.replace``; no temp survives an error."""
+    text = json.dumps(obj, **{"indent": 1, "sort_keys": True, **dump_kw}) + "\n"
+    atomic_write(path, lambda f: f.write(text), "w")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import FerdataError
+from ..shards.tempfiles import atomic_write
 
 __all__ = ["CKPT_VERSION", "save_checkpoint", "load_checkpoint", "write_json", "append_jsonl",
            "prepare_run_folder", "RUN_FILES"]
@@ -17,30 +18,8 @@ RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", 
              "confusion.png", "embeddings.npz")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, write)   # host-tagged temp, fsync, rename, folder fsync (ferdata.shards.tempfiles)
 
 
 def save_checkpoint(path, state: dict) -> None:
