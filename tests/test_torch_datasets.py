@@ -578,3 +578,17 @@ def test_mirror_lbp_lut_matches_lbp_of_flipped_image(renders):
         assert agree == 1.0 if variant in ("original", "uniform") else agree > 0.99
     with pytest.raises(ValueError):
         T.mirror_lbp_lut("nri_uniform", 8)
+
+
+def test_split_face_store_is_checked_by_content(split_render, tmp_path):
+    """split= finds its face store by content: another store with as many faces is refused."""
+    other = tmp_path / "other.h5"
+    with FaceStore(split_render / "faces.h5") as fs, FaceStoreWriter(other, fs.size, "sample") as w:
+        for i, split in enumerate(("train", "test")):   # same count, same splits, other labels
+            w.append(fs.images[i], fs.masks[i], fs.landmarks[i], fs.labels[1 - i], fs.subjects[i], fs.sources[i],
+                     split)
+    with pytest.raises(FerdataError, match="content differs"):
+        ShardDataset(split_render / "shards", split="train", faces=other)
+    moved = tmp_path / "moved.h5"
+    shutil.copy(split_render / "faces.h5", moved)         # the same content elsewhere is accepted
+    assert len(ShardDataset(split_render / "shards", split="train", faces=moved)) == 8

@@ -271,8 +271,15 @@ class _ShardBase(_Base):
         if path is None:
             raise FerdataError(f"{self.path}: split= needs the face store the render was made from "
                                f"(manifest says {fs_info.get('path')!r}, not found); pass faces='path/to/faces.h5'")
+        want = fs_info.get("content_sha256")
+        if want:  # by content (docs/shards.md): the path may be spelled differently or the store moved
+            from ..render.identity import face_store_hash
+
+            if face_store_hash(path) != want:
+                raise FerdataError(f"{path}: its content differs from the face store the render in {self.path} "
+                                   "was made from (content sha256 in manifest.json): not its face store")
         with FaceStore(path) as fs:
-            if len(fs) != n_faces:
+            if len(fs) != n_faces:  # manifests before content hashes: the face count is all there is
                 raise FerdataError(f"{path}: has {len(fs)} faces but the render in {self.path} was made from "
                                    f"{n_faces}: not its face store")
             return np.isin(fs.splits.astype(str), splits)
