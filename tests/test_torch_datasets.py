@@ -564,11 +564,34 @@ def test_gpu_augment_keeps_fields_consistent(renders):
     assert jit["landmarks"].shape == (6, 68, 2)
 
 
+def test_gpu_augment_moves_image_mask_and_landmarks_together():
+    """A bright dot at landmark 30 (the nose tip: its own mirror) and a mask square around it
+    stay together through random flips, scales and shifts: image, mask and landmark agree."""
+    n, S = 16, 64
+    rng = np.random.default_rng(0)
+    img = torch.zeros(n, 3, S, S, dtype=torch.uint8)
+    mask = torch.zeros(n, S, S, dtype=torch.uint8)
+    lm = torch.zeros(n, 68, 2)
+    for i in range(n):
+        x, y = (int(v) for v in rng.integers(20, 44, 2))
+        img[i, :, y - 1:y + 2, x - 1:x + 2] = 255
+        mask[i, y - 4:y + 5, x - 4:x + 5] = 255
+        lm[i, 30] = torch.tensor([x, y], dtype=torch.float32)
+    batch = {"image": img, "mask": mask[:, None], "landmarks": lm, "label": torch.zeros(n, dtype=torch.long)}
+    aug = T.GpuAugment(flip=0.5, scale=(0.8, 1.25), translate=0.1, size=(48, 48))
+    out = aug(batch, torch.Generator().manual_seed(3))
+    flat = out["image"][:, 0].reshape(n, -1)
+    peak = flat.argmax(1)
+    py, px = peak // 48, peak % 48
+    d = torch.hypot(out["landmarks"][:, 30, 0] - px, out["landmarks"][:, 30, 1] - py)
+    assert d.max() <= 1.5, d
+    assert all(out["mask"][i, 0, py[i], px[i]] > 0.5 for i in range(n))      # the dot lies in the mask
+    assert out["mask"].sum() > 0 and not torch.equal(out["image"], out["image"].flip(0))
+
+
 def test_mirror_lbp_lut_matches_lbp_of_flipped_image(renders):
-    try:
-        from ferdata.features.lbp import lbp
-    except Exception as exc:
-        pytest.skip(f"ferdata.features.lbp not importable here: {exc}")
+    from ferdata.features.lbp import lbp
+
     g = ShardDataset(renders.raw, fields=("image",), gray=True)[3]["image"][0].numpy()
     for variant, P, R in (("original", 8, 1), ("uniform", 8, 1), ("circle", 8, 2), ("ror", 8, 1)):
         codes = torch.from_numpy(lbp(g, variant, P, R).astype(np.int64))
