@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import config_hash
 from ..errors import FerdataError
-from ..shards.tempfiles import fsync_dir, tmp_path
+from ..shards.tempfiles import atomic_write
 from ..shards.tempfiles import write_json_atomic as _write_json
 
 log = logging.getLogger(__name__)
@@ -38,20 +38,10 @@ __all__ = ["CV_VERSION", "METRICS", "write_text_atomic", "write_json_atomic", "f
 # ---------------------------------------------------------------- small IO helpers
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` via its host-tagged temp name, fsync, ``os.replace``."""
+    """Write ``text`` to ``path`` atomically (:func:`ferdata.shards.tempfiles.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write(path, lambda f: f.write(text), "w")
     return path
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -41,17 +40,12 @@ def _figure(w: float, h: float, dpi: int = 110):
 
 
 def _save(fig, path) -> str:
-    """PNG to ``path`` via its host-tagged temp name (no temp survives an error)."""
-    from ..shards.tempfiles import tmp_path
+    """PNG to ``path`` atomically (:func:`ferdata.shards.tempfiles.atomic_write`)."""
+    from ..shards.tempfiles import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return str(path)
 
 
