@@ -6,6 +6,7 @@ alpha composite onto the background crop -> photometric augmentation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -108,12 +109,24 @@ def _bbox(mask):
     return ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
 
 
-def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: str, lo: float, hi: float):
+def lab_lightness(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB lightness L (float32, 0..100) of a uint8 RGB array, per pixel.
+
+    cv2's float RGB->Lab is a per-pixel function, so the L of a region cut from this
+    plane is bit-identical to the L of the region converted on its own (tested): a
+    background's plane can be computed once and sliced for every crop.
+    """
+    return np.ascontiguousarray(cv2.cvtColor(rgb.astype(np.float32) * (1 / 255.0), cv2.COLOR_RGB2Lab)[..., 0])
+
+
+def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: str, lo: float, hi: float,
+                    bg_lightness: Optional[np.ndarray] = None):
     """Scale the face's CIELAB lightness toward the background under the mask.
 
     ``ratio`` (FERAtt): L_face *= clip(mean L_bg / mean L_face, lo, hi).
     ``reinhard``: L_face = (L_face - mu_f) * clip(sd_b/sd_f, lo, hi) + mu_f * w, i.e.
     the mean moves as in ``ratio`` and the contrast of L is matched too.
+    ``bg_lightness``: ``lab_lightness(bg)`` when the caller has it (sliced, not recomputed).
     Returns (face float32 RGB 0..255, w).
     """
     face32 = face.astype(np.float32)
@@ -125,8 +138,8 @@ def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: st
     y0, y1, x0, x1 = bb
     m = hard[y0:y1, x0:x1]
     lab_f = cv2.cvtColor(face32[y0:y1, x0:x1] * (1 / 255.0), cv2.COLOR_RGB2Lab)
-    lab_b = cv2.cvtColor(bg[y0:y1, x0:x1].astype(np.float32) * (1 / 255.0), cv2.COLOR_RGB2Lab)
-    Lf, Lb = lab_f[..., 0][m], lab_b[..., 0][m]
+    Lb_box = lab_lightness(bg[y0:y1, x0:x1]) if bg_lightness is None else bg_lightness[y0:y1, x0:x1]
+    Lf, Lb = lab_f[..., 0][m], Lb_box[m]
     mf, mb = float(Lf.mean()), float(Lb.mean())
     w = float(np.clip(mb / max(mf, 1e-3), lo, hi))
     L = lab_f[..., 0]
@@ -145,7 +158,7 @@ def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: st
 
 
 def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: RenderConfig,
-            photometric_on: bool = True) -> dict:
+            photometric_on: bool = True, bg_lightness: Optional[np.ndarray] = None) -> dict:
     """Render one sample.
 
     Parameters
@@ -157,6 +170,9 @@ def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: Render
     cfg : RenderConfig (resolved)
     photometric_on : bool
         False skips step 5 (used by the correctness tests).
+    bg_lightness : (h,w) float32, optional
+        ``lab_lightness(bg_image)``, cached by the caller per background image: sliced
+        for the crop when the crop is not rescaled (the same bytes as without it).
 
     Returns
     -------
@@ -169,7 +185,11 @@ def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: Render
     fimg = warped[..., :3]
     hard = warped[..., 3] > 127
     bg, box = background_crop(bg_image, p, size)
-    f32, w = match_luminance(fimg, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
+    crop_L = None
+    if bg_lightness is not None and box[2] == size:  # not rescaled: the crop's L is a slice of the image's
+        x, y = box[:2]
+        crop_L = bg_lightness[y:y + size, x:x + size]
+    f32, w = match_luminance(fimg, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max, crop_L)
     p[P["lum_w"]] = w
     if cfg.blend == "poisson" and hard.any():
         out = _poisson(np.clip(f32, 0, 255).astype(np.uint8), bg, hard).astype(np.float32)

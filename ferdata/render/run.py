@@ -23,6 +23,7 @@ from ..facestore import FaceStore
 from ..shards.manifest import complete_shards, init_manifest, record_shard, shard_name
 from ..shards.tempfiles import remove_dead_temps
 from ..shards.writer import ShardBuffer, write_shard
+from .bg_lightness import LightnessCache
 from .compose import PreparedFace, compose, prepare_face
 from .identity import face_store_hash, identity_hash, legacy_matches, render_identity
 from .params import PARAM_NAMES, background_index, sample_params, sample_rng
@@ -72,6 +73,7 @@ class RenderContext:
         self.subject_ids = np.array([sidx[s] for s in subjects], np.int32)
         self.bg = open_backgrounds(job.backgrounds, job.coco_split, cfg)
         self._prepared: dict[int, PreparedFace] = {}
+        self.bg_lightness = LightnessCache()  # L planes of reused backgrounds (same bytes, less work)
 
     def prepared(self, f: int) -> PreparedFace:
         pf = self._prepared.get(f)
@@ -95,7 +97,9 @@ class RenderContext:
         f, i = g % self.n_faces, g // self.n_faces
         p = sample_params(sample_rng(cfg.seed, f, i), cfg)
         bg_id = int(self.bg.ids[background_index(p, len(self.bg))])
-        out = compose(self.prepared(f), self.bg.load(bg_id), p, cfg, photometric_on=photometric_on)
+        img = self.bg.load(bg_id)
+        L = self.bg_lightness.get(bg_id, img, cfg.size) if cfg.luminance != "none" else None
+        out = compose(self.prepared(f), img, p, cfg, photometric_on=photometric_on, bg_lightness=L)
         out.update(face_index=f, sample=i, background=bg_id, label=int(self.labels[f]),
                    subject=int(self.subject_ids[f]))
         return out

@@ -1,0 +1,105 @@
+"""Exact-output speed-ups: the same bytes (render) and the same numbers (training) as the plain path."""
+import hashlib
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from ferdata.config import RenderConfig
+from ferdata.render import run as render_run
+from ferdata.render.bg_lightness import LightnessCache
+from ferdata.render.compose import compose, lab_lightness, prepare_face
+from ferdata.render.params import sample_params, sample_rng
+from ferdata.shards.manifest import load_manifest
+
+
+def _dataset_hashes(folder):
+    out = {}
+    for name in sorted(load_manifest(folder)["shards"]):
+        with h5py.File(folder / name, "r") as f:
+            for k in sorted(f.keys()):
+                out[(name, k)] = hashlib.sha256(f[k][:].tobytes()).hexdigest()
+    return out
+
+
+def _lab_L_as_before(rgb):
+    """The background's L as the renderer computed it per crop before the cache (full Lab, channel 0)."""
+    return cv2.cvtColor(rgb.astype(np.float32) * (1 / 255.0), cv2.COLOR_RGB2Lab)[..., 0]
+
+
+def test_lightness_plane_sliced_is_bit_identical_to_the_crop_converted_alone():
+    rng = np.random.default_rng(5)
+    for t in range(40):
+        h, w = rng.integers(70, 400, 2)
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if t % 2:
+            img = cv2.GaussianBlur(img, (7, 7), 3)
+        plane = lab_lightness(img)
+        for _ in range(10):
+            y0, x0 = rng.integers(0, h - 2), rng.integers(0, w - 2)
+            y1, x1 = rng.integers(y0 + 1, min(h, y0 + 130) + 1), rng.integers(x0 + 1, min(w, x0 + 130) + 1)
+            ref = _lab_L_as_before(img[y0:y1, x0:x1])
+            assert np.array_equal(plane[y0:y1, x0:x1].view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("luminance", ["ratio", "reinhard"])
+def test_compose_with_the_lightness_plane_gives_the_same_sample(sample_dir, luminance):
+    from ferdata.facestore import FaceStore
+
+    with FaceStore(sample_dir / "faces.h5") as fs:
+        face = prepare_face(fs.images[0], fs.masks[0], fs.landmarks[0], 64)
+    cfg = RenderConfig(size=64, luminance=luminance).resolved()
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.integers(0, 256, (150, 210, 3), dtype=np.uint8), (9, 9), 4)
+    small = np.ascontiguousarray(big[:50, :40])  # every crop rescaled: the plane must not be used
+    for bg in (big, small):
+        plane = lab_lightness(bg)
+        for i in range(30):
+            p = sample_params(sample_rng(3, 0, i), cfg)
+            a = compose(face, bg, p.copy(), cfg)
+            b = compose(face, bg, p.copy(), cfg, bg_lightness=plane)
+            for k in ("image", "mask", "landmarks", "params"):
+                assert np.array_equal(a[k], b[k]), (k, i)
+
+
+class _Counting(LightnessCache):
+    served = 0
+
+    def get(self, bg_id, image, size):
+        plane = super().get(bg_id, image, size)
+        type(self).served += plane is not None
+        return plane
+
+
+class _Never(LightnessCache):
+    def get(self, bg_id, image, size):
+        return None
+
+
+@pytest.mark.parametrize("luminance", ["ratio", "reinhard"])
+def test_render_shards_are_byte_identical_with_and_without_the_lightness_cache(sample_dir, tmp_path, monkeypatch,
+                                                                               luminance):
+    faces, bg = sample_dir / "faces.h5", sample_dir / "backgrounds"
+    cfg = RenderConfig(per_face=24, shard_size=16, size=64, luminance=luminance)
+    monkeypatch.setattr(render_run, "_CONTEXTS", {})
+    monkeypatch.setattr(render_run, "LightnessCache", _Never)
+    render_run.render(faces, bg, tmp_path / "plain", cfg)
+    monkeypatch.setattr(render_run, "_CONTEXTS", {})
+    monkeypatch.setattr(render_run, "LightnessCache", lambda: _Counting(buy_after=0.0))
+    _Counting.served = 0
+    render_run.render(faces, bg, tmp_path / "cached", cfg)
+    assert _Counting.served == 48  # every sample used a cached plane
+    assert _dataset_hashes(tmp_path / "plain") == _dataset_hashes(tmp_path / "cached")
+
+
+def test_lightness_cache_buys_a_plane_after_an_image_worth_of_crops_and_stays_bounded():
+    img = np.zeros((128, 256, 3), np.uint8)
+    c = LightnessCache()
+    got = [c.get(7, img, 64) is not None for _ in range(9)]
+    assert got == [False] * 7 + [True, True]  # 8 crops of 64² = the image's 128×256 pixels
+    assert c.get(8, np.zeros((40, 300, 3), np.uint8), 64) is None  # crops rescaled: never bought
+    small = LightnessCache(max_bytes=128 * 256 * 4, buy_after=0)
+    for k in range(3):
+        assert small.get(k, img, 64) is not None
+    assert len(small) == 1
