@@ -536,3 +536,23 @@ def test_docstring_examples():
 
     res = doctest.testmod(sys.modules["ferdata.features.lbp"])
     assert res.attempted >= 5 and res.failed == 0
+
+
+# ---------------------------------------------------------------- cached call path
+
+def test_repeated_calls_validate_and_match_skimage():
+    """The second call of a shape takes the cached path: same codes, same refusals."""
+    rng = np.random.default_rng(12)
+    img = rough_image(rng, (33, 29), np.uint8)
+    for _ in range(3):  # first call validates and caches, later calls reuse the plan
+        np.testing.assert_array_equal(lbp(img, "uniform", 16, 2), skimage_lbp(img, 16, 2, "uniform"))
+    assert lbp(img, "circle", np.int64(8), np.float32(1)).tolist() == lbp(img, "circle", 8, 1.0).tolist()
+    for P in (8.0, True):  # equal to a cached key (8 == 8.0, True == 1) but still refused
+        with pytest.raises(ValueError, match="P"):
+            lbp(img, "circle", P, 1)
+    ro = img.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(lbp(ro, "circle", 8, 1), lbp(img, "circle", 8, 1))
+    np.testing.assert_array_equal(lbp(img[:, ::2], "circle"), skimage_lbp(img[:, ::2], 8, 1, "circle"))
+    a, b = lbp(img, "circle"), lbp(img, "circle")
+    assert a is not b and np.shares_memory(a, img) is False

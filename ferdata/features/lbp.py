@@ -17,11 +17,11 @@ import numba
 import numpy as np
 
 from . import _lbp_kernels as _k
+from . import _lbp_plan as _pl
 
 VARIANTS = ("original", "circle", "uniform", "ror", "nri_uniform")
-_VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
-                 "nri_uniform": _k.NRI_UNIFORM}
 MAX_P = 32
+_U8 = np.dtype(np.uint8)
 
 
 def _check_variant(variant):
@@ -96,75 +96,6 @@ def _settings(variant, P, R):
         _check_P(P, variant)
         _check_R(R, variant)
         raise
-
-
-@functools.lru_cache(maxsize=64)
-def _plan(P: int, R: float):
-    """Sampling plan of (P, R): skimage's rounded offsets and their integer/fraction split.
-
-    Returns read-only arrays ``rp, fr, fc, rfrac, src, gcp, order`` and ``ndirect``
-    (see :func:`ferdata.features._lbp_kernels.lbp_circle`).
-    """
-    angle = 2 * np.pi * np.arange(P, dtype=np.float64) / P
-    rp = np.round(-R * np.sin(angle), 5)  # row offset: bit 0 east, counter-clockwise
-    cp = np.round(R * np.cos(angle), 5)
-    fr = np.floor(rp).astype(np.int64)
-    fc = np.floor(cp).astype(np.int64)
-    rfrac = (np.ceil(rp) != fr).astype(np.int64)
-    groups: list[float] = []  # distinct fractional column offsets
-    src = np.full(P, -1, np.int64)
-    for p in range(P):
-        if np.ceil(cp[p]) != fc[p]:
-            if cp[p] not in groups:
-                groups.append(cp[p])
-            src[p] = groups.index(cp[p])
-    direct = [p for p in range(P) if not rfrac[p]]
-    blend = [p for p in range(P) if rfrac[p]]
-    pad = lambda ps: ps + [-1] * (-len(ps) % 4)  # noqa: E731
-    order = np.array(pad(direct) + pad(blend), np.int64)
-    arrays = (rp, fr, fc, rfrac, src, np.array(groups, np.float64), order)
-    for a in arrays:
-        a.flags.writeable = False
-    return arrays + (len(pad(direct)),)
-
-
-@functools.lru_cache(maxsize=16)
-def _table(variant: str, P: int):
-    """Lookup table raw code -> ``ror``/``nri_uniform`` code for P <= 16 (else empty:
-    the kernel maps with bit operations; ``circle`` and ``uniform`` never need one)."""
-    if variant in ("ror", "nri_uniform") and P <= 16:
-        t = _k.code_table(P, _VARIANT_CODE[variant])
-    else:
-        t = np.zeros(0, np.int64)
-    t.flags.writeable = False
-    return t
-
-
-@functools.lru_cache(maxsize=16)  # ~130 KB per entry at P=8 (more for large P)
-def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int = 8192):
-    """Task layout and column weights for one image size.
-
-    Returns ``block`` (output rows per task: a task's buffers hold about ``plane``
-    float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at
-    least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks), and the
-    column weights ``W0, W1 (G, (block+L-1)*Wp)``: ``1-dc`` and ``dc`` with
-    ``dc = (c+cp) - floor(c+cp)`` from the absolute column as skimage computes it
-    (the last bits depend on c), repeated for every buffer row, 0 in the padding.
-    """
-    rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
-    L = int((fr + rfrac).max(initial=0) - fr.min(initial=0)) + 1
-    m = int(max(1, (-fc).max(), (fc + 1).max()))
-    Wp = W + 2 * m
-    block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
-    chunks = min(N * -(-H // block), threads)
-    x = np.arange(W, dtype=np.float64)[None, :] + gcp[:, None]
-    dc = x - np.floor(x)
-    w = np.zeros((2, len(gcp), block + L - 1, Wp))
-    w[0, :, :, m:m + W] = (1 - dc)[:, None, :]
-    w[1, :, :, m:m + W] = dc[:, None, :]
-    w = w.reshape(2, len(gcp), (block + L - 1) * Wp)
-    w.flags.writeable = False
-    return block, chunks, np.floor(gcp).astype(np.int64), w[0], w[1]
 
 
 def _as_image(image):
@@ -273,8 +204,21 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
     >>> lbp(np.zeros((4, 32, 32), np.uint8), "circle", P=16, R=2).shape
     (4, 32, 32)
     """
+    if out is None and type(image) is np.ndarray and image.dtype is _U8 and image.flags.c_contiguous:
+        # fast path: arguments already validated for this shape, kernel entry point known
+        key = (variant, P, type(P), R, type(R), image.shape, _pl.num_threads())
+        run = _pl.find_run(key)
+        if run is not None:
+            return run(image)
+    return _lbp(image, variant, P, R, out)
+
+
+def _lbp(image, variant, P, R, out):
+    """:func:`lbp` with full validation; registers the fast path of plain uint8 calls."""
+    key_args = (variant, P, type(P), R, type(R))
     P, R, dt, top = _settings(variant, P, R)
     img = _as_image(image)
+    fast = out is None and img is image and img.dtype is _U8 and img.size > 0
     if out is None:
         out = np.empty(img.shape, dt)
     else:
@@ -287,16 +231,12 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
     direct = out.flags.c_contiguous and out.dtype == dt
     res = out if direct else np.empty(img.shape, dt)
     res3 = res if res.ndim == 3 else res[None]
-    N, H, W = img3.shape
-    threads = numba.get_num_threads()
-    if variant == "original":
-        block = max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads))))
-        _k.lbp_original(img3, res3, block)
-    else:
-        rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
-        block, chunks, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
-        _k.lbp_circle(img3, res3, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                      _VARIANT_CODE[variant], _table(variant, P), block, chunks)
+    threads = _pl.num_threads()
+    kernel, extra = _pl.kernel_args(variant, P, R, img3.shape, threads)
+    args = (_pl.read_only(img3), res3) + extra
+    kernel(*args)
+    if fast:
+        _pl.register_run(key_args + (img.shape, threads), kernel, args, img.shape, dt)
     if not direct:
         out[...] = res
     return out

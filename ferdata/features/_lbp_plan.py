@@ -1,0 +1,151 @@
+"""Call plans of :func:`ferdata.features.lbp.lbp` (private): sampling plans, task
+layouts and the compiled kernel each image shape and variant runs, cached.
+
+:func:`lbp` validates its arguments once per (variant, P, R, shape, thread count);
+the run registered here then calls the compiled overload of the kernel directly
+(its entry point, found once), skipping numba's per-call type dispatch.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+from numba.np.ufunc import parallel as _parallel
+
+from . import _lbp_kernels as _k
+
+VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
+                "nri_uniform": _k.NRI_UNIFORM}
+_RUNS: dict = {}  # fast-path key -> run(image)
+_MAX_RUNS = 512
+
+
+def num_threads() -> int:
+    """``numba.get_num_threads()`` without its lock once the thread pool is up (0.2 us, not 2)."""
+    get = getattr(_parallel, "_get_num_threads", None)
+    n = get() if _parallel._is_initialized and get is not None else 0
+    return n if n > 0 else numba.get_num_threads()
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(P: int, R: float):
+    """Sampling plan of (P, R): skimage's rounded offsets and their integer/fraction split.
+
+    Returns read-only arrays ``rp, fr, fc, rfrac, src, gcp, order`` and ``ndirect``
+    (see :func:`ferdata.features._lbp_kernels.lbp_circle`).
+    """
+    angle = 2 * np.pi * np.arange(P, dtype=np.float64) / P
+    rp = np.round(-R * np.sin(angle), 5)  # row offset: bit 0 east, counter-clockwise
+    cp = np.round(R * np.cos(angle), 5)
+    fr = np.floor(rp).astype(np.int64)
+    fc = np.floor(cp).astype(np.int64)
+    rfrac = (np.ceil(rp) != fr).astype(np.int64)
+    groups: list[float] = []  # distinct fractional column offsets
+    src = np.full(P, -1, np.int64)
+    for p in range(P):
+        if np.ceil(cp[p]) != fc[p]:
+            if cp[p] not in groups:
+                groups.append(cp[p])
+            src[p] = groups.index(cp[p])
+    direct = [p for p in range(P) if not rfrac[p]]
+    blend = [p for p in range(P) if rfrac[p]]
+    pad = lambda ps: ps + [-1] * (-len(ps) % 4)  # noqa: E731
+    order = np.array(pad(direct) + pad(blend), np.int64)
+    arrays = (rp, fr, fc, rfrac, src, np.array(groups, np.float64), order)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays + (len(pad(direct)),)
+
+
+@functools.lru_cache(maxsize=16)
+def _table(variant: str, P: int):
+    """Lookup table raw code -> ``ror``/``nri_uniform`` code for P <= 16 (else empty:
+    the kernel maps with bit operations; ``circle`` and ``uniform`` never need one)."""
+    if variant in ("ror", "nri_uniform") and P <= 16:
+        t = _k.code_table(P, VARIANT_CODE[variant])
+    else:
+        t = np.zeros(0, np.int64)
+    t.flags.writeable = False
+    return t
+
+
+@functools.lru_cache(maxsize=16)  # ~130 KB per entry at P=8 (more for large P)
+def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int = 8192):
+    """Task layout and column weights for one image size.
+
+    Returns ``block`` (output rows per task: a task's buffers hold about ``plane``
+    float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at
+    least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks), and the
+    column weights ``W0, W1 (G, (block+L-1)*Wp)``: ``1-dc`` and ``dc`` with
+    ``dc = (c+cp) - floor(c+cp)`` from the absolute column as skimage computes it
+    (the last bits depend on c), repeated for every buffer row, 0 in the padding.
+    """
+    rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
+    L = int((fr + rfrac).max(initial=0) - fr.min(initial=0)) + 1
+    m = int(max(1, (-fc).max(), (fc + 1).max()))
+    Wp = W + 2 * m
+    block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
+    chunks = min(N * -(-H // block), threads)
+    x = np.arange(W, dtype=np.float64)[None, :] + gcp[:, None]
+    dc = x - np.floor(x)
+    w = np.zeros((2, len(gcp), block + L - 1, Wp))
+    w[0, :, :, m:m + W] = (1 - dc)[:, None, :]
+    w[1, :, :, m:m + W] = dc[:, None, :]
+    w = w.reshape(2, len(gcp), (block + L - 1) * Wp)
+    w.flags.writeable = False
+    return block, chunks, np.floor(gcp).astype(np.int64), w[0], w[1]
+
+
+def kernel_args(variant, P, R, shape3, threads):
+    """``(kernel, extra arguments)``: the kernel runs as ``kernel(img3, out3, *extra)``."""
+    N, H, W = shape3
+    if variant == "original":
+        return _k.lbp_original, (max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads)))),)
+    rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
+    block, chunks, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
+    return _k.lbp_circle, (rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                           VARIANT_CODE[variant], _table(variant, P), block, chunks)
+
+
+def read_only(a):
+    """A read-only view: the kernels are compiled for read-only images only (one signature)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def entry_point(kernel, args):
+    """The compiled overload of ``kernel`` for ``args`` (call it once through the
+    dispatcher first, so it is compiled or loaded), else the dispatcher itself."""
+    try:
+        return kernel.overloads[tuple(kernel.typeof_pyval(a) for a in args)].entry_point
+    except (AttributeError, KeyError, TypeError):  # numba internals moved: dispatch each call
+        return kernel
+
+
+def find_run(key):
+    """The run registered for ``key`` (see :func:`register_run`), else None."""
+    try:
+        return _RUNS.get(key)
+    except TypeError:  # an unhashable argument: the caller validates (and refuses) it
+        return None
+
+
+def register_run(key, kernel, args, shape, dtype):
+    """Remember ``run(image) -> codes`` for C-contiguous uint8 images of ``shape``:
+    ``args`` are those of a call of ``kernel`` that has just succeeded."""
+    fn = entry_point(kernel, args)
+    extra = args[2:]
+    shape3 = args[0].shape
+
+    def run(image):
+        img3 = image.reshape(shape3)
+        img3.flags.writeable = False
+        res = np.empty(shape, dtype)
+        fn(img3, res.reshape(shape3), *extra)
+        return res
+
+    if len(_RUNS) >= _MAX_RUNS:
+        _RUNS.clear()
+    _RUNS[key] = run
