@@ -12,7 +12,7 @@ from ._common import progress
 
 
 @click.command("lbp")
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--variant", default="circle", show_default=True,
               type=click.Choice(["circle", "uniform", "original", "ror", "nri_uniform"]),
               help="circle = skimage 'default', uniform = riu2, original = 3x3 (seed 001).")
@@ -24,7 +24,9 @@ from ._common import progress
               help="Output folder for the PNG code images (image-folder input only).")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
               help="Shards: processes; face store: LBP threads; image folder: I/O and LBP threads.")
-def lbp_command(path, variant, P, R, out, workers):
+@click.option("--warmup", is_flag=True,
+              help="Compile every LBP kernel now (cached on disk), so no later call waits; no PATH.")
+def lbp_command(path, variant, P, R, out, workers, warmup):
     """Compute LBP codes of the gray images in PATH.
 
     \b
@@ -40,8 +42,16 @@ def lbp_command(path, variant, P, R, out, workers):
       ferdata lbp shards/ --variant circle -P 8 -R 1
       ferdata lbp faces.h5 --variant uniform
       ferdata lbp photos/ --variant original -o lbp/
+      ferdata lbp --warmup            # once after installing: compile and cache the kernels
     """
     import numba
+
+    if warmup:
+        if path:
+            raise click.BadParameter("takes no PATH", param_hint="--warmup")
+        return _warmup()
+    if not path:
+        raise click.BadParameter("missing (or use --warmup)", param_hint="PATH")
 
     from ferdata.features import add_lbp_to_h5, dataset_name, lbp_image_folder
 
@@ -85,6 +95,13 @@ def lbp_command(path, variant, P, R, out, workers):
     else:
         raise click.BadParameter("expected a shard folder, a face store (.h5) or an image folder",
                                  param_hint="PATH")
+
+
+def _warmup() -> None:
+    from ferdata.features.lbp import warmup
+
+    total = warmup(lambda what, sec: click.echo(f"{sec:7.2f} s  {what}"))
+    click.echo(f"LBP kernels ready in {total:.1f} s (cached on disk for later processes)")
 
 
 def _listed_shard(path: Path) -> bool:

@@ -556,3 +556,18 @@ def test_repeated_calls_validate_and_match_skimage():
     np.testing.assert_array_equal(lbp(img[:, ::2], "circle"), skimage_lbp(img[:, ::2], 8, 1, "circle"))
     a, b = lbp(img, "circle"), lbp(img, "circle")
     assert a is not b and np.shares_memory(a, img) is False
+
+
+def test_cli_warmup_compiles_every_signature(tmp_path):
+    from ferdata.features import _lbp_kernels as k
+
+    r = run_cli("lbp", "--warmup")
+    assert r.exit_code == 0 and "LBP kernels ready" in r.output and "float64 -> uint32" in r.output
+    outs = {(str(sig[0].dtype), str(sig[1].dtype)) for sig in k.lbp_circle.overloads}
+    assert {(i, o) for i in ("uint8", "float64") for o in ("uint8", "uint16", "uint32")} <= outs
+    assert {str(sig[0].dtype) for sig in k.lbp_original.overloads} >= {"uint8", "float64"}
+    assert {str(sig[0].dtype) for sig in k.cell_histograms.overloads} >= {"uint8", "uint16", "uint32"}
+    r = run_cli("lbp", "--warmup", tmp_path)
+    assert r.exit_code == 2 and "--warmup" in r.output
+    r = run_cli("lbp")
+    assert r.exit_code == 2 and "PATH" in r.output

@@ -242,6 +242,36 @@ def _lbp(image, variant, P, R, out):
     return out
 
 
+def warmup(report=None) -> float:
+    """Compile every kernel signature :func:`lbp` and :func:`lbp_histogram` use, or load
+    it from numba's on-disk cache, so that no later call pays the compile time.
+
+    That is :func:`lbp` on uint8 and float64 images into uint8, uint16 and uint32 codes,
+    ``original``, the ``ror``/``nri_uniform`` tables and the histograms of uint8, uint16
+    and uint32 codes (the other variants and every P and R share these). Compiled
+    code is cached on disk (``__pycache__`` of the package or ``NUMBA_CACHE_DIR``), so
+    run it once after installing: ``ferdata lbp --warmup``. ``report(what, seconds)``
+    is called after each step. Returns the total seconds.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    steps = [(f"lbp {v} P={P} {src.dtype} -> {code_dtype(v, P)}", lambda s=src, v=v, P=P: lbp(s, v, P, 1))
+             for src in (img, img.astype(np.float64))
+             for v, P in (("circle", 8), ("circle", 16), ("circle", 24), ("original", 8))]
+    steps.append(("ror/nri_uniform code tables", lambda: lbp(img, "ror", 8, 1)))
+    steps += [(f"lbp_histogram {np.dtype(dt)} codes",
+               lambda dt=dt: lbp_histogram(np.zeros((8, 8), dt), 8, "uniform", (2, 2)))
+              for dt in (np.uint8, np.uint16, np.uint32)]
+    for what, step in steps:
+        t = time.perf_counter()
+        step()
+        if report is not None:
+            report(what, time.perf_counter() - t)
+    return time.perf_counter() - t0
+
+
 def lbp_histogram(codes, P: int = 8, variant: str = "circle", grid=(7, 7),
                   normalize: bool = True) -> np.ndarray:
     """Spatial LBP histograms: the classic LBP face descriptor (Ahonen et al.).
