@@ -3,15 +3,20 @@ the I/O floor, and a FERAtt-style naive pipeline as the reference.
 
     python benchmarks/render.py [--n 8192]
 
-Reported as ratios:
-- ours (1 worker) vs the naive reference (skimage Lab conversion, a background JPEG
-  decoded per sample, a hard paste — what the FERAtt research code does per sample);
+Reported as ratios, every reference measured in the same run (no figure from another machine):
+- the render step (generate only, one process) before -> after the exact-output
+  speed-ups (the background's Lab lightness cached per image): A/B alternated, median
+  of --pairs pairs, each timing on a fresh context (cache costs included);
+- ours vs the naive FERAtt-style reference (skimage Lab conversion, a background JPEG
+  decoded per sample, a hard paste — what the FERAtt research code does per sample),
+  alternated with the A/B pairs;
 - 2 workers vs 1 (scaling on this 2-core machine);
 - total render time / time to only encode (JPEG q95) and write the same samples
   (how close we are to the I/O floor).
 """
 import argparse
 import os
+import statistics
 import shutil
 import tempfile
 import time
@@ -22,7 +27,9 @@ import numpy as np
 
 from ferdata.config import RenderConfig
 from ferdata.render.params import PARAM_NAMES, background_index, sample_params, sample_rng
-from ferdata.render.run import RenderJob, get_context, render
+from ferdata.render import run as render_run
+from ferdata.render.bg_lightness import LightnessCache
+from ferdata.render.run import RenderContext, RenderJob, get_context, render
 from ferdata.sample import make_sample
 from ferdata.shards.writer import ShardBuffer, write_shard
 
@@ -52,10 +59,90 @@ def naive_reference(ctx, n, cfg):
     return n / (time.perf_counter() - t)
 
 
+class _NoLightnessCache(LightnessCache):
+    """Before: the background's L converted per crop in every sample."""
+
+    def get(self, bg_id, image, size):
+        return None
+
+
+def render_step(job, n, cached: bool) -> float:
+    """samples/s of generating ``n`` samples in this process on a fresh context (no encode, no write)."""
+    saved = render_run.LightnessCache
+    render_run.LightnessCache = LightnessCache if cached else _NoLightnessCache
+    try:
+        ctx = RenderContext(job)
+    finally:
+        render_run.LightnessCache = saved
+    for f in range(ctx.n_faces):
+        ctx.prepared(f)
+    for bg_id in ctx.bg.ids:  # decode outside the timing (both arms)
+        ctx.bg.load(int(bg_id))
+    t = time.perf_counter()
+    for g in range(n):
+        ctx.render_sample(g)
+    return n / (time.perf_counter() - t)
+
+
+def step_ab(job, n, nref, pairs):
+    """Medians of (before, after, reference) samples/s, alternating the order pair by pair."""
+    runs = {"before": [], "after": [], "ref": []}
+    ref_ctx = RenderContext(job)
+    for k in range(pairs):
+        order = ("before", "after", "ref") if k % 2 == 0 else ("ref", "after", "before")
+        for arm in order:
+            if arm == "ref":
+                runs[arm].append(naive_reference(ref_ctx, nref, job.cfg))
+            else:
+                runs[arm].append(render_step(job, n, arm == "after"))
+    return {k: statistics.median(v) for k, v in runs.items()}, runs
+
+
+def whole_render(args, faces, bg, cfg, rcfg, tmp):
+    """1 and 2 workers end to end, bytes/sample, and the encode+write floor."""
+    # warm-up (imports, face store, background decode) outside the timings
+    render(faces, bg, tmp / "warm", RenderConfig(size=args.size, per_face=64, shard_size=64))
+    t = time.perf_counter()
+    r1 = render(faces, bg, tmp / "w1", cfg, workers=1)
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    render(faces, bg, tmp / "w2", cfg, workers=2)
+    t2 = time.perf_counter() - t
+    n = r1["samples"]
+    shard = cfg.shard_size
+    nbytes = sum(p.stat().st_size for p in (tmp / "w1").glob("shard-*.h5"))
+    # I/O floor: only encode + write the same samples (already rendered, in memory)
+    ctx = get_context(RenderJob(str(faces.resolve()), str(bg.resolve()), str(tmp), rcfg))
+    samples = [ctx.render_sample(g) for g in range(shard)]
+    t = time.perf_counter()
+    for k in range(n // shard):
+        buf = ShardBuffer(shard, args.size, 3, rcfg.encoding, len(PARAM_NAMES), rcfg.jpeg_quality)
+        for s in samples:
+            buf.add(s["image"], s["mask"], s["label"], s["landmarks"], s["face_index"], s["subject"],
+                    s["params"], s["background"], s["bg_box"])
+        write_shard(tmp / f"io-{k}.h5", buf, {"config": {}})
+    tio = time.perf_counter() - t
+    t = time.perf_counter()
+    for g in range(shard):
+        ctx.render_sample(g)
+    tgen = (time.perf_counter() - t) * (n / shard)
+    s1, s2 = n / t1, n / t2
+    print(f"  whole render, {n} samples, 2 faces, {len(ctx.bg)} backgrounds:")
+    print(f"    1 worker : {s1:8.0f} samples/s  ({1e3 / s1:.2f} ms/sample)")
+    print(f"    2 workers: {s2:8.0f} samples/s  (scaling 1->2: {s2 / s1:.2f}x)")
+    print(f"    generate only: {n / tgen:.0f} samples/s; encode+write only: {n / tio:.0f} samples/s")
+    print(f"    total render time / encode+write time = {t1 / tio:.2f}  (1.0 = at the I/O floor)")
+    print(f"    bytes/sample on disk: {nbytes / n:.0f} B  (target <= 10,000 at 128 px JPEG)")
+    print(f"    CK+ x 9231 (~3.0 M samples) at this machine's 2-worker rate: {3.0e6 / s2 / 60:.0f} min")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8192, help="samples per measurement")
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--pairs", type=int, default=3, help="A/B pairs of the render step (median)")
+    ap.add_argument("--step-n", type=int, default=2048, help="samples per render-step timing")
+    ap.add_argument("--step-only", action="store_true", help="only the render-step A/B and the reference")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ferdata-bench-"))
     try:
@@ -64,49 +151,21 @@ def main():
         per_face = args.n // 2
         shard = args.n // 4
         cfg = RenderConfig(size=args.size, per_face=per_face, shard_size=shard)
-        # warm-up (imports, face store, background decode) outside the timings
-        render(faces, bg, tmp / "warm", RenderConfig(size=args.size, per_face=64, shard_size=64))
-
-        t = time.perf_counter()
-        r1 = render(faces, bg, tmp / "w1", cfg, workers=1)
-        t1 = time.perf_counter() - t
-        t = time.perf_counter()
-        render(faces, bg, tmp / "w2", cfg, workers=2)
-        t2 = time.perf_counter() - t
-        n = r1["samples"]
-        nbytes = sum(p.stat().st_size for p in (tmp / "w1").glob("shard-*.h5"))
-
-        # I/O floor: only encode + write the same samples (already rendered, in memory)
         rcfg = cfg.resolved()
-        ctx = get_context(RenderJob(str(faces.resolve()), str(bg.resolve()), str(tmp), rcfg))
-        samples = [ctx.render_sample(g) for g in range(shard)]
-        t = time.perf_counter()
-        for k in range(n // shard):
-            buf = ShardBuffer(shard, args.size, 3, rcfg.encoding, len(PARAM_NAMES), rcfg.jpeg_quality)
-            for s in samples:
-                buf.add(s["image"], s["mask"], s["label"], s["landmarks"], s["face_index"], s["subject"],
-                        s["params"], s["background"], s["bg_box"])
-            write_shard(tmp / f"io-{k}.h5", buf, {"config": {}})
-        tio = time.perf_counter() - t
-        t = time.perf_counter()
-        for g in range(shard):
-            ctx.render_sample(g)
-        tgen = (time.perf_counter() - t) * (n / shard)
-
-        nref = min(1024, n)
-        ref = naive_reference(ctx, nref, rcfg)
-
-        s1, s2 = n / t1, n / t2
-        print(f"render {args.size}x{args.size} {rcfg.encoding}: {n} samples, 2 faces, "
-              f"{len(ctx.bg)} backgrounds, cores={os.cpu_count()}")
-        print(f"  1 worker : {s1:8.0f} samples/s  ({1e3 / s1:.2f} ms/sample)")
-        print(f"  2 workers: {s2:8.0f} samples/s  (scaling 1->2: {s2 / s1:.2f}x)")
-        print(f"  naive FERAtt-style reference (1 core): {ref:.0f} samples/s -> ours/ref = {s1 / ref:.1f}x per core")
-        print(f"  vs the original FERAtt code's 77 samples/s/core (DESIGN.md §12): {s1 / 77:.1f}x per core")
-        print(f"  generate only: {n / tgen:.0f} samples/s; encode+write only: {n / tio:.0f} samples/s")
-        print(f"  total render time / encode+write time = {t1 / tio:.2f}  (1.0 = at the I/O floor)")
-        print(f"  bytes/sample on disk: {nbytes / n:.0f} B  (target <= 10,000 at 128 px JPEG)")
-        print(f"  CK+ x 9231 (~3.0 M samples) at the 2-worker rate: {3.0e6 / s2 / 60:.0f} min")
+        job = RenderJob(str(faces.resolve()), str(bg.resolve()), str(tmp), rcfg)
+        print(f"render {args.size}x{args.size} {rcfg.encoding}, cores={os.cpu_count()}, "
+              f"load average before: {os.getloadavg()[0]:.2f}")
+        med, runs = step_ab(job, args.step_n, min(512, args.step_n), args.pairs)
+        print(f"  render step, 1 process, {args.step_n} samples, median of {args.pairs} alternated pairs:")
+        print(f"    before (L per crop)      : {med['before']:8.0f} samples/s  {[round(v) for v in runs['before']]}")
+        print(f"    after  (L plane cached)  : {med['after']:8.0f} samples/s  {[round(v) for v in runs['after']]}")
+        print(f"    after / before = {med['after'] / med['before']:.3f}x  (per pair: "
+              f"{[round(a / b, 3) for a, b in zip(runs['after'], runs['before'])]})")
+        print(f"    FERAtt-style reference    : {med['ref']:8.0f} samples/s  -> after / reference = "
+              f"{med['after'] / med['ref']:.1f}x, before / reference = {med['before'] / med['ref']:.1f}x")
+        if not args.step_only:
+            whole_render(args, faces, bg, cfg, rcfg, tmp)
+        print(f"  load average after: {os.getloadavg()[0]:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

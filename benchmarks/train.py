@@ -1,88 +1,201 @@
-"""Training throughput per model on this machine, and how long steps wait for data.
+"""CPU/GPU training: our loop ÷ a bare PyTorch loop per model, and torch threads vs DataLoader workers.
 
-    python benchmarks/train.py [--steps 5] [--batch 16] [--device cpu|cuda] [--amp bf16]
+    python benchmarks/train.py [--models 'feratt*'] [--batch 8] [--steps 4] [--pairs 3] [--device cpu]
 
-1. For every registered model at its input size: training samples/s (forward +
-   backward + Adam step) on synthetic tensors — the model-only ceiling.
-2. The real loop (`ferdata.train.fit`) on renders of the built-in sample with a
-   DataLoader of 0 and 2 workers: samples/s and the fraction of step time spent
-   waiting for data (must be small with >= 2 workers).
+1. Per registered model, both arms measured in this run, alternated, median of
+   ``--pairs`` pairs (target: ours ÷ bare >= 0.95 for every model):
+
+   * bare — the model-only ceiling: float NCHW contiguous inputs made before the
+     clock starts, forward + the same loss + Adam step;
+   * ours — ``ferdata.train.engine.train_epoch`` with the run's ``BatchPrep`` on
+     uint8 batches exactly as the batch-mode loader yields them (images a
+     channels_last view of the decoded NHWC array), so the conversion, the label
+     mapping and the bookkeeping are all inside the clock;
+   * ``--before`` adds the pre-fix arm: the same loop with the model handed the
+     channels_last view (what BatchPrep did on CPU before the memory-format choice).
+
+2. ``--loop``: the real ``ferdata.train.fit`` on renders of the built-in sample with 2
+   DataLoader workers, torch threads = the run's choice (cores − workers) vs all cores,
+   alternated (samples/s and the data-wait fraction).
 """
 import argparse
+import contextlib
+import fnmatch
 import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ferdata.train.models import count_parameters, create_model, forward_batch, list_models, model_inputs
+from ferdata.torch.datasets import _to_tensors
+from ferdata.train.augment import Augmenter
+from ferdata.train.engine import train_epoch
+from ferdata.train.losses import FERAttLoss
+from ferdata.train.models import create_model, forward_batch, list_models, model_inputs
+from ferdata.train.prep import BatchPrep
+from ferdata.train.runtime import input_memory_format
+
+CLASSES = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
 
-def model_throughput(name, batch, steps, device, amp, channels_last):
+def uint8_batches(name, batch, n, seed=0):
+    """``n`` batches as the batch-mode shard loader yields them (uint8, images channels_last views)."""
     inp = model_inputs(name)
-    m = create_model(name, num_classes=8).to(device)
-    if channels_last:
-        m = m.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(m.parameters(), 1e-4)
     H, W = inp.input_size
-    x = {"image": torch.randn(batch, inp.in_channels, H, W, device=device)}
-    for f, c in inp.extra_channels.items():
-        x[f] = torch.rand(batch, c, H, W, device=device)
-    if channels_last:
-        x = {k: v.contiguous(memory_format=torch.channels_last) for k, v in x.items()}
-    y = torch.randint(0, 8, (batch,), device=device)
-    import contextlib
-    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp == "bf16" else contextlib.nullcontext
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        b = {"image": rng.integers(0, 256, (batch, H, W, inp.in_channels), dtype=np.uint8),
+             "label": rng.integers(0, 8, batch).astype(np.uint8)}
+        if "reconstruction" in inp.outputs:
+            b["clean"] = rng.integers(0, 256, (batch, H, W, inp.in_channels), dtype=np.uint8)
+        if "lbp" in inp.fields:
+            b["lbp/circle_P8_R1"] = rng.integers(0, 256, (batch, H, W), dtype=np.uint8)
+        out.append(_to_tensors(b, channels_last=True))
+    return out
 
-    def step():
-        with ctx():
-            out = forward_batch(m, x)
-            loss = torch.nn.functional.cross_entropy(out["logits"].float(), y)
-        opt.zero_grad()
+
+def _fresh(name, device, memory_format):
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=8).to(device).to(memory_format=memory_format)
+    return m, torch.optim.Adam(m.parameters(), 1e-4), FERAttLoss().to(device)
+
+
+def _prep(name, device, channels_last):
+    inp = model_inputs(name)
+    return BatchPrep(inp, CLASSES, device, {"resize": list(inp.input_size)}, Augmenter("none", inp.input_size),
+                     channels_last, lbp="circle_P8_R1" if "lbp" in inp.fields else None)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class _BeforePrep:
+    """The pre-fix BatchPrep on CPU: the model got the loader's channels_last layout."""
+
+    def __init__(self, prep):
+        self.prep = prep
+
+    def __call__(self, batch, train=False):
+        x = self.prep(batch, train)
+        x["image"] = x["image"].contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def time_ours(name, batches, device, before=False):
+    """samples/s of train_epoch over ``batches[1:]`` (batches[0] warms up)."""
+    fmt = input_memory_format(create_model(name), device, False)
+    m, opt, crit = _fresh(name, device, fmt)
+    prep = _prep(name, device, False) if not before else _BeforePrep(_prep(name, device, False))
+    amp = contextlib.nullcontext
+    train_epoch(m, batches[:1], prep, crit, opt, None, amp, 0)
+    _sync(device)
+    t = time.perf_counter()
+    train_epoch(m, batches[1:], prep, crit, opt, None, amp, 0)
+    _sync(device)
+    return sum(len(b["label"]) for b in batches[1:]) / (time.perf_counter() - t)
+
+
+def time_bare(name, batches, device):
+    """samples/s of a hand-written loop on float NCHW contiguous inputs made beforehand."""
+    m, opt, crit = _fresh(name, device, torch.contiguous_format)
+    prep = _prep(name, device, False)
+    ready = [prep(b, train=True) for b in batches]  # inputs outside the clock
+
+    def step(x):
+        out = forward_batch(m, x)
+        loss = crit(out, x["label"], x.get("target"))["loss"]
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    step(ready[0])
+    _sync(device)
     t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - t), count_parameters(m), inp
+    for x in ready[1:]:
+        step(x)
+    _sync(device)
+    return sum(len(x["label"]) for x in ready[1:]) / (time.perf_counter() - t)
+
+
+def per_model(args, dev):
+    names = [n for n in list_models() if any(fnmatch.fnmatch(n, p) for p in args.models.split(","))]
+    arms = ["bare", "ours"] + (["before"] if args.before else [])
+    head = f"{'model':<18}{'bare/s':>9}{'ours/s':>9}{'ours/bare':>10}" + (f"{'before/bare':>12}" if args.before else "")
+    print(head + "   per pair (ours/bare)")
+    worst = None
+    for name in names:
+        batches = uint8_batches(name, args.batch, args.steps + 1)
+        runs = {a: [] for a in arms}
+        for k in range(args.pairs):
+            for arm in (arms if k % 2 == 0 else arms[::-1]):
+                if arm == "bare":
+                    runs[arm].append(time_bare(name, batches, dev))
+                else:
+                    runs[arm].append(time_ours(name, batches, dev, before=arm == "before"))
+        med = {a: statistics.median(v) for a, v in runs.items()}
+        ratio = med["ours"] / med["bare"]
+        worst = ratio if worst is None else min(worst, ratio)
+        pairs = [round(o / b, 3) for o, b in zip(runs["ours"], runs["bare"])]
+        line = f"{name:<18}{med['bare']:>9.1f}{med['ours']:>9.1f}{ratio:>10.3f}"
+        if args.before:
+            line += f"{med['before'] / med['bare']:>12.3f}"
+        print(line + f"   {pairs}", flush=True)
+    print(f"worst ours/bare: {worst:.3f} (target >= 0.95)")
+
+
+def loop_threads(args):
+    from ferdata.config import TrainConfig
+    from ferdata.train import fit
+    from ferdata.train.runtime import torch_threads
+
+    chosen = torch_threads(2, torch.device("cpu")) or torch.get_num_threads()
+    allc = os.cpu_count() or 1
+    res = {chosen: [], allc: []}
+    with tempfile.TemporaryDirectory() as d:
+        for k in range(args.pairs):
+            for th in ((chosen, allc) if k % 2 == 0 else (allc, chosen)):
+                os.environ["OMP_NUM_THREADS"] = str(th)  # the run keeps an explicit choice
+                torch.set_num_threads(th)
+                cfg = TrainConfig(model="preactresnet18", epochs=1, batch_size=64, lr=1e-3, eval_on="renders",
+                                  protocol="holdout", num_workers=2, sample_per_face=1024, sample_size=64,
+                                  device="cpu", overwrite=True)
+                fit(cfg, Path(d) / "run")
+                rec = [json.loads(line) for line in (Path(d) / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+                res[th].append((rec["samples_per_s"], rec["data_wait_fraction"]))
+        os.environ.pop("OMP_NUM_THREADS", None)
+    for th, v in res.items():
+        sps = statistics.median(s for s, _ in v)
+        print(f"loop preactresnet18, 2 workers, {th} torch thread(s): {sps:.0f} samples/s "
+              f"(runs {[round(s) for s, _ in v]}), data wait {100 * statistics.median(w for _, w in v):.1f}%")
+    print(f"chosen ({chosen}) / all cores ({allc}): "
+          f"{statistics.median(s for s, _ in res[chosen]) / statistics.median(s for s, _ in res[allc]):.3f}")
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--models", default="*", help="comma-separated shell patterns")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--amp", default="none")
-    ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument("--before", action="store_true", help="also time the pre-fix channels_last-view arm")
+    ap.add_argument("--loop", action="store_true", help="also the real loop: threads vs workers")
     args = ap.parse_args()
     dev = torch.device(args.device)
-    print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} amp={args.amp}")
-    print(f"{'model':<20}{'input':>12}{'params':>12}{'samples/s':>12}")
-    for name in list_models():
-        sps, n, inp = model_throughput(name, args.batch, args.steps, dev, args.amp, args.channels_last)
-        print(f"{name:<20}{'x'.join(map(str, inp.input_size)) + 'x' + str(inp.in_channels):>12}{n:>12,}{sps:>12.1f}")
-    if args.skip_loop:
-        return
-    from ferdata.config import TrainConfig
-    from ferdata.train import fit
-
-    with tempfile.TemporaryDirectory() as d:
-        for workers in (0, 2):
-            cfg = TrainConfig(model="preactresnet18", epochs=1, batch_size=64, lr=1e-3, eval_on="renders",
-                              protocol="holdout", num_workers=workers, sample_per_face=1024, sample_size=64,
-                              device=args.device)
-            fit(cfg, Path(d) / f"w{workers}")
-            rec = [json.loads(l) for l in (Path(d) / f"w{workers}" / "metrics.jsonl").read_text().splitlines()][-1]
-            print(f"loop preactresnet18 (64px renders -> 32x32), DataLoader workers={workers}: "
-                  f"{rec['samples_per_s']:.0f} samples/s, waiting for data {100 * rec['data_wait_fraction']:.1f}% of step time")
+    print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} cores={os.cpu_count()} "
+          f"load average {os.getloadavg()[0]:.2f}; batch {args.batch}, {args.steps} timed steps, "
+          f"median of {args.pairs} alternated pairs")
+    per_model(args, dev)
+    if args.loop:
+        loop_threads(args)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

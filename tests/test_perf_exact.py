@@ -1,4 +1,5 @@
 """Exact-output speed-ups: the same bytes (render) and the same numbers (training) as the plain path."""
+import contextlib
 import hashlib
 
 import cv2
@@ -103,3 +104,102 @@ def test_lightness_cache_buys_a_plane_after_an_image_worth_of_crops_and_stays_bo
     for k in range(3):
         assert small.get(k, img, 64) is not None
     assert len(small) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# training: the model inputs' memory format, torch threads
+# ---------------------------------------------------------------------------------------
+def _batch_mode_batches(n, size=32, batch=4, seed=0):
+    """uint8 batches as the batch-mode shard loader yields them (images: channels_last views)."""
+    from ferdata.torch.datasets import _to_tensors
+
+    rng = np.random.default_rng(seed)
+    return [_to_tensors({"image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+                         "label": rng.integers(0, 2, batch).astype(np.uint8)}, channels_last=True)
+            for _ in range(n)]
+
+
+def _prep(channels_last=False):
+    import torch
+
+    from ferdata.train.augment import Augmenter
+    from ferdata.train.models import model_inputs
+    from ferdata.train.prep import BatchPrep
+
+    inp = model_inputs("preactresnet18")
+    return BatchPrep(inp, ["neutral", "happiness"], torch.device("cpu"), {"resize": [32, 32]},
+                     Augmenter("none", inp.input_size), channels_last)
+
+
+def test_batch_prep_hands_the_model_contiguous_nchw_unless_channels_last_is_asked():
+    import torch
+
+    b = _batch_mode_batches(1)[0]
+    assert b["image"].is_contiguous(memory_format=torch.channels_last)   # what the loader gives
+    x = _prep()(b, train=True)["image"]
+    assert x.is_contiguous() and x.shape == (4, 3, 32, 32)
+    y = _prep(channels_last=True)(b, train=True)["image"]
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    ref = (b["image"].float() / 255.0 - 0.5) / 0.5
+    assert torch.equal(x, ref) and torch.equal(y, ref)                   # the same numbers
+
+
+def test_training_on_the_contiguous_input_gives_the_losses_of_the_channels_last_view():
+    import torch
+
+    from ferdata.train.engine import train_epoch
+    from ferdata.train.losses import FERAttLoss
+    from ferdata.train.models import create_model
+
+    batches = _batch_mode_batches(3)
+
+    def losses(to_channels_last):
+        torch.manual_seed(0)
+        m = create_model("preactresnet18", num_classes=2, width=8)
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        prep = _prep()
+        seen = []
+
+        def prep_as(batch, train=False):
+            x = prep(batch, train)
+            if to_channels_last:  # what the model got before the memory-format choice
+                x["image"] = x["image"].contiguous(memory_format=torch.channels_last)
+            seen.append(x["image"].is_contiguous())
+            return x
+        recs = [train_epoch(m, [b], prep_as, FERAttLoss(), opt, None, contextlib.nullcontext, 0)["train_loss"]
+                for b in batches]
+        return recs, seen
+
+    new, seen_new = losses(False)
+    old, seen_old = losses(True)
+    assert all(seen_new) and not any(seen_old)
+    np.testing.assert_allclose(new, old, rtol=1e-5)
+
+
+def test_input_memory_format_is_channels_last_only_when_asked_and_useful():
+    import torch
+
+    from ferdata.train.runtime import input_memory_format
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    cpu = torch.device("cpu")
+    assert input_memory_format(conv, cpu, False) == torch.contiguous_format
+    assert input_memory_format(conv, cpu, True) == torch.channels_last
+    assert input_memory_format(mlp, cpu, True) == torch.contiguous_format
+
+
+def test_torch_threads_leave_the_dataloader_workers_their_cores(monkeypatch):
+    import torch
+
+    from ferdata.train.runtime import torch_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpu = torch.device("cpu")
+    assert torch_threads(2, cpu, cores=2) == 1
+    assert torch_threads(0, cpu, cores=2) == 2
+    assert torch_threads(3, cpu, cores=8) == 5
+    assert torch_threads(4, cpu, cores=2) == 1
+    assert torch_threads(2, torch.device("cuda"), cores=2) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert torch_threads(2, cpu, cores=2) is None                      # the user's explicit choice wins

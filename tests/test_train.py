@@ -19,7 +19,9 @@ TINY = dict(epochs=2, batch_size=16, lr=1e-3, num_workers=0, sample_per_face=48,
 
 
 def test_demo_loop_learns_and_writes_run_folder(tmp_path):
+    threads = torch.get_num_threads()
     res = fit(TrainConfig(eval_on="renders", protocol="holdout", **TINY), tmp_path)
+    assert torch.get_num_threads() == threads           # the run's thread choice does not outlive it
     for f in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", "confusion.json", "confusion.png"):
         assert (tmp_path / f).exists(), f
     recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -27,6 +29,7 @@ def test_demo_loop_learns_and_writes_run_folder(tmp_path):
     assert res["epochs_run"] == 2 and res["test"]["n"] == res["val"]["n"] == 2 * 32   # 2 faces x 32 held-out renders
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["resolved"]["classes"] == ["neutral", "happiness"]
+    assert cfg["resolved"]["memory_format"] == "nchw" and cfg["resolved"]["torch_threads"] >= 1
     seeds = {json.loads((tmp_path / "sample-data" / s / "manifest.json").read_text())["config"]["seed"]
              for s in ("train", "val", "test")}
     assert seeds == {0, 1000, 2000}                      # val and test renders: two other seeds

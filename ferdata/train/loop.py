@@ -37,7 +37,8 @@ from .losses import FERAttLoss
 
 from .models import count_parameters, create_model, model_inputs
 from .prep import BatchPrep
-from .runtime import amp_ctx, dist_info, resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import (amp_ctx, dist_info, input_memory_format, resolve_device, rng_state, seed_everything,
+                      set_rng_state, set_torch_threads)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _criterion(cfg: TrainConfig, data, device) -> FERAttLoss:
 def setup(cfg: TrainConfig, data, inputs, device) -> Run:
     """Model, optimiser, schedule, loss and batch preparation of a run."""
     model = create_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs).to(device)
-    cl = cfg.channels_last and device.type == "cuda"
+    cl = input_memory_format(model, device, cfg.channels_last) == torch.channels_last
     if cl:
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(cfg, model.parameters())
@@ -218,8 +219,6 @@ def _wrap(model, cfg: TrainConfig, world: int, device):
 
 def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[[dict], None]] = None) -> dict:
     """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0)."""
-    from .final import final_evaluation
-
     from ..config import check_model_name
 
     cfg.validate()
@@ -230,6 +229,17 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
         prepare_run_folder(out, resume, cfg.overwrite)
     device = resolve_device(cfg.device if world == 1 or cfg.device != "auto" else
                             (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
+    threads_before = torch.get_num_threads()
+    try:
+        return _fit(cfg, out, resume, on_step, rank, world, device)
+    finally:
+        torch.set_num_threads(threads_before)  # the run's choice does not outlive it
+
+
+def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: int, device) -> dict:
+    from .final import final_evaluation
+
+    threads = set_torch_threads(cfg.num_workers, device)
     seed_everything(cfg.seed)
     inputs = model_inputs(cfg.model, **cfg.model_kwargs)
     data = tdata.build(cfg, out, inputs, rank=rank, world_size=world, device=device)
@@ -238,7 +248,8 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
     if rank == 0:
         write_json(out / "config.json", {**_cfg_dict(cfg), "split": data.describe["split"], "resolved": {
             "classes": data.classes, "inputs": inputs.to_dict(), "parameters": run.parameters,
-            "device": str(device), "world_size": world, "data": data.describe, "read": data.spec}})
+            "device": str(device), "world_size": world, "data": data.describe, "read": data.spec,
+            "torch_threads": threads, "memory_format": "channels_last" if run.prep.channels_last else "nchw"}})
     prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, on_step)
     if rank != 0:
         return {}

@@ -12,7 +12,12 @@ computed on identically prepared inputs:
   spans [0, 1]; recomputed from the augmented image when a geometric preset is active
   (the LBP of a warped face is not the warped LBP map);
 * labels: canonical class index -> position in the run's ``classes`` (a sample of
-  another class is an error, not a silent −1).
+  another class is an error, not a silent −1);
+* memory format: the model inputs (image, LBP) are handed over in one format,
+  ``memory_format`` (:func:`ferdata.train.runtime.input_memory_format`): contiguous
+  NCHW unless ``channels_last`` was asked. A batch-mode loader yields images as a
+  channels_last view of the decoded NHWC array; it is transposed in the same pass that
+  converts it to float, never handed on as a view (24 % slower for ``feratt_cls`` on CPU).
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ class BatchPrep:
         self.read_hw = tuple(spec["resize"])
         self.augment = augment
         self.channels_last = channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.lbp = lbp                                   # variant spec, e.g. "circle_P8_R1"
         self.lbp_max = lbp_scale(lbp) if lbp else None
         self.need_target = "reconstruction" in inputs.outputs
@@ -67,7 +73,7 @@ class BatchPrep:
             x = x[:, None]
         if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # NHWC -> NCHW
             x = x.permute(0, 3, 1, 2)
-        x = x.float().div_(255.0)
+        x = x.to(dtype=torch.float32, memory_format=self.memory_format).div_(255.0)  # transposes a view once
         if tuple(x.shape[-2:]) != self.read_hw:
             x = F.interpolate(x, size=self.read_hw, mode="bilinear", align_corners=False, antialias=True)
         if channels == 1 and x.shape[1] == 3:
@@ -139,7 +145,8 @@ class BatchPrep:
             elif "mask" in out:  # att_target = masked: the input under the mask (eq. 1 as printed)
                 m = out.pop("mask")
                 out["target"] = torch.where(m > 0, out["image"], torch.full_like(out["image"], -1.0))
-        if self.channels_last:
-            out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+        for k in ("image", "lbp"):  # the model's inputs, in one memory format whatever the steps above made
+            if k in out and out[k].ndim == 4:
+                out[k] = out[k].contiguous(memory_format=self.memory_format)
         return out
 
