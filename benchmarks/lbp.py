@@ -1,6 +1,10 @@
 """LBP throughput: ferdata vs scikit-image, side by side in one run.
 
     python benchmarks/lbp.py [--sizes 256 1024] [--threads 1 2] [--min-time 0.3]
+    python benchmarks/lbp.py --sizes --before /tmp/lbp-before --pairs 3   # A/B only
+
+(``--before``: a checkout of an older ferdata, e.g. ``git worktree add /tmp/lbp-before
+<commit>``; ``--sizes`` with no value skips the size table.)
 
 For P8R1 and P16R2 ('circle' = skimage 'default', and 'uniform'), on a real face
 (skimage's astronaut, gray, resized to each size), times
@@ -9,12 +13,19 @@ numba threads, checks the codes are identical, and prints Mpx/s and the ratio to
 scikit-image; then the 3x3 ``original`` operator (no skimage equivalent) and a
 FER2013-sized batch. Every figure is the best of repeated runs (the machine may be
 shared). First prints the first-call compile time (fresh numba cache) and the
-first-call time with the on-disk cache, each in a fresh process.
+first-call time with the on-disk cache, each in a fresh process, and after
+``ferdata lbp --warmup``. Last, what users pass (issue 13): batches of 1000 real 128^2
+face crops in one call and the same faces one call per image, with 2 threads, as
+ratios to scikit-image measured in the same process; each pair runs ``--before`` (if
+given) and this tree in alternating order in fresh processes, and the median of the
+pairs is printed.
 
-Targets (DESIGN.md §12, 2-core machine): >= 100x scikit-image at P8R1 with 2 threads,
->= 30x at P16R2, original >= 2 Gpx/s.
+Targets (DESIGN.md §12 and issue 13, 2-core machine): >= 100x scikit-image at P8R1
+with 2 threads, >= 60x at P16R2 (1000 x 128^2 batches), >= 60x called per 128^2 image,
+original >= 2 Gpx/s.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -41,10 +52,12 @@ t = time.perf_counter(); lbp(img, "circle", 8, 1); t_circle = time.perf_counter(
 t = time.perf_counter(); lbp(img, "original"); t_orig = time.perf_counter() - t
 print(f"{t_import:.2f} {t_circle:.2f} {t_orig:.2f}")
 """
+WARMUP = "from ferdata.features.lbp import warmup; warmup()"
 
 
 def first_call_times():
-    """(import, circle, original) first-call seconds: fresh cache, then cached."""
+    """(import, circle, original) first-call seconds: fresh cache, then cached, then
+    (fresh cache again) after ``warmup()`` in another process (None: no warmup here)."""
     out = []
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
@@ -52,6 +65,15 @@ def first_call_times():
             r = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
                                capture_output=True, text=True)
             out.append([float(x) for x in r.stdout.split()])
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        t = time.perf_counter()
+        if subprocess.run([sys.executable, "-c", WARMUP], env=env, capture_output=True).returncode:
+            return out + [None]
+        t_warm = time.perf_counter() - t
+        r = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
+                           capture_output=True, text=True)
+        out.append([float(x) for x in r.stdout.split()] + [t_warm])
     return out
 
 
@@ -87,41 +109,35 @@ def face(size):
     return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA if size < 512 else cv2.INTER_CUBIC)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per figure")
-    args = ap.parse_args()
-    threads = [t for t in args.threads if t <= numba.config.NUMBA_NUM_THREADS]
+def busy_share(ticks0, cpu0):
+    """Share of the machine's CPU time other processes used since ``(ticks0, cpu0)``."""
+    ticks1, cpu1 = cpu_ticks(), time.process_time()
+    if not (ticks0 and ticks1) or ticks1[1] == ticks0[1]:
+        return float("nan")
+    hz = os.sysconf("SC_CLK_TCK")
+    busy, total = ticks1[0] - ticks0[0], ticks1[1] - ticks0[1]
+    return max(0.0, busy / hz - (cpu1 - cpu0)) / (total / hz)
 
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"numba {numba.__version__} ({numba.config.THREADING_LAYER} layer)")
-    cold, warm = first_call_times()
-    print(f"first call, fresh numba cache: import {cold[0]:.2f} s, circle {cold[1]:.2f} s, "
-          f"original {cold[2]:.2f} s (compile)")
-    print(f"first call, on-disk cache:     import {warm[0]:.2f} s, circle {warm[1]:.2f} s, "
-          f"original {warm[2]:.2f} s")
-    lbp(face(64), "circle")  # this process: load the kernels before timing
-    ticks0, cpu0 = cpu_ticks(), time.process_time()
 
+def size_table(sizes, threads, min_time):
+    """Mpx/s of scikit-image and ferdata per size, (P, R) and variant; worst 2-thread ratios."""
     head = f"{'image':>10} {'P,R':>6} {'variant':>8} {'skimage':>9}" + "".join(
         f" {f'{t} thr':>9} {'ratio':>7}" for t in threads)
     print(f"\nMpx/s (ratio = ferdata / scikit-image, same run)\n{head}")
     results = {}
-    for size in args.sizes:
+    for size in sizes:
         img = face(size)
         mpx = img.size / 1e6
         for P, R in [(8, 1), (16, 2)]:
             for variant, method in [("circle", "default"), ("uniform", "uniform")]:
                 ref = skimage_lbp(img, P, R, method)
-                t_sk = best_time(lambda: skimage_lbp(img, P, R, method), args.min_time, 2)
+                t_sk = best_time(lambda: skimage_lbp(img, P, R, method), min_time, 2)
                 out = lbp(img, variant, P, R)
                 assert np.array_equal(out, ref), "codes differ from scikit-image"
                 row = f"{f'{size}^2':>10} {f'{P},{R:g}':>6} {variant:>8} {mpx / t_sk:9.1f}"
                 for t in threads:
                     numba.set_num_threads(t)
-                    dt = best_time(lambda: lbp(img, variant, P, R, out=out), args.min_time)
+                    dt = best_time(lambda: lbp(img, variant, P, R, out=out), min_time)
                     results[(size, P, variant, t)] = t_sk / dt
                     row += f" {mpx / dt:9.0f} {t_sk / dt:6.0f}x"
                 numba.set_num_threads(max(threads))
@@ -130,10 +146,121 @@ def main():
         row = f"{f'{size}^2':>10} {'3x3':>6} {'original':>8} {'-':>9}"
         for t in threads:
             numba.set_num_threads(t)
-            dt = best_time(lambda: lbp(img, "original", out=out), args.min_time)
+            dt = best_time(lambda: lbp(img, "original", out=out), min_time)
             row += f" {mpx / dt:9.0f} {'':>7}"
         numba.set_num_threads(max(threads))
         print(row)
+    if sizes and max(threads) == 2:
+        p8 = min(results[(s, 8, v, 2)] for s in sizes for v in ("circle", "uniform"))
+        p16 = min(results[(s, 16, v, 2)] for s in sizes for v in ("circle", "uniform"))
+        print(f"worst ratio with 2 threads: P8R1 {p8:.0f}x (target >= 100x), "
+              f"P16R2 {p16:.0f}x (target >= 60x)")
+
+
+def face_crops(n=1000, size=128, seed=0):
+    """``n`` real face crops (astronaut, gray, random windows) resized to ``size``^2."""
+    gray = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
+    rng = np.random.default_rng(seed)
+    crops = []
+    for _ in range(n):
+        s = int(rng.integers(size, 2 * size))
+        y, x = rng.integers(0, 512 - s, 2)
+        crops.append(cv2.resize(gray[y:y + s, x:x + s], (size, size), interpolation=cv2.INTER_AREA))
+    return np.stack(crops)
+
+
+CASES = [("batch 1000x128^2", 8, 1), ("batch 1000x128^2", 16, 2),
+         ("per image 128^2", 8, 1), ("per image 128^2", 16, 2)]
+
+
+def issue_cases(min_time):
+    """Child process: ratio to scikit-image of each case of :data:`CASES` (2 threads),
+    skimage and ferdata timed in alternation (best of each); prints one JSON line."""
+    import ferdata
+
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    batch = face_crops()
+    ticks0, cpu0 = cpu_ticks(), time.process_time()
+    res = {"ferdata": os.path.dirname(ferdata.__file__)}
+    for case, P, R in CASES:
+        ref = np.stack([skimage_lbp(im, P, R, "default") for im in batch[:100]])
+        if case.startswith("batch"):
+            assert np.array_equal(lbp(batch, "circle", P, R)[:100], ref), "codes differ from scikit-image"
+            run = lambda: lbp(batch, "circle", P, R)  # noqa: E731
+        else:
+            assert all(np.array_equal(lbp(im, "circle", P, R), r) for im, r in zip(batch, ref))
+            run = lambda: [lbp(im, "circle", P, R) for im in batch]  # noqa: E731
+        t_sk, t_fd = float("inf"), float("inf")
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < min_time or t_sk == float("inf"):
+            t = time.perf_counter()
+            for im in batch[:100]:
+                skimage_lbp(im, P, R, "default")
+            t_sk = min(t_sk, (time.perf_counter() - t) * 10)
+            for _ in range(3):
+                t = time.perf_counter()
+                run()
+                t_fd = min(t_fd, time.perf_counter() - t)
+        res[f"{case} P{P}R{R}"] = t_sk / t_fd
+    res["busy"] = busy_share(ticks0, cpu0)
+    print(json.dumps(res))
+
+
+def ab(before, pairs, min_time):
+    """Alternate fresh processes on ``before`` (a ferdata checkout, or None) and this tree."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sides = [("before", before), ("after", here)] if before else [("after", here)]
+    runs = {name: [] for name, _ in sides}
+    for i in range(pairs):
+        for name, root in (sides if i % 2 == 0 else sides[::-1]):
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--min-time",
+                                str(min_time)], env=env, check=True, capture_output=True, text=True)
+            runs[name].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    print(f"\nissue 13 cases, 2 threads, ratio to scikit-image (median of {pairs} "
+          f"{'A/B pairs' if before else 'runs'}; per run in brackets)")
+    for name, _ in sides:
+        print(f"  {name}: {runs[name][0]['ferdata']}")
+    for case, P, R in CASES:
+        key = f"{case} P{P}R{R}"
+        row = f"{key:>26}"
+        for name, _ in sides:
+            v = [r[key] for r in runs[name]]
+            row += f"  {name} {np.median(v):5.0f}x [{' '.join(f'{x:.0f}' for x in v)}]"
+        print(row)
+    busy = [r["busy"] for rs in runs.values() for r in rs]
+    print(f"other processes kept {100 * min(busy):.0f}-{100 * max(busy):.0f}% of the machine's CPU "
+          "busy during these runs")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[256, 1024])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per figure")
+    ap.add_argument("--before", help="checkout of an older ferdata to compare with (A/B)")
+    ap.add_argument("--pairs", type=int, default=3, help="A/B pairs (fresh processes)")
+    ap.add_argument("--no-first-call", action="store_true", help="skip the compile-time figures")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return issue_cases(args.min_time)
+    threads = [t for t in args.threads if t <= numba.config.NUMBA_NUM_THREADS]
+
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"numba {numba.__version__} ({numba.config.THREADING_LAYER} layer)")
+    if not args.no_first_call:
+        cold, warm, warmed = first_call_times()
+        print(f"first call, fresh numba cache: import {cold[0]:.2f} s, circle {cold[1]:.2f} s, "
+              f"original {cold[2]:.2f} s (compile)")
+        print(f"first call, on-disk cache:     import {warm[0]:.2f} s, circle {warm[1]:.2f} s, "
+              f"original {warm[2]:.2f} s")
+        if warmed:
+            print(f"first call after warmup():     import {warmed[0]:.2f} s, circle {warmed[1]:.2f} s, "
+                  f"original {warmed[2]:.2f} s (the warmup took {warmed[3]:.1f} s)")
+    lbp(face(64), "circle")  # this process: load the kernels before timing
+    ticks0, cpu0 = cpu_ticks(), time.process_time()
+    size_table(args.sizes, threads, args.min_time)
 
     batch = np.stack([face(48)] * 1000)  # FER2013-sized faces, one call for the batch
     mpx = batch.size / 1e6
@@ -145,20 +272,9 @@ def main():
         dt = best_time(lambda: lbp(batch, "circle", out=out), args.min_time)
         row += f" {mpx / dt:9.0f} {t_sk / dt:6.0f}x"
     print(row)
-
-    ticks1, cpu1 = cpu_ticks(), time.process_time()
-    if ticks0 and ticks1:
-        hz = os.sysconf("SC_CLK_TCK")
-        busy, total = ticks1[0] - ticks0[0], ticks1[1] - ticks0[1]
-        others = max(0.0, busy / hz - (cpu1 - cpu0)) / (total / hz)
-        print(f"\nother processes kept {100 * others:.0f}% of the machine's CPU time busy during "
-              "the timings (2-thread figures need a quiet machine)")
-    t2 = max(threads)
-    if (args.sizes and t2 == 2):
-        p8 = min(results[(s, 8, v, 2)] for s in args.sizes for v in ("circle", "uniform"))
-        p16 = min(results[(s, 16, v, 2)] for s in args.sizes for v in ("circle", "uniform"))
-        print(f"\nworst ratio with 2 threads: P8R1 {p8:.0f}x (target >= 100x), "
-              f"P16R2 {p16:.0f}x (target >= 30x)")
+    print(f"other processes kept {100 * busy_share(ticks0, cpu0):.0f}% of the machine's CPU time busy "
+          "during the timings (2-thread figures need a quiet machine)")
+    ab(args.before, args.pairs, args.min_time)
 
 
 if __name__ == "__main__":

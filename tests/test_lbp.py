@@ -191,7 +191,7 @@ def test_out_is_written_in_place():
 def test_result_independent_of_thread_count():
     import numba
 
-    img = rough_image(np.random.default_rng(8), (2, 130, 77), np.uint8)
+    img = rough_image(np.random.default_rng(8), (3, 130, 97), np.uint8)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)

@@ -253,8 +253,26 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, va
     column weights ``1-dc``/``dc`` of group g, laid out flat like the task buffers
     (``lbp._layout``). The output rows are cut into tasks of ``block`` rows of one image; ``prange`` runs
     ``nchunks`` chunks of consecutive tasks, each with its own buffers
-    (see :func:`_circle_task`).
+    (see :func:`_circle_chunk`).
     """
+    for ch in prange(nchunks):
+        _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                      variant, table, block)
+
+
+@njit(cache=True)
+def lbp_circle_serial(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant,
+                      table, block, nchunks):
+    """:func:`lbp_circle` on the calling thread only (small inputs: no thread hand-off)."""
+    for ch in range(nchunks):
+        _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                      variant, table, block)
+
+
+@njit(cache=True)
+def _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                  variant, table, block):
+    """Chunk ``ch`` of ``nchunks`` (consecutive tasks of ``block`` rows), with its own buffers."""
     N, H, W = img.shape
     P = rp.shape[0]
     G = gfc.shape[0]
@@ -270,22 +288,21 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, va
     NO = order.shape[0]
     nb = (H + block - 1) // block
     ntask = N * nb
-    for ch in prange(nchunks):
-        X = np.zeros(size, np.float64)
-        Hs = np.empty((G, size), np.float64)
-        acc = np.empty(size, np.int64)
-        dd = np.empty(NO, np.float64)
-        bits = np.empty(NO, np.int64)
-        off = np.empty(NO, np.int64)
-        for task in range(ch * ntask // nchunks, (ch + 1) * ntask // nchunks):
-            n = task // nb
-            r_start = (task - n * nb) * block
-            r_stop = min(H, r_start + block)
-            _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
-                         kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off)
-            for r in range(r_start, r_stop):
-                j = (r - r_start - kmin) * (W + 2 * m) + m
-                _store_row(acc[j:j + W], out[n, r], P, variant, table)
+    X = np.zeros(size, np.float64)
+    Hs = np.empty((G, size), np.float64)
+    acc = np.empty(size, np.int64)
+    dd = np.empty(NO, np.float64)
+    bits = np.empty(NO, np.int64)
+    off = np.empty(NO, np.int64)
+    for task in range(ch * ntask // nchunks, (ch + 1) * ntask // nchunks):
+        n = task // nb
+        r_start = (task - n * nb) * block
+        r_stop = min(H, r_start + block)
+        _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
+                     kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off)
+        for r in range(r_start, r_stop):
+            j = (r - r_start - kmin) * (W + 2 * m) + m
+            _store_row(acc[j:j + W], out[n, r], P, variant, table)
 
 
 @njit(cache=True, inline="always")
@@ -329,42 +346,58 @@ def lbp_original(img, out, block):
     image (the neighbours are fixed flat offsets), then redoes the border pixels,
     which the flat run got wrong, with bounds checks.
     """
-    N, H, W = img.shape
+    N, H = img.shape[0], img.shape[1]
     nb = (H + block - 1) // block
     for task in prange(N * nb):
-        n = task // nb
-        r_start = (task - n * nb) * block
-        r_stop = min(H, r_start + block)
-        a = max(r_start, 1)
-        b = min(r_stop, H - 1)
-        if W >= 3 and a < b:
-            f = img[n].reshape(H * W)
-            j0 = a * W + 1
-            j1 = (b - 1) * W + W - 1
-            nj = j1 - j0
-            o = out[n].reshape(H * W)[j0:j1]
-            ctr = f[j0:j1]
-            e = f[j0 + 1:j0 + 1 + nj]
-            ne = f[j0 - W + 1:j0 - W + 1 + nj]
-            no = f[j0 - W:j0 - W + nj]
-            nw = f[j0 - W - 1:j0 - W - 1 + nj]
-            w = f[j0 - 1:j0 - 1 + nj]
-            sw = f[j0 + W - 1:j0 + W - 1 + nj]
-            so = f[j0 + W:j0 + W + nj]
-            se = f[j0 + W + 1:j0 + W + 1 + nj]
-            for j in range(nj):
-                v = ctr[j]
-                o[j] = (np.uint8(e[j] >= v) | (np.uint8(ne[j] >= v) << 1)
-                        | (np.uint8(no[j] >= v) << 2) | (np.uint8(nw[j] >= v) << 3)
-                        | (np.uint8(w[j] >= v) << 4) | (np.uint8(sw[j] >= v) << 5)
-                        | (np.uint8(so[j] >= v) << 6) | (np.uint8(se[j] >= v) << 7))
-        for r in range(r_start, r_stop):
-            if r == 0 or r == H - 1 or W < 3:
-                for c in range(W):
-                    out[n, r, c] = _orig_code_at(img, n, H, W, r, c)
-            else:
-                out[n, r, 0] = _orig_code_at(img, n, H, W, r, 0)
-                out[n, r, W - 1] = _orig_code_at(img, n, H, W, r, W - 1)
+        _original_task(img, out, task, nb, block)
+
+
+@njit(cache=True)
+def lbp_original_serial(img, out, block):
+    """:func:`lbp_original` on the calling thread only (small inputs)."""
+    N, H = img.shape[0], img.shape[1]
+    nb = (H + block - 1) // block
+    for task in range(N * nb):
+        _original_task(img, out, task, nb, block)
+
+
+@njit(cache=True)
+def _original_task(img, out, task, nb, block):
+    """Rows ``r_start:r_stop`` of one image: a flat run, then the border pixels."""
+    N, H, W = img.shape
+    n = task // nb
+    r_start = (task - n * nb) * block
+    r_stop = min(H, r_start + block)
+    a = max(r_start, 1)
+    b = min(r_stop, H - 1)
+    if W >= 3 and a < b:
+        f = img[n].reshape(H * W)
+        j0 = a * W + 1
+        j1 = (b - 1) * W + W - 1
+        nj = j1 - j0
+        o = out[n].reshape(H * W)[j0:j1]
+        ctr = f[j0:j1]
+        e = f[j0 + 1:j0 + 1 + nj]
+        ne = f[j0 - W + 1:j0 - W + 1 + nj]
+        no = f[j0 - W:j0 - W + nj]
+        nw = f[j0 - W - 1:j0 - W - 1 + nj]
+        w = f[j0 - 1:j0 - 1 + nj]
+        sw = f[j0 + W - 1:j0 + W - 1 + nj]
+        so = f[j0 + W:j0 + W + nj]
+        se = f[j0 + W + 1:j0 + W + 1 + nj]
+        for j in range(nj):
+            v = ctr[j]
+            o[j] = (np.uint8(e[j] >= v) | (np.uint8(ne[j] >= v) << 1)
+                    | (np.uint8(no[j] >= v) << 2) | (np.uint8(nw[j] >= v) << 3)
+                    | (np.uint8(w[j] >= v) << 4) | (np.uint8(sw[j] >= v) << 5)
+                    | (np.uint8(so[j] >= v) << 6) | (np.uint8(se[j] >= v) << 7))
+    for r in range(r_start, r_stop):
+        if r == 0 or r == H - 1 or W < 3:
+            for c in range(W):
+                out[n, r, c] = _orig_code_at(img, n, H, W, r, c)
+        else:
+            out[n, r, 0] = _orig_code_at(img, n, H, W, r, 0)
+            out[n, r, W - 1] = _orig_code_at(img, n, H, W, r, W - 1)
 
 
 @njit(cache=True, parallel=True)

@@ -19,6 +19,7 @@ VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
                 "nri_uniform": _k.NRI_UNIFORM}
 _RUNS: dict = {}  # fast-path key -> run(image)
 _MAX_RUNS = 512
+SERIAL_PX = 1 << 15  # below this many pixels a call runs on one thread
 
 
 def num_threads() -> int:
@@ -98,14 +99,23 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
 
 
 def kernel_args(variant, P, R, shape3, threads):
-    """``(kernel, extra arguments)``: the kernel runs as ``kernel(img3, out3, *extra)``."""
+    """``(kernel, extra arguments)``: the kernel runs as ``kernel(img3, out3, *extra)``.
+
+    Inputs under :data:`SERIAL_PX` pixels (one face crop) run on the calling thread: a
+    parallel region costs a thread hand-off per call, milliseconds when another process
+    holds the other core.
+    """
     N, H, W = shape3
+    serial = threads == 1 or N * H * W < SERIAL_PX
+    threads = 1 if serial else threads
     if variant == "original":
-        return _k.lbp_original, (max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads)))),)
+        block = max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads))))
+        return (_k.lbp_original_serial if serial else _k.lbp_original), (block,)
     rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
     block, chunks, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
-    return _k.lbp_circle, (rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                           VARIANT_CODE[variant], _table(variant, P), block, chunks)
+    return (_k.lbp_circle_serial if serial else _k.lbp_circle), (
+        rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, VARIANT_CODE[variant],
+        _table(variant, P), block, chunks)
 
 
 def read_only(a):

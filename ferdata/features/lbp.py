@@ -256,9 +256,11 @@ def warmup(report=None) -> float:
     import time
 
     t0 = time.perf_counter()
-    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    steps = [(f"lbp {v} P={P} {src.dtype} -> {code_dtype(v, P)}", lambda s=src, v=v, P=P: lbp(s, v, P, 1))
-             for src in (img, img.astype(np.float64))
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8)  # runs on one thread
+    big = np.zeros((1, 8, _pl.SERIAL_PX // 8), np.uint8)  # runs in parallel
+    steps = [(f"lbp {v} P={P} {src.dtype} -> {code_dtype(v, P)}{' (parallel)' * (src.ndim == 3)}",
+              lambda s=src, v=v, P=P: lbp(s, v, P, 1))
+             for src in (img, img.astype(np.float64), big, big.astype(np.float64))
              for v, P in (("circle", 8), ("circle", 16), ("circle", 24), ("original", 8))]
     steps.append(("ror/nri_uniform code tables", lambda: lbp(img, "ror", 8, 1)))
     steps += [(f"lbp_histogram {np.dtype(dt)} codes",
