@@ -1,9 +1,11 @@
 """CPU/GPU training: our loop ÷ a bare PyTorch loop per model, and torch threads vs DataLoader workers.
 
-    python benchmarks/train.py [--models 'feratt*'] [--batch 8] [--steps 4] [--pairs 3] [--device cpu]
+    python benchmarks/train.py [--models 'feratt*'] [--batch 8] [--steps 4] [--pairs 9] [--threads 1]
+                               [--before] [--loop [--loop-per-face N] [--skip-models]] [--device cpu]
 
-1. Per registered model, both arms measured in this run, alternated, median of
-   ``--pairs`` pairs (target: ours ÷ bare >= 0.95 for every model):
+1. Per registered model, both arms measured in this run, interleaved step by step (the
+   order reversed every round, so load from other processes hits both alike), the
+   median of ``--pairs`` pairs of steps (target: ours ÷ bare >= 0.95 for every model):
 
    * bare — the model-only ceiling: float NCHW contiguous inputs made before the
      clock starts, forward + the same loss + Adam step;
@@ -88,65 +90,63 @@ class _BeforePrep:
         return x
 
 
-def time_ours(name, batches, device, before=False):
-    """samples/s of train_epoch over ``batches[1:]`` (batches[0] warms up)."""
-    fmt = input_memory_format(create_model(name), device, False)
+def _arm(kind, name, batches, device):
+    """A step function of one arm: ``step(i)`` trains on batch ``i`` (its own model and optimiser)."""
+    fmt = input_memory_format(create_model(name), device, False) if kind != "bare" else torch.contiguous_format
     m, opt, crit = _fresh(name, device, fmt)
-    prep = _prep(name, device, False) if not before else _BeforePrep(_prep(name, device, False))
-    amp = contextlib.nullcontext
-    train_epoch(m, batches[:1], prep, crit, opt, None, amp, 0)
-    _sync(device)
-    t = time.perf_counter()
-    train_epoch(m, batches[1:], prep, crit, opt, None, amp, 0)
-    _sync(device)
-    return sum(len(b["label"]) for b in batches[1:]) / (time.perf_counter() - t)
-
-
-def time_bare(name, batches, device):
-    """samples/s of a hand-written loop on float NCHW contiguous inputs made beforehand."""
-    m, opt, crit = _fresh(name, device, torch.contiguous_format)
     prep = _prep(name, device, False)
-    ready = [prep(b, train=True) for b in batches]  # inputs outside the clock
+    if kind == "bare":  # a hand-written loop on float NCHW contiguous inputs made beforehand
+        ready = [prep(b, train=True) for b in batches]
 
-    def step(x):
-        out = forward_batch(m, x)
-        loss = crit(out, x["label"], x.get("target"))["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        def step(i):
+            x = ready[i]
+            out = forward_batch(m, x)
+            loss = crit(out, x["label"], x.get("target"))["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    if kind == "before":
+        prep = _BeforePrep(prep)
 
-    step(ready[0])
-    _sync(device)
-    t = time.perf_counter()
-    for x in ready[1:]:
-        step(x)
-    _sync(device)
-    return sum(len(x["label"]) for x in ready[1:]) / (time.perf_counter() - t)
+    def step(i):  # the real loop, conversion of the loader's uint8 batch included
+        train_epoch(m, [batches[i]], prep, crit, opt, None, contextlib.nullcontext, 0)
+    return step
+
+
+def ab_model(name, args, dev, arms):
+    """Step times per arm, the arms interleaved step by step (order reversed every round)."""
+    batches = uint8_batches(name, args.batch, args.steps)
+    steps = {k: _arm(k, name, batches, dev) for k in arms}
+    for k in arms:  # warm-up
+        steps[k](0)
+    times = {k: [] for k in arms}
+    for r in range(args.pairs):
+        for k in (arms if r % 2 == 0 else arms[::-1]):
+            _sync(dev)
+            t = time.perf_counter()
+            steps[k](r % len(batches))
+            _sync(dev)
+            times[k].append(time.perf_counter() - t)
+    return times
 
 
 def per_model(args, dev):
     names = [n for n in list_models() if any(fnmatch.fnmatch(n, p) for p in args.models.split(","))]
     arms = ["bare", "ours"] + (["before"] if args.before else [])
     head = f"{'model':<18}{'bare/s':>9}{'ours/s':>9}{'ours/bare':>10}" + (f"{'before/bare':>12}" if args.before else "")
-    print(head + "   per pair (ours/bare)")
+    print(head + "   ours/bare per pair (min..max)")
     worst = None
     for name in names:
-        batches = uint8_batches(name, args.batch, args.steps + 1)
-        runs = {a: [] for a in arms}
-        for k in range(args.pairs):
-            for arm in (arms if k % 2 == 0 else arms[::-1]):
-                if arm == "bare":
-                    runs[arm].append(time_bare(name, batches, dev))
-                else:
-                    runs[arm].append(time_ours(name, batches, dev, before=arm == "before"))
-        med = {a: statistics.median(v) for a, v in runs.items()}
-        ratio = med["ours"] / med["bare"]
+        times = ab_model(name, args, dev, arms)
+        per_pair = [b / o for o, b in zip(times["ours"], times["bare"])]
+        ratio = statistics.median(per_pair)
         worst = ratio if worst is None else min(worst, ratio)
-        pairs = [round(o / b, 3) for o, b in zip(runs["ours"], runs["bare"])]
-        line = f"{name:<18}{med['bare']:>9.1f}{med['ours']:>9.1f}{ratio:>10.3f}"
+        sps = {k: args.batch / statistics.median(v) for k, v in times.items()}
+        line = f"{name:<18}{sps['bare']:>9.1f}{sps['ours']:>9.1f}{ratio:>10.3f}"
         if args.before:
-            line += f"{med['before'] / med['bare']:>12.3f}"
-        print(line + f"   {pairs}", flush=True)
+            line += f"{statistics.median(b / o for o, b in zip(times['before'], times['bare'])):>12.3f}"
+        print(line + f"   {min(per_pair):.3f}..{max(per_pair):.3f}", flush=True)
     print(f"worst ours/bare: {worst:.3f} (target >= 0.95)")
 
 
@@ -164,7 +164,7 @@ def loop_threads(args):
                 os.environ["OMP_NUM_THREADS"] = str(th)  # the run keeps an explicit choice
                 torch.set_num_threads(th)
                 cfg = TrainConfig(model="preactresnet18", epochs=1, batch_size=64, lr=1e-3, eval_on="renders",
-                                  protocol="holdout", num_workers=2, sample_per_face=1024, sample_size=64,
+                                  protocol="holdout", num_workers=2, sample_per_face=args.loop_per_face, sample_size=64,
                                   device="cpu", overwrite=True)
                 fit(cfg, Path(d) / "run")
                 rec = [json.loads(line) for line in (Path(d) / "run" / "metrics.jsonl").read_text().splitlines()][-1]
@@ -181,18 +181,24 @@ def loop_threads(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="*", help="comma-separated shell patterns")
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=4, help="distinct batches (cycled)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=9, help="timed steps per arm (the median is reported)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--before", action="store_true", help="also time the pre-fix channels_last-view arm")
     ap.add_argument("--loop", action="store_true", help="also the real loop: threads vs workers")
+    ap.add_argument("--loop-per-face", type=int, default=1024, help="renders per sample face in --loop")
+    ap.add_argument("--skip-models", action="store_true", help="only --loop")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} cores={os.cpu_count()} "
-          f"load average {os.getloadavg()[0]:.2f}; batch {args.batch}, {args.steps} timed steps, "
-          f"median of {args.pairs} alternated pairs")
-    per_model(args, dev)
+          f"load average {os.getloadavg()[0]:.2f}; batch {args.batch}, {args.steps} distinct batches, "
+          f"median of {args.pairs} pairs of steps, arms interleaved step by step")
+    if not args.skip_models:
+        per_model(args, dev)
     if args.loop:
         loop_threads(args)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
