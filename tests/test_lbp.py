@@ -200,7 +200,8 @@ def test_result_independent_of_thread_count():
         many = lbp(img, "circle", 16, 2)
     finally:
         numba.set_num_threads(before)
-    np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(one, many)  # 1 thread vs all (batch: parallel kernel)
+    np.testing.assert_array_equal(many[1], lbp(img[1], "circle", 16, 2))  # one image: serial kernel
 
 
 def test_code_dtypes_and_bins():
@@ -560,12 +561,15 @@ def test_repeated_calls_validate_and_match_skimage():
 
 def test_cli_warmup_compiles_every_signature(tmp_path):
     from ferdata.features import _lbp_kernels as k
+    from ferdata.features import _lbp_original as o
 
     r = run_cli("lbp", "--warmup")
     assert r.exit_code == 0 and "LBP kernels ready" in r.output and "float64 -> uint32" in r.output
-    outs = {(str(sig[0].dtype), str(sig[1].dtype)) for sig in k.lbp_circle.overloads}
-    assert {(i, o) for i in ("uint8", "float64") for o in ("uint8", "uint16", "uint32")} <= outs
-    assert {str(sig[0].dtype) for sig in k.lbp_original.overloads} >= {"uint8", "float64"}
+    want = {(i, c) for i in ("uint8", "float64") for c in ("uint8", "uint16", "uint32")}
+    for kernel in (k.lbp_circle, k.lbp_circle_serial):  # parallel (batches) and one-thread
+        assert want <= {(str(sig[0].dtype), str(sig[1].dtype)) for sig in kernel.overloads}
+    for kernel in (o.lbp_original, o.lbp_original_serial):
+        assert {str(sig[0].dtype) for sig in kernel.overloads} >= {"uint8", "float64"}
     assert {str(sig[0].dtype) for sig in k.cell_histograms.overloads} >= {"uint8", "uint16", "uint32"}
     r = run_cli("lbp", "--warmup", tmp_path)
     assert r.exit_code == 2 and "--warmup" in r.output

@@ -251,8 +251,9 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, va
     padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant``
     for ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]``: the
     column weights ``1-dc``/``dc`` of group g, laid out flat like the task buffers
-    (``lbp._layout``). The output rows are cut into tasks of ``block`` rows of one image; ``prange`` runs
-    ``nchunks`` chunks of consecutive tasks, each with its own buffers
+    (``_lbp_plan._layout``). The output rows are cut into tasks of ``block`` rows of one
+    image; ``prange`` runs ``nchunks`` chunks of consecutive tasks (the caller sets numba's
+    parallel chunk size to 1, so they are handed out dynamically), each with its own buffers
     (see :func:`_circle_chunk`).
     """
     for ch in prange(nchunks):
@@ -303,101 +304,6 @@ def _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, or
         for r in range(r_start, r_stop):
             j = (r - r_start - kmin) * (W + 2 * m) + m
             _store_row(acc[j:j + W], out[n, r], P, variant, table)
-
-
-@njit(cache=True, inline="always")
-def _orig_px(img, n, H, W, r, c):
-    if r < 0 or r >= H or c < 0 or c >= W:
-        return 0
-    return img[n, r, c]
-
-
-@njit(cache=True)
-def _orig_code_at(img, n, H, W, r, c):
-    """The 3x3 code of one pixel with bounds checks (outside reads 0)."""
-    v = img[n, r, c]
-    code = 0
-    if _orig_px(img, n, H, W, r, c + 1) >= v:
-        code |= 1
-    if _orig_px(img, n, H, W, r - 1, c + 1) >= v:
-        code |= 2
-    if _orig_px(img, n, H, W, r - 1, c) >= v:
-        code |= 4
-    if _orig_px(img, n, H, W, r - 1, c - 1) >= v:
-        code |= 8
-    if _orig_px(img, n, H, W, r, c - 1) >= v:
-        code |= 16
-    if _orig_px(img, n, H, W, r + 1, c - 1) >= v:
-        code |= 32
-    if _orig_px(img, n, H, W, r + 1, c) >= v:
-        code |= 64
-    if _orig_px(img, n, H, W, r + 1, c + 1) >= v:
-        code |= 128
-    return code
-
-
-@njit(cache=True, parallel=True)
-def lbp_original(img, out, block):
-    """3x3 LBP of ``img (N,H,W)`` into C-contiguous uint8 ``out``.
-
-    Bit k is set when neighbour k >= the centre: k = 0 east, 1 north-east, 2 north,
-    3 north-west, 4 west, 5 south-west, 6 south, 7 south-east; outside pixels read 0.
-    Tasks of ``block`` rows; each does its interior rows as one flat run over the
-    image (the neighbours are fixed flat offsets), then redoes the border pixels,
-    which the flat run got wrong, with bounds checks.
-    """
-    N, H = img.shape[0], img.shape[1]
-    nb = (H + block - 1) // block
-    for task in prange(N * nb):
-        _original_task(img, out, task, nb, block)
-
-
-@njit(cache=True)
-def lbp_original_serial(img, out, block):
-    """:func:`lbp_original` on the calling thread only (small inputs)."""
-    N, H = img.shape[0], img.shape[1]
-    nb = (H + block - 1) // block
-    for task in range(N * nb):
-        _original_task(img, out, task, nb, block)
-
-
-@njit(cache=True)
-def _original_task(img, out, task, nb, block):
-    """Rows ``r_start:r_stop`` of one image: a flat run, then the border pixels."""
-    N, H, W = img.shape
-    n = task // nb
-    r_start = (task - n * nb) * block
-    r_stop = min(H, r_start + block)
-    a = max(r_start, 1)
-    b = min(r_stop, H - 1)
-    if W >= 3 and a < b:
-        f = img[n].reshape(H * W)
-        j0 = a * W + 1
-        j1 = (b - 1) * W + W - 1
-        nj = j1 - j0
-        o = out[n].reshape(H * W)[j0:j1]
-        ctr = f[j0:j1]
-        e = f[j0 + 1:j0 + 1 + nj]
-        ne = f[j0 - W + 1:j0 - W + 1 + nj]
-        no = f[j0 - W:j0 - W + nj]
-        nw = f[j0 - W - 1:j0 - W - 1 + nj]
-        w = f[j0 - 1:j0 - 1 + nj]
-        sw = f[j0 + W - 1:j0 + W - 1 + nj]
-        so = f[j0 + W:j0 + W + nj]
-        se = f[j0 + W + 1:j0 + W + 1 + nj]
-        for j in range(nj):
-            v = ctr[j]
-            o[j] = (np.uint8(e[j] >= v) | (np.uint8(ne[j] >= v) << 1)
-                    | (np.uint8(no[j] >= v) << 2) | (np.uint8(nw[j] >= v) << 3)
-                    | (np.uint8(w[j] >= v) << 4) | (np.uint8(sw[j] >= v) << 5)
-                    | (np.uint8(so[j] >= v) << 6) | (np.uint8(se[j] >= v) << 7))
-    for r in range(r_start, r_stop):
-        if r == 0 or r == H - 1 or W < 3:
-            for c in range(W):
-                out[n, r, c] = _orig_code_at(img, n, H, W, r, c)
-        else:
-            out[n, r, 0] = _orig_code_at(img, n, H, W, r, 0)
-            out[n, r, W - 1] = _orig_code_at(img, n, H, W, r, W - 1)
 
 
 @njit(cache=True, parallel=True)

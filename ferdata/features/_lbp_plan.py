@@ -14,6 +14,7 @@ import numpy as np
 from numba.np.ufunc import parallel as _parallel
 
 from . import _lbp_kernels as _k
+from . import _lbp_original as _o
 
 VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
                 "nri_uniform": _k.NRI_UNIFORM}
@@ -77,7 +78,8 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
 
     Returns ``block`` (output rows per task: a task's buffers hold about ``plane``
     float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at
-    least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks), and the
+    least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks: 8 per thread, handed
+    out dynamically, so a thread whose core another process holds does less), and the
     column weights ``W0, W1 (G, (block+L-1)*Wp)``: ``1-dc`` and ``dc`` with
     ``dc = (c+cp) - floor(c+cp)`` from the absolute column as skimage computes it
     (the last bits depend on c), repeated for every buffer row, 0 in the padding.
@@ -87,7 +89,7 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
     m = int(max(1, (-fc).max(), (fc + 1).max()))
     Wp = W + 2 * m
     block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
-    chunks = min(N * -(-H // block), threads)
+    chunks = min(N * -(-H // block), 8 * threads if threads > 1 else 1)
     x = np.arange(W, dtype=np.float64)[None, :] + gcp[:, None]
     dc = x - np.floor(x)
     w = np.zeros((2, len(gcp), block + L - 1, Wp))
@@ -110,7 +112,7 @@ def kernel_args(variant, P, R, shape3, threads):
     threads = 1 if serial else threads
     if variant == "original":
         block = max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads))))
-        return (_k.lbp_original_serial if serial else _k.lbp_original), (block,)
+        return (_o.lbp_original_serial if serial else _o.lbp_original), (block,)
     rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
     block, chunks, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
     return (_k.lbp_circle_serial if serial else _k.lbp_circle), (
@@ -123,6 +125,24 @@ def read_only(a):
     v = a.view()
     v.flags.writeable = False
     return v
+
+
+def dynamic(kernel, fn):
+    """``fn`` (``kernel`` or its entry point) run with numba's parallel chunk size 1 if
+    ``kernel`` is parallel: threads take the next chunk when done, so one whose core
+    another process holds does less. Serial kernels: ``fn`` as is."""
+    if kernel is not _k.lbp_circle and kernel is not _o.lbp_original:
+        return fn
+    set_chunk = numba.set_parallel_chunksize  # thread-local: this call only
+
+    def run(*args):
+        prev = set_chunk(1)
+        try:
+            return fn(*args)
+        finally:
+            set_chunk(prev)
+
+    return run
 
 
 def entry_point(kernel, args):
@@ -145,7 +165,7 @@ def find_run(key):
 def register_run(key, kernel, args, shape, dtype):
     """Remember ``run(image) -> codes`` for C-contiguous uint8 images of ``shape``:
     ``args`` are those of a call of ``kernel`` that has just succeeded."""
-    fn = entry_point(kernel, args)
+    fn = dynamic(kernel, entry_point(kernel, args))
     extra = args[2:]
     shape3 = args[0].shape
 

@@ -13,7 +13,6 @@ import functools
 import math
 import numbers
 
-import numba
 import numpy as np
 
 from . import _lbp_kernels as _k
@@ -234,7 +233,7 @@ def _lbp(image, variant, P, R, out):
     threads = _pl.num_threads()
     kernel, extra = _pl.kernel_args(variant, P, R, img3.shape, threads)
     args = (_pl.read_only(img3), res3) + extra
-    kernel(*args)
+    _pl.dynamic(kernel, kernel)(*args)
     if fast:
         _pl.register_run(key_args + (img.shape, threads), kernel, args, img.shape, dt)
     if not direct:
