@@ -103,8 +103,14 @@ def tsne_embed(embeddings, seed: int = 0, perplexity: float = 30.0, max_iter: in
     if x.ndim != 2 or x.shape[0] < 5:
         raise ValueError(f"t-SNE needs (N >= 5, d) embeddings, got shape {x.shape}")
     perp = float(min(perplexity, (x.shape[0] - 1) / 3.0))
-    return TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto",
-                random_state=seed, method="barnes_hut", max_iter=max_iter).fit_transform(x)
+    tsne = TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto",
+                random_state=seed, method="barnes_hut", max_iter=max_iter)
+    if x.shape[0] > 1000:
+        return tsne.fit_transform(x)
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    with threadpool_limits(limits=1):  # small sets: one thread is faster than OpenMP's hand-offs
+        return tsne.fit_transform(x)
 
 
 def tsne_plot(embeddings, labels, path, classes: Optional[Sequence[str]] = None, seed: int = 0,
