@@ -19,7 +19,7 @@ from . import _lbp_original as _o
 VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
                 "nri_uniform": _k.NRI_UNIFORM}
 _RUNS: dict = {}  # fast-path key -> run(image)
-_MAX_RUNS = 512
+_MAX_RUNS = 64  # each holds its column weights (~130 KB at P=8)
 SERIAL_PX = 1 << 15  # below this many pixels a call runs on one thread
 
 
