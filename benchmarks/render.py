@@ -5,8 +5,8 @@ the I/O floor, and a FERAtt-style naive pipeline as the reference.
 
 Reported as ratios, every reference measured in the same run (no figure from another machine):
 - the render step (generate only, one process) before -> after the exact-output
-  speed-ups (the background's Lab lightness cached per image): A/B alternated, median
-  of --pairs pairs, each timing on a fresh context (cache costs included);
+  speed-ups (the background's Lab lightness cached per image): the two arms interleaved
+  sample by sample on fresh contexts (cache costs included), median of --pairs pairs;
 - ours vs the naive FERAtt-style reference (skimage Lab conversion, a background JPEG
   decoded per sample, a hard paste — what the FERAtt research code does per sample),
   alternated with the A/B pairs;
@@ -66,8 +66,8 @@ class _NoLightnessCache(LightnessCache):
         return None
 
 
-def render_step(job, n, cached: bool) -> float:
-    """samples/s of generating ``n`` samples in this process on a fresh context (no encode, no write)."""
+def _fresh_context(job, cached: bool) -> RenderContext:
+    """A new render context (empty caches), faces prepared and backgrounds decoded (both arms alike)."""
     saved = render_run.LightnessCache
     render_run.LightnessCache = LightnessCache if cached else _NoLightnessCache
     try:
@@ -76,25 +76,31 @@ def render_step(job, n, cached: bool) -> float:
         render_run.LightnessCache = saved
     for f in range(ctx.n_faces):
         ctx.prepared(f)
-    for bg_id in ctx.bg.ids:  # decode outside the timing (both arms)
+    for bg_id in ctx.bg.ids:
         ctx.bg.load(int(bg_id))
-    t = time.perf_counter()
-    for g in range(n):
-        ctx.render_sample(g)
-    return n / (time.perf_counter() - t)
+    return ctx
 
 
 def step_ab(job, n, nref, pairs):
-    """Medians of (before, after, reference) samples/s, alternating the order pair by pair."""
+    """samples/s of the render step (generate only, no encode/write), before vs after.
+
+    Each pair starts two fresh contexts and renders samples 0..n-1 with both, sample by
+    sample, the order swapped every sample (load from other processes hits both alike);
+    the FERAtt-style reference runs ``nref`` samples after each pair.
+    """
     runs = {"before": [], "after": [], "ref": []}
-    ref_ctx = RenderContext(job)
-    for k in range(pairs):
-        order = ("before", "after", "ref") if k % 2 == 0 else ("ref", "after", "before")
-        for arm in order:
-            if arm == "ref":
-                runs[arm].append(naive_reference(ref_ctx, nref, job.cfg))
-            else:
-                runs[arm].append(render_step(job, n, arm == "after"))
+    ref_ctx = _fresh_context(job, False)
+    for _ in range(pairs):
+        ctx = {"before": _fresh_context(job, False), "after": _fresh_context(job, True)}
+        spent = {"before": 0.0, "after": 0.0}
+        for g in range(n):
+            for arm in (("before", "after") if g % 2 == 0 else ("after", "before")):
+                t = time.perf_counter()
+                ctx[arm].render_sample(g)
+                spent[arm] += time.perf_counter() - t
+        for arm, dt in spent.items():
+            runs[arm].append(n / dt)
+        runs["ref"].append(naive_reference(ref_ctx, nref, job.cfg))
     return {k: statistics.median(v) for k, v in runs.items()}, runs
 
 
@@ -156,7 +162,7 @@ def main():
         print(f"render {args.size}x{args.size} {rcfg.encoding}, cores={os.cpu_count()}, "
               f"load average before: {os.getloadavg()[0]:.2f}")
         med, runs = step_ab(job, args.step_n, min(512, args.step_n), args.pairs)
-        print(f"  render step, 1 process, {args.step_n} samples, median of {args.pairs} alternated pairs:")
+        print(f"  render step, 1 process, {args.step_n} samples interleaved, median of {args.pairs} pairs:")
         print(f"    before (L per crop)      : {med['before']:8.0f} samples/s  {[round(v) for v in runs['before']]}")
         print(f"    after  (L plane cached)  : {med['after']:8.0f} samples/s  {[round(v) for v in runs['after']]}")
         print(f"    after / before = {med['after'] / med['before']:.3f}x  (per pair: "

@@ -163,7 +163,7 @@ def loop_threads(args):
             for th in ((chosen, allc) if k % 2 == 0 else (allc, chosen)):
                 os.environ["OMP_NUM_THREADS"] = str(th)  # the run keeps an explicit choice
                 torch.set_num_threads(th)
-                cfg = TrainConfig(model="preactresnet18", epochs=1, batch_size=64, lr=1e-3, eval_on="renders",
+                cfg = TrainConfig(model=args.loop_model, epochs=1, batch_size=64, lr=1e-3, eval_on="renders",
                                   protocol="holdout", num_workers=2, sample_per_face=args.loop_per_face, sample_size=64,
                                   device="cpu", overwrite=True)
                 fit(cfg, Path(d) / "run")
@@ -172,7 +172,7 @@ def loop_threads(args):
         os.environ.pop("OMP_NUM_THREADS", None)
     for th, v in res.items():
         sps = statistics.median(s for s, _ in v)
-        print(f"loop preactresnet18, 2 workers, {th} torch thread(s): {sps:.0f} samples/s "
+        print(f"loop {args.loop_model}, 2 workers, {th} torch thread(s): {sps:.0f} samples/s "
               f"(runs {[round(s) for s, _ in v]}), data wait {100 * statistics.median(w for _, w in v):.1f}%")
     print(f"chosen ({chosen}) / all cores ({allc}): "
           f"{statistics.median(s for s, _ in res[chosen]) / statistics.median(s for s, _ in res[allc]):.3f}")
@@ -189,6 +189,7 @@ def main():
     ap.add_argument("--before", action="store_true", help="also time the pre-fix channels_last-view arm")
     ap.add_argument("--loop", action="store_true", help="also the real loop: threads vs workers")
     ap.add_argument("--loop-per-face", type=int, default=1024, help="renders per sample face in --loop")
+    ap.add_argument("--loop-model", default="preactresnet18")
     ap.add_argument("--skip-models", action="store_true", help="only --loop")
     args = ap.parse_args()
     dev = torch.device(args.device)
