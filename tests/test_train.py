@@ -209,3 +209,15 @@ def test_unknown_model_is_one_error_before_anything_is_written(tmp_path):
     with pytest.raises(FerdataError, match="nosuchmodel"):
         fit(TrainConfig(model="nosuchmodel"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_and_eval_draw_the_noise_figure(tmp_path):
+    """eval.json's noise sweep becomes noise.png (Fig. 9) after fit and after ferdata eval."""
+    from ferdata.train.evaluate import evaluate_checkpoint
+
+    fit(TrainConfig(eval_on="renders", protocol="holdout", noise=(0.1, 0.3), **{**TINY, "epochs": 1}), tmp_path)
+    png = tmp_path / "noise.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluate_checkpoint(tmp_path / "best.pt", tmp_path / "sample-data" / "test", tmp_path / "ev", noise=(0.2,),
+                        device="cpu")
+    assert (tmp_path / "ev" / "noise.png").exists()

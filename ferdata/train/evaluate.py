@@ -17,7 +17,7 @@ from ..errors import FerdataError
 from .augment import Augmenter
 from .checkpoint import load_checkpoint, write_json
 from .data import check_render_source, eval_dataset, read_spec
-from .final import evaluate_model
+from .final import evaluate_model, write_pictures
 from .models import ModelInputs, create_model
 from .prep import BatchPrep
 from .runtime import amp_ctx, resolve_device
@@ -79,4 +79,5 @@ def evaluate_checkpoint(checkpoint, data, out, noise=(), device="auto", subjects
     if "noise" in res:
         result["noise"] = res["noise"]
     write_json(out / "eval.json", result)
+    write_pictures(out, seed=cfg.seed)
     return result

@@ -28,9 +28,28 @@ def evaluate_model(model, loader, prep, amp, classes, out=None, noise=(), seed: 
         cm = np.asarray(rep["confusion_matrix"])
         write_json(out / "confusion.json", {"classes": list(classes), "matrix": cm.tolist()})
         plot_confusion(cm, classes, out / "confusion.png")
-        if emb is not None:
-            np.savez_compressed(out / "embeddings.npz", embedding=emb, label=labels, logits=logits)
+        if emb is not None:   # with the faces (first MAX_RETRIEVAL_IMAGES) for the retrieval figure
+            np.savez_compressed(out / "embeddings.npz", embedding=emb, label=labels, logits=logits,
+                                **_images(loader.dataset, len(labels)))
     return res
+
+
+MAX_RETRIEVAL_IMAGES = 2000
+
+
+def _images(dataset, n: int) -> dict:
+    """``{"image": (n, H, W, C) uint8}`` of the evaluated samples, in loader order (small sets only)."""
+    if n > MAX_RETRIEVAL_IMAGES or not hasattr(dataset, "__getitem__"):
+        return {}
+    imgs = [dataset[i]["image"] for i in range(n)]
+    return {"image": torch.stack(imgs).permute(0, 2, 3, 1).numpy()}
+
+
+def write_pictures(out, seed: int = 0) -> None:
+    """The evaluation figures (noise.png, tsne.png, retrieval.png) the outputs allow (docs/training.md)."""
+    from .plots import write_eval_pictures
+
+    write_eval_pictures(out, seed=seed)
 
 
 def noise_finetune(run, data, sigma: float, epochs: int) -> dict:
@@ -68,4 +87,5 @@ def final_evaluation(run, data, out: Path, prog) -> dict:
         result["noise_train"] = {str(s): noise_finetune(run, data, s, run.cfg.noise_epochs)
                                  for s in run.cfg.noise_train}
     write_json(Path(out) / "eval.json", result)
+    write_pictures(out, seed=run.cfg.seed)
     return result
