@@ -5,6 +5,7 @@ alpha composite onto the background crop -> photometric augmentation.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,6 +19,7 @@ from .augment import photometric
 from .params import P
 
 _MIRROR = np.array(MIRROR68)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -226,6 +228,7 @@ def _poisson(face: np.ndarray, bg: np.ndarray, hard: np.ndarray) -> np.ndarray:
     try:
         out = cv2.seamlessClone(cv2.cvtColor(fb, cv2.COLOR_RGB2BGR), cv2.cvtColor(bb, cv2.COLOR_RGB2BGR),
                                 m, center, cv2.NORMAL_CLONE)
-    except cv2.error:
+    except cv2.error as exc:  # documented (docs/rendering.md, step 4): this sample gets the hard paste
+        log.warning("seamlessClone refused a mask (%s): this sample is a hard paste instead", exc)
         return np.where(hard[..., None], face, bg)
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)[pad:pad + size, pad:pad + size]
