@@ -79,10 +79,14 @@ def test_full_disk_during_manifest_write_leaves_no_temp(rendered, tmp_path, monk
     folder = _copy(rendered / "raw", tmp_path / "f")
     before = (folder / "manifest.json").read_bytes()
 
-    def full(obj, f, **kw):
-        f.write(json.dumps(obj)[:100])
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(json, "dump", full)
+    import ferdata.shards.tempfiles as tf
+    real_fsync = os.fsync
+
+    def full(fd):  # the temp is written; flushing it to a full disk fails (as with delayed allocation)
+        if any(p.name.startswith("manifest.json.tmp-") for p in folder.iterdir()):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+    monkeypatch.setattr(tf.os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
         record_shard(folder, "shard-000003.h5", {"n": 1, "bytes": 1, "sha256": "0"})
     assert (folder / "manifest.json").read_bytes() == before
