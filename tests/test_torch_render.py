@@ -283,3 +283,11 @@ def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
     held = set(d.split.val.subjects) | set(d.split.test.subjects)
     seen = {subjects[int(f)] for b in d.train_loader for f in b["face_index"]}
     assert seen and not seen & held
+
+
+def test_cpu_chunks_give_the_same_batch(sample_dir, tmp_path):
+    _, tr = _pair(sample_dir, tmp_path)
+    idx = np.arange(100) * 5
+    whole, chunked = tr._render(idx), tr.render(idx)          # 100 > 2 chunks: rendered in 4 pieces
+    assert set(whole) == set(chunked)
+    assert all(torch.equal(whole[k], chunked[k]) for k in whole)

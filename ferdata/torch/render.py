@@ -185,8 +185,21 @@ class TorchRenderer:
         return pick, np.stack([x, y, side], 1)
 
     # ----------------------------------------------------------------- render
+    #: on a CPU, a large batch is rendered in chunks this size: its working set then stays in
+    #: cache (2.2x faster per sample than one 256-sample pass, benchmarks/render_torch.py)
+    CPU_CHUNK = 32
+
     @torch.no_grad()
     def render(self, indices, photometric: bool = True, clean: bool = False) -> dict:
+        """Render global samples ``indices`` (see :meth:`_render`); on a CPU in chunks of
+        :attr:`CPU_CHUNK` (a sample does not depend on its batch, so the result is the same)."""
+        g = np.asarray(indices, np.int64).ravel()
+        if self.device.type != "cpu" or g.size <= 2 * self.CPU_CHUNK:
+            return self._render(g, photometric, clean)
+        parts = [self._render(g[a:a + self.CPU_CHUNK], photometric, clean) for a in range(0, g.size, self.CPU_CHUNK)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def _render(self, indices, photometric: bool = True, clean: bool = False) -> dict:
         """Render global samples ``indices`` (sample ``g // F`` of face ``g % F``).
 
         Returns a dict of device tensors: ``image`` (B,C,H,W) uint8, ``mask`` (B,H,W)
