@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,19 +33,10 @@ from ferdata.render.run import render
 from ferdata.sample import make_sample
 from ferdata.torch import ShardIterableDataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loader import cpu_seconds  # noqa: E402  (the same /proc reading as benchmarks/loader.py)
+
 BATCH = 256
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids) -> float:
-    tot = 0
-    for p in pids:
-        with open(f"/proc/{p}/stat") as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        tot += int(v[11]) + int(v[12])
-    return tot / _TICK
-
-
 def floor(bufs, size, threads):
     out = np.empty((len(bufs), size, size, 3), np.uint8)
 

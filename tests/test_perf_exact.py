@@ -1,9 +1,7 @@
 """Exact-output speed-ups: the same bytes (render) and the same numbers (training) as the plain path."""
 import contextlib
-import hashlib
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 
@@ -12,16 +10,7 @@ from ferdata.render import run as render_run
 from ferdata.render.bg_lightness import LightnessCache
 from ferdata.render.compose import compose, lab_lightness, prepare_face
 from ferdata.render.params import sample_params, sample_rng
-from ferdata.shards.manifest import load_manifest
-
-
-def _dataset_hashes(folder):
-    out = {}
-    for name in sorted(load_manifest(folder)["shards"]):
-        with h5py.File(folder / name, "r") as f:
-            for k in sorted(f.keys()):
-                out[(name, k)] = hashlib.sha256(f[k][:].tobytes()).hexdigest()
-    return out
+from test_render import dataset_hashes  # one definition of "same shard bytes"
 
 
 def _lab_L_as_before(rgb):
@@ -91,7 +80,7 @@ def test_render_shards_are_byte_identical_with_and_without_the_lightness_cache(s
     _Counting.served = 0
     render_run.render(faces, bg, tmp_path / "cached", cfg)
     assert _Counting.served == 48  # every sample used a cached plane
-    assert _dataset_hashes(tmp_path / "plain") == _dataset_hashes(tmp_path / "cached")
+    assert dataset_hashes(tmp_path / "plain") == dataset_hashes(tmp_path / "cached")
 
 
 def test_lightness_cache_buys_a_plane_after_an_image_worth_of_crops_and_stays_bounded():

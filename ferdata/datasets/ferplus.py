@@ -186,14 +186,13 @@ def _read_csv(path: Path, fer2013_csv, mode, tie, keep, policy) -> Iterator[Face
             if not name:
                 policy.skip(source, "no image name (face dropped by FER+)")
                 continue
-            counts = parse_votes([fields[i] for i in i_votes])
         except ValueError as exc:
             policy.error(where, source, str(exc))
             continue
-        label, votes, reason = label_votes(counts, mode, tie)
-        if label is None:
-            policy.skip(source, reason)
+        voted = _voted_label([fields[i] for i in i_votes], mode, tie, where, source, policy)
+        if voted is None:
             continue
+        label, votes, counts = voted
         pwhere = f"{pix_path} row {n}"
         if not check_row_length(pfields, pix_header, pwhere, source, policy):
             continue
@@ -204,6 +203,21 @@ def _read_csv(path: Path, fer2013_csv, mode, tie, keep, policy) -> Iterator[Face
             continue
         yield _record(label, votes, counts, split, source, mode, image=image,
                       extra={"image_name": name, "usage": fields[i_use].strip()})
+
+
+def _voted_label(vote_fields, mode, tie, where, source, policy):
+    """``(label, votes, counts)`` of one row's 10 vote fields, or None when the row is
+    skipped (no label under ``mode``) or bad (reported through ``policy``). Both layouts."""
+    try:
+        counts = parse_votes(vote_fields)
+    except ValueError as exc:
+        policy.error(where, source, str(exc))
+        return None
+    label, votes, reason = label_votes(counts, mode, tie)
+    if label is None:
+        policy.skip(source, reason)
+        return None
+    return label, votes, counts
 
 
 def _read_images(root: Path, data: Path, mode, tie, keep, policy) -> Iterator[FaceRecord]:
@@ -224,15 +238,10 @@ def _read_images(root: Path, data: Path, mode, tie, keep, policy) -> Iterator[Fa
                     policy.error(where, source, f"expected {2 + len(VOTE_COLUMNS)} fields "
                                                 f"(image name, face box, 10 votes), found {len(fields)}")
                     continue
-                try:
-                    counts = parse_votes(fields[2:])
-                except ValueError as exc:
-                    policy.error(where, source, str(exc))
+                voted = _voted_label(fields[2:], mode, tie, where, source, policy)
+                if voted is None:
                     continue
-                label, votes, reason = label_votes(counts, mode, tie)
-                if label is None:
-                    policy.skip(source, reason)
-                    continue
+                label, votes, counts = voted
                 if not image_path.is_file():
                     policy.error(where, source, f"image file {image_path} does not exist "
                                                 f"(run FERPlus's generate_training_data.py)")

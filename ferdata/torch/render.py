@@ -95,7 +95,8 @@ class TorchRenderer:
 
     Parameters
     ----------
-    faces : path of a face store (``faces.h5``)
+    faces : path of a face store (``faces.h5``), or a shard renderer's ``RenderContext``
+        (``render --device``: its faces are reused, not read a second time)
     backgrounds : a COCO root / image folder (as ``ferdata render``) or a
         :class:`ferdata.backgrounds.BackgroundSource`; every background is decoded once
         and held on the device (``max_backgrounds`` caps the pool: then ``bg_pick``
@@ -121,28 +122,38 @@ class TorchRenderer:
         self.noise = torch.from_numpy(noise_bank(cfg.size, 3)).to(self.device)
 
     # ----------------------------------------------------------------- loading
-    def _load_faces(self, path) -> None:
+    def _load_faces(self, faces) -> None:
+        from ..render.run import RenderContext
+
         S = self.cfg.size
-        with FaceStore(path) as fs:
-            images, masks, lms = fs.images[:], fs.masks[:], fs.landmarks
-            self.labels = np.asarray(fs.labels, np.int64)
-            self.classes = list(fs.classes)
-            subjects = list(fs.subjects)
-        self.n_faces = len(images)
-        if self.n_faces == 0:
-            raise FerdataError(f"{path}: the face store holds no face")
-        stack = np.empty((self.n_faces, 4, S, S), np.uint8)
-        self.landmarks = np.empty((self.n_faces, 68, 2), np.float64)
-        for f in range(self.n_faces):
-            lm = lms[f] if np.isfinite(lms[f]).all() else np.full((68, 2), np.nan)
-            pf = prepare_face(images[f], masks[f], lm, S)
-            stack[f, :3] = pf.image.transpose(2, 0, 1)
-            stack[f, 3] = pf.mask
+        if isinstance(faces, RenderContext):  # a shard-render worker's context: its faces, not read again
+            n, prepared = faces.n_faces, faces.prepared
+            labels, self.classes = faces.labels, list(faces.classes)
+            self.subject_names, ids = list(faces.subject_names), faces.subject_ids
+        else:
+            with FaceStore(faces) as fs:
+                images, masks, lms = fs.images[:], fs.masks[:], fs.landmarks
+                labels, self.classes, subjects = fs.labels, list(fs.classes), list(fs.subjects)
+            n = len(images)
+            self.subject_names = sorted(set(subjects))
+            sidx = {s: i for i, s in enumerate(self.subject_names)}
+            ids = [sidx[s] for s in subjects]
+
+            def prepared(f):  # as RenderContext.prepared: unknown landmarks become NaN
+                lm = lms[f] if np.isfinite(lms[f]).all() else np.full((68, 2), np.nan)
+                return prepare_face(images[f], masks[f], lm, S)
+        if n == 0:
+            raise FerdataError(f"{faces}: the face store holds no face")
+        self.n_faces = n
+        self.labels = np.asarray(labels, np.int64)
+        self.subject_ids = np.asarray(ids, np.int64)
+        stack = np.empty((n, 4, S, S), np.uint8)
+        self.landmarks = np.empty((n, 68, 2), np.float64)
+        for f in range(n):
+            pf = prepared(f)
+            stack[f] = pf.rgba.transpose(2, 0, 1)
             self.landmarks[f] = pf.landmarks
         self.faces = torch.from_numpy(stack).to(self.device)
-        self.subject_names = sorted(set(subjects))
-        sidx = {s: i for i, s in enumerate(self.subject_names)}
-        self.subject_ids = np.array([sidx[s] for s in subjects], np.int64)
 
     def _load_backgrounds(self, backgrounds, split, limit) -> None:
         from ..backgrounds import BackgroundSource

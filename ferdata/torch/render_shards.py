@@ -25,7 +25,7 @@ class TorchRenderContext(RenderContext):
 
     def __init__(self, job):
         super().__init__(job)
-        self.renderer = TorchRenderer(job.faces, self.bg, job.cfg, device=job.device)
+        self.renderer = TorchRenderer(self, self.bg, job.cfg, device=job.device)
         self._pool = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ferdata-encode")
 
     def render_sample(self, g: int, photometric_on: bool = True) -> dict:
@@ -37,7 +37,7 @@ class TorchRenderContext(RenderContext):
         return {"image": r["image"].permute(0, 2, 3, 1).cpu().numpy(), "mask": r["mask"].cpu().numpy(),
                 "landmarks": r["landmarks"].cpu().numpy(), "label": r["label"].cpu().numpy(),
                 "face_index": r["face_index"].cpu().numpy(),
-                "subject": self.subject_ids[idx % self.n_faces], "params": r["params"].cpu().numpy(),
+                "subject": r["subject"].cpu().numpy(), "params": r["params"].cpu().numpy(),
                 "background": r["background"].cpu().numpy(), "bg_box": r["bg_box"].cpu().numpy()}
 
     def render_shard(self, k: int, out) -> dict:

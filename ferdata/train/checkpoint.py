@@ -18,19 +18,15 @@ RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", 
              "confusion.png", "embeddings.npz")
 
 
-def _atomic(path: Path, write) -> None:
-    atomic_write(path, write)   # host-tagged temp, fsync, rename, folder fsync (ferdata.shards.tempfiles)
-
-
 def save_checkpoint(path, state: dict) -> None:
     """``torch.save`` to a temporary file, fsync, rename over ``path``."""
-    _atomic(Path(path), lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def write_json(path, obj) -> None:
     """JSON to a temporary file, fsync, rename over ``path``."""
     blob = json.dumps(obj, indent=1, default=str).encode()
-    _atomic(Path(path), lambda f: f.write(blob))
+    atomic_write(path, lambda f: f.write(blob))
 
 
 def append_jsonl(path, rec: dict) -> None:
