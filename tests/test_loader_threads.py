@@ -67,3 +67,84 @@ def test_decode_threads_validated(jpeg_shards, sample_dir):
     fs = FaceStoreDataset(sample_dir / "faces.h5")
     fs.decode_threads = 2  # a face store is raw: accepted, nothing to decode
     assert fs[0]["image"].dtype == torch.uint8
+
+
+def test_raw_jpeg_reads_equal_hdf5(jpeg_shards):
+    """The JPEG bytes read with preadv are HDF5's bytes, for any set of rows."""
+    from ferdata.torch._h5read import RawFile, _read_jpeg
+
+    path = str(jpeg_shards / "shard-000001.h5")
+    with h5py.File(path, "r") as f:
+        ds, off = f["image"], f["image_offsets"][:]
+        raw = RawFile.open(path, ds, off)
+        assert raw is not None
+        n = off.size - 1
+        rng = np.random.default_rng(1)
+        for local in (np.arange(n), np.array([0]), np.array([n - 1]), np.unique(rng.integers(0, n, 37)),
+                      np.array([0, 1, 2, 7, 30, n - 2, n - 1])):
+            got, want = raw.read_jpeg(off, local), _read_jpeg(ds, off, local)
+            assert [bytes(x) for x in got] == [bytes(y) for y in want]
+        raw.close()
+
+
+def test_chunked_image_dataset_falls_back_to_hdf5(jpeg_shards, tmp_path):
+    """A shard whose image bytes are chunked (not one plain block) is read through h5py: same batches."""
+    from ferdata.torch._h5read import RawFile
+
+    other = tmp_path / "chunked"
+    shutil.copytree(jpeg_shards, other)
+    p = other / "shard-000000.h5"
+    with h5py.File(jpeg_shards / "shard-000000.h5", "r") as src, h5py.File(p.with_suffix(".tmp"), "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        for name in src:
+            data = src[name][:]
+            dst.create_dataset(name, data=data, chunks=(4096,) if name == "image" else None)
+    p.with_suffix(".tmp").replace(p)
+    with h5py.File(p, "r") as f:
+        assert RawFile.open(str(p), f["image"], f["image_offsets"][:]) is None
+    import json
+    m = json.loads((other / "manifest.json").read_text())
+    m["shards"][p.name]["bytes"] = p.stat().st_size
+    (other / "manifest.json").write_text(json.dumps(m))
+    a = ShardIterableDataset(jpeg_shards, seed=5, batch_size=50, fields=("image", "label", "index"))
+    b = ShardIterableDataset(other, seed=5, batch_size=50, fields=("image", "label", "index"))
+    for x, y in zip(a, b):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_truncated_while_reading_is_an_error(jpeg_shards, tmp_path):
+    from ferdata.torch._h5read import RawFile
+
+    p = tmp_path / "s.h5"
+    shutil.copy(jpeg_shards / "shard-000000.h5", p)
+    with h5py.File(p, "r") as f:
+        off = f["image_offsets"][:]
+        raw = RawFile.open(str(p), f["image"], off)
+    with open(p, "r+b") as fh:
+        fh.truncate(raw.base + int(off[50]))
+    with pytest.raises(FerdataError, match=r"s\.h5: file ends inside the image data"):
+        raw.read_jpeg(off, np.arange(40, 60))
+    raw.close()
+
+
+def test_first_failing_item_is_reported_with_many_threads():
+    """Threads take items dynamically; the error names the first bad item, and all before it are done."""
+    from ferdata.torch._fields import DecodeError, run_chunks
+
+    bad = {70, 23, 300}
+    raw = list(range(400))
+    for threads in (1, 2, 4):
+        out = np.zeros((400, 1), np.int64)
+
+        def decode(x, dst):
+            if x in bad:
+                raise DecodeError(f"bad {x}")
+            dst[...] = x + 1
+        with pytest.raises(DecodeError) as info:
+            run_chunks(decode, raw, out, threads)
+        assert info.value.item == 23
+        assert np.array_equal(out[:23, 0], np.arange(1, 24))
+        good = np.zeros((400, 1), np.int64)
+        run_chunks(lambda x, dst: dst.__setitem__(..., x * 3), raw, good, threads)
+        assert np.array_equal(good[:, 0], np.arange(400) * 3)

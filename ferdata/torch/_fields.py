@@ -6,6 +6,7 @@ masks / LBP codes ``(n,h,w)``, labels int64 and so on.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -137,30 +138,46 @@ def _pool(n: int):
     return pool
 
 
-def run_chunks(decode, raw, out, threads: int, min_chunk: int = 16) -> None:
-    """``decode(raw[i], out[i])`` for every i, on ``threads`` threads in contiguous chunks.
+def run_chunks(decode, raw, out, threads: int, min_chunk: int = 16, grab: int = 4) -> None:
+    """``decode(raw[i], out[i])`` for every i, on ``threads`` threads (this one included).
 
-    A failure raises :class:`DecodeError` with ``item`` = the first failing position.
+    The threads take ``grab`` items at a time from a shared counter, so a thread slowed
+    by other work on the machine does not hold the batch up. A failure raises
+    :class:`DecodeError` with ``item`` = the first failing position (every item before
+    it was decoded: items are taken in order and a thread stops at its first failure).
     """
     n = len(raw)
-
-    def work(lo, hi):
-        for i in range(lo, hi):
-            try:
-                decode(raw[i], out[i])
-            except DecodeError as exc:
-                exc.item = i
-                raise
     if threads <= 1 or n < 2 * min_chunk:
-        work(0, n)
+        _decode_range(decode, raw, out, 0, n)
         return
-    k = min(threads, n // min_chunk)
-    cuts = np.linspace(0, n, k + 1).astype(int)
-    futures = [_pool(threads).submit(work, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
-    errors = [f.exception() for f in futures]
-    for e in errors:
-        if e is not None:
-            raise e
+    counter = itertools.count()
+    errors = []
+
+    def work():
+        while not errors:
+            lo = next(counter) * grab  # atomic under the GIL
+            if lo >= n:
+                return
+            try:
+                _decode_range(decode, raw, out, lo, min(lo + grab, n))
+            except DecodeError as exc:
+                errors.append(exc)
+    helpers = [_pool(threads - 1).submit(work) for _ in range(min(threads, n // min_chunk) - 1)]
+    try:
+        work()
+    finally:
+        errors.extend(e for e in (f.exception() for f in helpers) if e is not None)
+    if errors:
+        raise min(errors, key=lambda e: n if getattr(e, "item", None) is None else e.item)
+
+
+def _decode_range(decode, raw, out, lo: int, hi: int) -> None:
+    for i in range(lo, hi):
+        try:
+            decode(raw[i], out[i])
+        except DecodeError as exc:
+            exc.item = i
+            raise
 
 
 class Pipeline:

@@ -20,9 +20,6 @@ shared between threads.
 from __future__ import annotations
 
 import json
-import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import h5py
@@ -31,13 +28,10 @@ import numpy as np
 from ..errors import FerdataError, ShardError
 from ..shards.manifest import file_sha256, load_manifest
 from ..shards.schema import SCHEMA_VERSION
+from ._h5read import RawFile, _Handles, _open_h5, _read_jpeg, _read_rows
 
-# rows closer than this are read with one slice and the rows between dropped
-_GAP = 4
 # fields small enough to cache whole per open shard (bytes per row <= 16)
 _SMALL = ("label", "subject", "face_index", "background", "bg_box")
-# HDF5 chunk cache per dataset: the gzip'd mask chunks (64 rows) are then decompressed once
-_RDCC_NBYTES = 8 << 20
 
 
 def _attr(a, name, default=None):
@@ -54,105 +48,6 @@ def _json_attr(a, name, default=None):
     if v is None:
         return default
     return json.loads(v) if isinstance(v, str) else list(v)
-
-
-class _Handles:
-    """An LRU of open h5py files, private to one process and one thread."""
-
-    def __init__(self, opener, max_open: int = 32):
-        self._opener = opener
-        self.max_open = max_open
-        self._local = threading.local()
-
-    def _cache(self) -> OrderedDict:
-        loc = self._local
-        if getattr(loc, "pid", None) != os.getpid():
-            # fresh thread, or a forked child: never touch the parent's handles
-            loc.pid = os.getpid()
-            loc.files = OrderedDict()
-        return loc.files
-
-    def get(self, key):
-        """``(h5py.File, per-file cache dict)`` for ``key`` (opened on first use)."""
-        files = self._cache()
-        hit = files.get(key)
-        if hit is not None:
-            files.move_to_end(key)
-            return hit
-        while len(files) >= self.max_open:
-            _, (old, _) = files.popitem(last=False)
-            old.close()
-        hit = (self._opener(key), {})
-        files[key] = hit
-        return hit
-
-    def close(self):
-        files = getattr(self._local, "files", None)
-        if files and getattr(self._local, "pid", None) == os.getpid():
-            for f, _ in files.values():
-                f.close()
-            files.clear()
-
-    def __getstate__(self):
-        return {"_opener": self._opener, "max_open": self.max_open}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._local = threading.local()
-
-
-def _open_h5(path, locking=None):
-    kw = {"rdcc_nbytes": _RDCC_NBYTES}
-    if locking is not None:
-        kw["locking"] = locking
-    try:
-        return h5py.File(path, "r", **kw)
-    except FileNotFoundError:
-        raise ShardError(f"{path}: file does not exist") from None
-    except OSError as exc:
-        raise ShardError(f"{path}: cannot open as HDF5 ({exc}); on a network file system "
-                         "set HDF5_USE_FILE_LOCKING=FALSE") from exc
-
-
-def _runs(local: np.ndarray, gap: int = _GAP):
-    """Sorted row indices -> (start, stop) slices covering them, merging gaps <= ``gap``."""
-    if local.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    brk = np.flatnonzero(np.diff(local) > gap) + 1
-    starts = np.concatenate(([local[0]], local[brk]))
-    stops = np.concatenate((local[brk - 1], [local[-1]])) + 1
-    return starts, stops
-
-
-def _read_rows(ds, local: np.ndarray) -> np.ndarray:
-    """Rows ``local`` (sorted, unique) of an h5py dataset, one slice per run."""
-    starts, stops = _runs(local)
-    if len(starts) == 1:
-        block = ds[int(starts[0]):int(stops[0])]
-        return block if block.shape[0] == local.size else block[local - starts[0]]
-    out = np.empty((local.size,) + ds.shape[1:], ds.dtype)
-    i = 0
-    for a, b in zip(starts.tolist(), stops.tolist()):
-        j = i + int(np.searchsorted(local[i:], b))
-        block = ds[a:b]
-        out[i:j] = block if b - a == j - i else block[local[i:j] - a]
-        i = j
-    return out
-
-
-def _read_jpeg(ds, offsets: np.ndarray, local: np.ndarray) -> list:
-    """Compressed images ``local`` (sorted, unique) as uint8 views into the read spans."""
-    starts, stops = _runs(local)
-    out = []
-    i = 0
-    for a, b in zip(starts.tolist(), stops.tolist()):
-        j = i + int(np.searchsorted(local[i:], b))
-        o0 = int(offsets[a])
-        blob = ds[o0:int(offsets[b])]
-        for r in local[i:j].tolist():
-            out.append(blob[offsets[r] - o0:offsets[r + 1] - o0])
-        i = j
-    return out
 
 
 def _gather(parts: list, order: np.ndarray, n: int):
@@ -313,6 +208,10 @@ class ShardSource:
             off = cache.get("image_offsets")
             if off is None:
                 off = cache["image_offsets"] = self._dataset(k, f, "image_offsets")[:]
+                cache["image_raw"] = RawFile.open(self.files[k], self._dataset(k, f, "image"), off)
+            raw = cache["image_raw"]
+            if raw is not None:
+                return raw.read_jpeg(off, local)
             return _read_jpeg(self._dataset(k, f, "image"), off, local)
         if name in _SMALL:
             col = cache.get(name)
