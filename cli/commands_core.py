@@ -113,13 +113,34 @@ def inspect_cmd(path, as_json):
     if as_json:
         click.echo(json.dumps(s, indent=1, default=str))
         return
+    for line in _summary_lines(s):
+        click.echo(line)
+
+
+def _short(v):
+    """At most 12 items of a long dict or list, then how many more."""
+    if isinstance(v, dict) and len(v) > 12:
+        items = list(v.items())
+        return dict(items[:12]) | {"…": f"{len(items) - 12} more"}
+    if isinstance(v, list) and len(v) > 12:
+        return v[:12] + [f"… {len(v) - 12} more"]
+    return v
+
+
+def _summary_lines(s: dict, width: int = 16, depth: int = 0):
+    """``key: value`` lines; a dict of dicts or of lists (e.g. ``quality``) is opened one
+    level, and a list of dicts is printed one item per line."""
     for k, v in s.items():
-        if isinstance(v, dict) and len(v) > 12:
-            items = list(v.items())
-            v = dict(items[:12]) | {"…": f"{len(items) - 12} more"}
-        if isinstance(v, list) and len(v) > 12:
-            v = v[:12] + [f"… {len(v) - 12} more"]
-        click.echo(f"{k:>16}: {v}")
+        v = _short(v)
+        pad = " " * (4 * depth)
+        if depth == 0 and isinstance(v, dict) and any(isinstance(x, (dict, list)) for x in v.values()):
+            yield f"{pad}{k:>{width}}:"
+            yield from _summary_lines(v, width, depth + 1)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            yield f"{pad}{k:>{width}}:"
+            yield from (f"{pad}{'':>{width}}  - {x}" for x in v)
+        else:
+            yield f"{pad}{k:>{width}}: {v}"
 
 
 def _image_out(ctx, param, value):

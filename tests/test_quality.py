@@ -80,6 +80,17 @@ def test_inspect_reports_quality(expw_store):
     assert 30 < q["iod_px_median"] < 60
 
 
+def test_inspect_text_opens_quality_one_line_per_item(expw_store):
+    r = CliRunner().invoke(main, ["inspect", str(expw_store)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    q = next(i for i, line in enumerate(lines) if line.strip() == "quality:")
+    assert lines[q + 1].split() == ["per_detector:", "{'box':", "8}"]
+    assert any(line.strip() == "flagged: 1" for line in lines[q:])
+    worst = [line for line in lines[q:] if line.strip().startswith("- {")]
+    assert len(worst) == 5 and "angry_actor_104.jpg:face1" in worst[0]
+
+
 def test_show_worst(expw_store, tmp_path):
     import cv2
 
