@@ -26,9 +26,7 @@ import torch
 from ferdata.config import RenderConfig
 from ferdata.render.run import RenderContext, RenderJob
 from ferdata.sample import make_sample
-from ferdata.torch import _render_ops as ops
-from ferdata.torch.render import TorchRenderer, geometry_matrices
-from ferdata.render.params import P
+from ferdata.torch.render import TorchRenderer
 
 
 def _sync(dev):
@@ -46,38 +44,22 @@ def rate(tr, n, batch):
     return n / (time.perf_counter() - t)
 
 
-def stages(tr, batch):
-    """Seconds per stage for one batch (each stage synchronised)."""
-    dev, cfg, S = tr.device, tr.cfg, tr.cfg.size
-    out, t = {}, time.perf_counter()
+def stages(tr, batch, repeats=3):
+    """Seconds per stage of one batch (``TorchRenderer._render``'s stages, each synchronised);
+    the median of ``repeats`` renders of the same batch."""
+    dev = tr.device
+    runs = []
+    for _ in range(repeats):
+        out, t = {}, [time.perf_counter()]
 
-    def lap(name):
-        nonlocal t
-        _sync(dev)
-        now = time.perf_counter()
-        out[name] = now - t
-        t = now
-    g = np.arange(batch) + 7 * batch
-    f = g % tr.n_faces
-    p = tr.params(g)
-    M = geometry_matrices(p, S)
-    lap("params")
-    w = ops.to_u8(ops.warp(tr.faces[torch.from_numpy(f).to(dev)].float(), torch.from_numpy(M).to(dev)))
-    face, hard = w[:, :3], w[:, 3] > 127
-    lap("warp")
-    pick, box = tr._crop_boxes(p)
-    bg = ops.gather_crops(tr.bg_flat, torch.from_numpy(tr.bg_base[pick]).to(dev),
-                          torch.from_numpy(tr.bg_w[pick]).to(dev), torch.from_numpy(box).to(dev), S)
-    lap("crops")
-    f32, _ = ops.match_luminance(face, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
-    lap("luminance")
-    a = ops.soft_alpha(hard, float(p[0, P["erode"]]), float(p[0, P["feather"]]))
-    comp = bg + a * (f32 - bg)
-    lap("alpha+composite")
-    img = ops.photometric(comp, torch.from_numpy(p).to(dev), tr.noise)
-    (img + 0.5).clamp_(0, 255).to(torch.uint8)
-    lap("photometric")
-    return out
+        def lap(name):
+            _sync(dev)
+            now = time.perf_counter()
+            out[name] = now - t[0]
+            t[0] = now
+        tr._render(np.arange(batch) + 7 * batch, lap=lap)
+        runs.append(out)
+    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
 
 
 def sheet(ctx, tr, path, n=16):
@@ -128,9 +110,11 @@ def main():
               f"({r_cpu / cores:.0f}/core; per core vs reference {r_cpu / cores / ref:.2f}x)")
         if args.sheet:
             sheet(ctx, cpu, args.sheet)
-        st = stages(cpu, args.batch)
+        ch = min(args.batch, cpu.CPU_CHUNK)                   # a CPU renders in chunks of this size
+        st = stages(cpu, ch)
         tot = sum(st.values())
-        print("  CPU stage shares: " + ", ".join(f"{k} {v / tot:.0%}" for k, v in st.items()))
+        print(f"  CPU stages (a chunk of {ch}, {tot / ch * 1e3:.2f} ms/sample): "
+              + ", ".join(f"{k} {v / tot:.0%}" for k, v in st.items()))
         dev = args.device or ("cuda" if torch.cuda.is_available() else None)
         if dev:
             gpu = TorchRenderer(faces, bgs, cfg, device=dev)

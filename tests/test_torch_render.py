@@ -96,16 +96,18 @@ def test_device_params_have_the_same_distributions():
     assert not np.allclose(device_uniforms(4, torch.from_numpy(f[:10]), torch.from_numpy(i[:10])).numpy(), u[:10])
 
 
-def test_blur_matrices_equal_opencv(rng):
-    img = rng.random((33, 40)).astype(np.float32) * 255
-    for sigma in (0.7, 1.5, 3.0):
-        k = ops.gaussian_kernel(sigma)[None]
-        for mode, border in (("reflect", cv2.BORDER_REFLECT), ("replicate", cv2.BORDER_REPLICATE)):
-            Bh = torch.from_numpy(ops.blur_matrices(k, 33, mode))
-            Bw = torch.from_numpy(ops.blur_matrices(k, 40, mode))
-            got = ops._sep_blur(torch.from_numpy(img)[None, None], Bh[:, None], Bw[:, None])[0, 0].numpy()
-            ref = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=border)
-            np.testing.assert_allclose(got, ref, atol=2e-3)
+def test_blur_equals_opencv_per_sample(rng):
+    """One depthwise blur for a batch with a different kernel per sample: each equals cv2.GaussianBlur."""
+    img = rng.random((3, 2, 33, 40)).astype(np.float32) * 255
+    sigmas = (0.7, 1.5, 3.0)
+    kerns = [ops.gaussian_kernel(s) for s in sigmas]
+    K = max(len(k) for k in kerns)
+    bank = np.stack([np.pad(k, (K - len(k)) // 2) for k in kerns])
+    for mode, border in (("reflect", cv2.BORDER_REFLECT), ("replicate", cv2.BORDER_REPLICATE)):
+        got = ops.blur(torch.from_numpy(img), bank, mode).numpy()
+        for j, sigma in enumerate(sigmas):
+            ref = cv2.GaussianBlur(img[j].transpose(1, 2, 0), (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=border)
+            np.testing.assert_allclose(got[j].transpose(1, 2, 0), ref, atol=2e-3)
 
 
 def test_gray_weights_equal_opencv(rng):

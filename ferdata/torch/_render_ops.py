@@ -3,7 +3,10 @@
 Pure functions on (B, C, H, W) float32 tensors, each the batched twin of one CPU step
 (same borders, kernel sizes and rounding rules as the OpenCV call it replaces), so a
 torch render equals the shard render of the same parameters up to interpolation
-rounding (docs/rendering.md, "The torch renderer").
+rounding (docs/rendering.md, "The torch renderer"). Written for a CPU as well as a
+GPU: whole-tensor passes done in place, blurs as per-channel (depthwise) convolutions
+with the border gathered once, gathers by whole rows, work only on the samples a step
+changes. The luminance step is :mod:`._render_lab`.
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from ..render.params import P
+from ._render_lab import match_luminance  # noqa: F401  (the luminance step, re-exported)
+
+_LOG255 = float(np.log(255.0))
 
 
 # --------------------------------------------------------------------------- geometry
@@ -22,16 +28,21 @@ def warp(src: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """Warp (B,C,S,S) by the per-sample 3×3 matrices ``M`` (B,3,3; source -> output).
 
     The twin of ``cv2.warpAffine/warpPerspective`` with bilinear sampling and a zero
-    constant border: one ``grid_sample`` for the whole batch.
+    constant border: one ``grid_sample`` for the whole batch, its grid written directly
+    from the inverse matrices (normalised for ``align_corners=True``).
     """
     B, _, S, _ = src.shape
-    Minv = torch.linalg.inv(M.double()).to(src.dtype if src.dtype == torch.float64 else torch.float32)
-    ys, xs = torch.meshgrid(torch.arange(S, device=src.device, dtype=Minv.dtype),
-                            torch.arange(S, device=src.device, dtype=Minv.dtype), indexing="ij")
-    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, S * S, 3)
-    h = pts @ Minv.transpose(1, 2)                     # (B, S*S, 3)
-    xy = h[..., :2] / h[..., 2:3]
-    grid = (xy * (2.0 / (S - 1)) - 1.0).reshape(B, S, S, 2).to(src.dtype)
+    Mi = torch.linalg.inv(M.double())                                 # output -> source
+    Mi[:, :2] = Mi[:, :2] * (2.0 / (S - 1)) - Mi[:, 2:3]             # x/z -> 2x/(S-1)/z - 1
+    A = Mi.to(torch.float32)
+    t = torch.arange(S, device=src.device, dtype=torch.float32)
+    grid = torch.empty(B, S, S, 2, device=src.device, dtype=torch.float32)
+    for k in (0, 1):
+        torch.add(A[:, k, 0, None, None] * t, (A[:, k, 1, None] * t + A[:, k, 2, None])[:, :, None],
+                  out=grid[..., k])
+    if bool((Mi[:, 2, :2] != 0).any()):                               # a perspective sample
+        z = A[:, 2, 0, None, None] * t + (A[:, 2, 1, None] * t + A[:, 2, 2, None])[:, :, None]
+        grid.div_(z[..., None])
     return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
@@ -50,11 +61,13 @@ def gather_crops(flat: torch.Tensor, base: torch.Tensor, width: torch.Tensor, bo
     OpenCV's half-pixel rule and a replicated edge, as ``cv2.resize`` does.
     """
     dev = flat.device
-    if bool((box[:, 2] == size).all()):   # every crop at full size: a plain gather
-        yy = (box[:, 1:2] + torch.arange(size, device=dev))[:, :, None]
-        xx = (box[:, 0:1] + torch.arange(size, device=dev))[:, None, :]
-        idx = base[:, None, None, None] + ((yy * width[:, None, None] + xx) * 3)[..., None] + torch.arange(3, device=dev)
-        return torch.take(flat, idx).permute(0, 3, 1, 2).to(torch.float32)
+    B = box.shape[0]
+    if bool((box[:, 2] == size).all()):   # every crop at full size: gather whole rows of 3·size bytes
+        rows = flat.as_strided((flat.numel() - 3 * size + 1, 3 * size), (1, 1))
+        y = box[:, 1:2] + torch.arange(size, device=dev)
+        starts = base[:, None] + (y * width[:, None] + box[:, 0:1]) * 3
+        crop = rows.index_select(0, starts.reshape(-1)).view(B, size, size, 3)
+        return torch.empty(B, 3, size, size, device=dev).copy_(crop.permute(0, 3, 1, 2))
     x0, y0, side = (box[:, k:k + 1].to(torch.float32) for k in range(3))
     t = (torch.arange(size, device=dev, dtype=torch.float32)[None] + 0.5) * (side / size) - 0.5
     t = torch.minimum(t.clamp(min=0), side - 1)
@@ -74,97 +87,10 @@ def gather_crops(flat: torch.Tensor, base: torch.Tensor, width: torch.Tensor, bo
     top = take(i0, i0) * (1 - fx) + take(i0, i1) * fx
     bot = take(i1, i0) * (1 - fx) + take(i1, i1) * fx
     out = top * (1 - fy) + bot * fy
-    return to_u8(out.permute(0, 3, 1, 2))
+    return to_u8(out.permute(0, 3, 1, 2)).contiguous()
 
 
-# --------------------------------------------------------------------------- luminance
-_WHITE = (0.95047, 1.0, 1.08883)   # D65, as kornia.color
-_EPS, _KAPPA_INV = 0.008856, 1 / 7.787
-
-
-@lru_cache(maxsize=8)
-def _linear_lut(device: str) -> torch.Tensor:
-    """sRGB byte -> linear RGB, from kornia's transfer function (inputs are whole levels)."""
-    from kornia.color import rgb_to_linear_rgb
-
-    v = torch.arange(256, dtype=torch.float32).div(255.0).reshape(1, 1, 16, 16).expand(1, 3, 16, 16)
-    return rgb_to_linear_rgb(v)[0, 0].reshape(256).to(device)
-
-
-def _f(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > _EPS, t.clamp(min=_EPS).pow(1 / 3.0), t * (1 / _KAPPA_INV) + 4.0 / 29.0)
-
-
-def _finv(f: torch.Tensor) -> torch.Tensor:
-    return torch.where(f > 0.2068966, f * f * f, (f - 4.0 / 29.0) * _KAPPA_INV)
-
-
-def _xyz_f(img_u8: torch.Tensor):
-    """(B,3,H,W) whole levels 0..255 -> f(X/Xn), f(Y), f(Z/Zn) (the CIELAB non-linearity)."""
-    from kornia.color import rgb_to_xyz
-
-    lin = _linear_lut(str(img_u8.device))[img_u8.to(torch.int64)]
-    xyz = rgb_to_xyz(lin)
-    w = torch.tensor(_WHITE, device=img_u8.device, dtype=xyz.dtype)[:, None, None]
-    return _f(xyz / w)
-
-
-def _lightness(img_u8: torch.Tensor) -> torch.Tensor:
-    """CIELAB L (B,1,H,W) of whole-level RGB: 116 f(Y) - 16."""
-    from kornia.color import rgb_to_xyz
-
-    lin = _linear_lut(str(img_u8.device))[img_u8.to(torch.int64)]
-    return 116.0 * _f(rgb_to_xyz(lin)[:, 1:2]) - 16.0
-
-
-def _with_lightness(fxyz: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """RGB 0..255 of the colour (fx, fy, fz) with its lightness set to ``L`` (a*, b* kept)."""
-    from kornia.color import linear_rgb_to_rgb, xyz_to_rgb
-
-    d = (L.clamp(0, 100) + 16.0) / 116.0 - fxyz[:, 1:2]
-    f = fxyz + d
-    f = torch.cat([f[:, :2], f[:, 2:].clamp(min=0.0)], 1)
-    w = torch.tensor(_WHITE, device=f.device, dtype=f.dtype)[:, None, None]
-    rgb = linear_rgb_to_rgb(xyz_to_rgb(_finv(f) * w))
-    return rgb.clamp(0.0, 1.0) * 255.0
-
-
-def match_luminance(face: torch.Tensor, bg: torch.Tensor, hard: torch.Tensor, mode: str,
-                    lo: float, hi: float):
-    """Batched CIELAB lightness matching (``ratio`` / ``reinhard`` / ``none``).
-
-    ``face`` and ``bg`` hold whole levels (the uint8 warp and crop, as on the CPU path).
-    Returns (face float32 0..255, w (B,)); samples without a mask pixel keep w = 1.
-    """
-    B = face.shape[0]
-    ones = torch.ones(B, device=face.device)
-    if mode == "none":
-        return face, ones
-    fxyz = _xyz_f(face)
-    Lf = 116.0 * fxyz[:, 1:2] - 16.0
-    Lb = _lightness(bg)
-    m = hard[:, None].to(face.dtype)
-    n = m.sum((1, 2, 3))
-    has = n > 0
-    nn_ = n.clamp(min=1)
-    mf = (Lf * m).sum((1, 2, 3)) / nn_
-    mb = (Lb * m).sum((1, 2, 3)) / nn_
-    w = torch.where(has, (mb / mf.clamp(min=1e-3)).clamp(lo, hi), ones)
-    e = lambda v: v[:, None, None, None]  # noqa: E731
-    if mode == "ratio":
-        L = Lf * e(w)
-    elif mode == "reinhard":
-        sf = (((Lf - e(mf)) ** 2 * m).sum((1, 2, 3)) / nn_).sqrt()
-        sb = (((Lb - e(mb)) ** 2 * m).sum((1, 2, 3)) / nn_).sqrt()
-        k = torch.where(has, (sb / sf.clamp(min=1e-3)).clamp(lo, hi), ones)
-        L = (Lf - e(mf)) * e(k) + e(mf) * e(w)
-    else:
-        raise ValueError(f"unknown luminance mode {mode!r}")
-    out = torch.where(e(has) & (m > 0), _with_lightness(fxyz, L), face)
-    return out, w
-
-
-# --------------------------------------------------------------------------- alpha
+# --------------------------------------------------------------------------- blur
 @lru_cache(maxsize=16)
 def _ellipse(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)).astype(np.float32)
@@ -186,92 +112,103 @@ def _border_index(n: int, r: int, mode: str) -> np.ndarray:
     return np.where(i >= n, 2 * n - 1 - i, i)
 
 
-def blur_matrices(kernels: np.ndarray, n: int, mode: str) -> np.ndarray:
-    """(G,n,n) matrices applying the 1-D kernels (G,K) along an axis of length n, border folded in.
+def blur(x: torch.Tensor, kernels: np.ndarray, mode: str) -> torch.Tensor:
+    """Separable blur of (B,C,H,W) with one odd 1-D kernel per sample (``kernels`` (B|1,K)).
 
-    A separable blur is then two batched matmuls (``Bm @ x @ Bm.T``): on CPU and GPU far
-    faster than a grouped convolution with one kernel per sample.
+    OpenCV's ``replicate`` / ``reflect`` border is gathered once per axis, then each
+    axis is one depthwise convolution over all B·C planes (no Python loop per sample).
     """
-    G, K = kernels.shape
+    B, C, H, W = x.shape
+    K = kernels.shape[1]
     r = K // 2
-    src = _border_index(n, r, mode)
-    cols = src[np.arange(n)[:, None] + np.arange(K)[None, :]]        # (n,K)
-    Bm = np.zeros((G, n, n), np.float32)
-    g = np.repeat(np.arange(G), n * K)
-    rows = np.tile(np.repeat(np.arange(n), K), G)
-    np.add.at(Bm, (g, rows, np.tile(cols.ravel(), G)), kernels[:, None, :].repeat(n, 1).ravel())
-    return Bm
+    k = torch.from_numpy(np.ascontiguousarray(kernels, np.float32)).to(x.device)
+    k = k.expand(B, K).repeat_interleave(C, 0)                     # (B·C, K)
+    iy = torch.from_numpy(_border_index(H, r, mode)).to(x.device)
+    ix = torch.from_numpy(_border_index(W, r, mode)).to(x.device)
+    y = x.reshape(1, B * C, H, W).index_select(2, iy)
+    y = F.conv2d(y, k[:, None, :, None], groups=B * C)              # along H
+    y = F.conv2d(y.index_select(3, ix), k[:, None, None, :], groups=B * C)  # along W
+    return y.view(B, C, H, W)
 
 
-def _sep_blur(x: torch.Tensor, Bh: torch.Tensor, Bw: torch.Tensor) -> torch.Tensor:
-    """Blur (B,C,H,W) with (B|1,1,H,H) row and (B|1,1,W,W) column matrices."""
-    return Bh @ x @ Bw.transpose(-1, -2)
-
-
+# --------------------------------------------------------------------------- alpha
 def soft_alpha(hard: torch.Tensor, erode: float, feather: float) -> torch.Tensor:
     """Batched twin of :func:`ferdata.masks.soft_alpha` (gaussian mode): (B,H,W) -> (B,1,H,W)."""
+    B, H, W = hard.shape
     h = hard[:, None].to(torch.float32)
     m = h
     r = int(round(erode))
     if erode > 0 and r > 0:
         k = torch.from_numpy(_ellipse(r)).to(h.device)
-        # cv2.erode's default border never erodes: pad with ones
-        mp = F.pad(h, (r, r, r, r), value=1.0)
-        m = (F.conv2d(mp, k[None, None]) >= float(k.sum()) - 0.5).to(torch.float32)
+        # cv2.erode's default border never erodes: pad with ones; one depthwise conv for the batch
+        mp = F.pad(h.view(1, B, H, W), (r, r, r, r), value=1.0)
+        m = (F.conv2d(mp, k.expand(B, 1, *k.shape), groups=B) >= float(k.sum()) - 0.5)
+        m = m.to(torch.float32).view(B, 1, H, W)
     if feather <= 0:
         return m
-    H, W = h.shape[-2:]
-    kern = gaussian_kernel(feather / 3.0)[None]
-    Bh = torch.from_numpy(blur_matrices(kern, H, "replicate")).to(h.device)[:, None]
-    Bw = Bh if W == H else torch.from_numpy(blur_matrices(kern, W, "replicate")).to(h.device)[:, None]
-    a = _sep_blur(m, Bh, Bw)
-    return a.clamp(0.0, 1.0) * h
+    a = blur(m, gaussian_kernel(feather / 3.0)[None], "replicate")
+    return a.clamp_(0.0, 1.0).mul_(h)
 
 
 # --------------------------------------------------------------------------- photometric
-def photometric(img: torch.Tensor, p: torch.Tensor, noise_bank: torch.Tensor) -> torch.Tensor:
-    """Batched twin of :func:`ferdata.render.augment.photometric` (same order and borders)."""
+def photometric(img: torch.Tensor, p: torch.Tensor, noise_planes: torch.Tensor) -> torch.Tensor:
+    """Batched twin of :func:`ferdata.render.augment.photometric` (same order and borders), in place.
+
+    ``noise_planes`` is the noise bank as (C, 4S, 4S) planes (:func:`noise_planes`).
+    """
     B, C, H, W = img.shape
     col = lambda name: p[:, P[name]].to(img.dtype)[:, None, None, None]  # noqa: E731
-    out = img * col("brightness")
-    c = col("contrast")
-    mean = out.mean((1, 2, 3), keepdim=True)
-    out = torch.where(c != 1.0, (out - mean) * c + mean, out)
-    g = col("gamma")
-    gam = torch.pow(out.clamp(0, 255) * (1 / 255.0), g) * 255.0
-    out = torch.where(g != 1.0, gam, out)
-    out = _blur_per_sample(out, p[:, P["blur_sigma"]].tolist())
+    b, c = col("brightness"), col("contrast")
+    # (x·b - m)·c + m with m = mean(x·b): one pass (c = 1 leaves x·b)
+    shift = img.mean((1, 2, 3), keepdim=True).mul_(b * (1 - c))
+    out = img.mul_(b * c).add_(shift)
+    g = p[:, P["gamma"]].to(img.dtype)
+    out = _subset(out, g != 1.0, lambda x, gs: x.clamp_(0, 255).log_().mul_(gs).add_((1 - gs) * _LOG255).exp_(),
+            g[:, None, None, None])
+    s = p[:, P["blur_sigma"]]
+    sel = s > 0
+    if bool(sel.any()):
+        sig = s[sel].tolist()
+        kerns = [gaussian_kernel(float(v)) for v in sig]
+        K = max(len(k) for k in kerns)
+        bank = np.zeros((len(kerns), K), np.float32)
+        for j, k in enumerate(kerns):
+            o = (K - len(k)) // 2
+            bank[j, o:o + len(k)] = k
+        out = _subset(out, sel, lambda x, _: blur(x, bank, "reflect"), None)
     ns = p[:, P["noise_sigma"]]
     if bool((ns > 0).any()):
-        out = out + noise_windows(noise_bank, p[:, P["noise_seed"]], H, W) * ns.to(img.dtype)[:, None, None, None]
+        out.addcmul_(noise_windows(noise_planes, p[:, P["noise_seed"]], H, W), ns.to(img.dtype)[:, None, None, None])
     return out
 
 
-def _blur_per_sample(x: torch.Tensor, sigmas) -> torch.Tensor:
-    """Gaussian blur with one σ per sample (σ = 0: untouched), BORDER_REFLECT, one conv."""
-    if not any(s > 0 for s in sigmas):
-        return x
-    B, C, H, W = x.shape
-    kerns = [gaussian_kernel(float(s)) if s > 0 else np.ones(1, np.float32) for s in sigmas]
-    K = max(len(k) for k in kerns)
-    bank = np.zeros((B, K), np.float32)
-    for j, k in enumerate(kerns):
-        o = (K - len(k)) // 2
-        bank[j, o:o + len(k)] = k
-    Bh = torch.from_numpy(blur_matrices(bank, H, "reflect")).to(x.device)[:, None]
-    Bw = Bh if W == H else torch.from_numpy(blur_matrices(bank, W, "reflect")).to(x.device)[:, None]
-    return _sep_blur(x, Bh, Bw)
+def _subset(x: torch.Tensor, sel: torch.Tensor, fn, arg) -> torch.Tensor:
+    """``x`` with x[sel] = fn(x[sel], arg[sel]) (the whole batch, not indexed, when all are selected)."""
+    if bool(sel.all()):
+        return fn(x, arg)
+    if bool(sel.any()):
+        j = sel.nonzero().squeeze(1)
+        x.index_copy_(0, j, fn(x.index_select(0, j), None if arg is None else arg.index_select(0, j)))
+    return x
 
 
-def noise_windows(bank: torch.Tensor, seeds: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """The (B,C,H,W) windows of the noise bank (4S,4S,C) picked by each sample's noise seed."""
-    span = bank.shape[0] - H + 1
-    s = seeds.to(torch.int64).to(bank.device) % (span * span)
+def noise_planes(bank: np.ndarray, device) -> torch.Tensor:
+    """The (4S,4S,C) noise bank as contiguous (C,4S,4S) planes: a window row is then contiguous."""
+    return torch.from_numpy(np.ascontiguousarray(bank.transpose(2, 0, 1))).to(device)
+
+
+def noise_windows(planes: torch.Tensor, seeds: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """The (B,C,H,W) windows of the noise bank picked by each sample's noise seed (row gathers)."""
+    C, N, _ = planes.shape
+    dev = planes.device
+    span = N - H + 1
+    s = seeds.to(torch.int64).to(dev) % (span * span)
     oy, ox = s // span, s % span
-    rows = oy[:, None] + torch.arange(H, device=bank.device)
-    cols = ox[:, None] + torch.arange(W, device=bank.device)
-    win = bank[rows[:, :, None], cols[:, None, :]]          # (B,H,W,C)
-    return win.permute(0, 3, 1, 2)
+    flat = planes.reshape(-1)
+    rows = flat.as_strided((flat.numel() - W + 1, W), (1, 1))
+    y = oy[:, None, None] + torch.arange(H, device=dev)[None, None]
+    starts = torch.arange(C, device=dev)[None, :, None] * (N * N) + y * N + ox[:, None, None]
+    return rows.index_select(0, starts.reshape(-1)).view(-1, C, H, W)
 
 
 def rgb_to_gray_u8(img: torch.Tensor) -> torch.Tensor:

@@ -119,7 +119,7 @@ class TorchRenderer:
         self.device = torch.device(device)
         self._load_faces(faces)
         self._load_backgrounds(backgrounds, coco_split, max_backgrounds)
-        self.noise = torch.from_numpy(noise_bank(cfg.size, 3)).to(self.device)
+        self.noise = ops.noise_planes(noise_bank(cfg.size, 3), self.device)   # (3, 4S, 4S)
 
     # ----------------------------------------------------------------- loading
     def _load_faces(self, faces) -> None:
@@ -210,7 +210,7 @@ class TorchRenderer:
         parts = [self._render(g[a:a + self.CPU_CHUNK], photometric, clean) for a in range(0, g.size, self.CPU_CHUNK)]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    def _render(self, indices, photometric: bool = True, clean: bool = False) -> dict:
+    def _render(self, indices, photometric: bool = True, clean: bool = False, lap=None) -> dict:
         """Render global samples ``indices`` (sample ``g // F`` of face ``g % F``).
 
         Returns a dict of device tensors: ``image`` (B,C,H,W) uint8, ``mask`` (B,H,W)
@@ -219,31 +219,39 @@ class TorchRenderer:
         ``background`` (ids) and ``bg_box`` (B,4) int32; with ``clean=True`` also
         ``clean`` (B,3,H,W) uint8: the same face, luminance-matched and alpha-blended
         onto black with no photometric step (FERAtt's attention target).
+        ``lap(name)``, when given, is called at the end of each stage (the benchmark's timer).
         """
-        cfg, dev, S = self.cfg, self.device, self.cfg.size
+        lap = lap or (lambda name: None)
+        cfg, dev = self.cfg, self.device
         g = np.asarray(indices, np.int64).ravel()
         f = g % self.n_faces
         p = self.params(g)
-        M = geometry_matrices(p, S)
+        M = geometry_matrices(p, cfg.size)
+        lap("params")
         fidx = torch.from_numpy(f).to(dev)
-        warped = ops.to_u8(ops.warp(self.faces[fidx].to(torch.float32), torch.from_numpy(M).to(dev)))
-        face, hard = warped[:, :3], warped[:, 3] > 127
+        face, hard = self._warp(fidx, M)
+        lap("warp")
         pick, box = self._crop_boxes(p)
         bg = ops.gather_crops(self.bg_flat, torch.from_numpy(self.bg_base[pick]).to(dev),
-                              torch.from_numpy(self.bg_w[pick]).to(dev), torch.from_numpy(box).to(dev), S)
+                              torch.from_numpy(self.bg_w[pick]).to(dev), torch.from_numpy(box).to(dev), cfg.size)
+        lap("crops")
         f32, w = ops.match_luminance(face, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
         p[:, P["lum_w"]] = w.cpu().numpy()
+        lap("luminance")
         if cfg.blend == "hard":
             a = hard[:, None].to(torch.float32)
         else:
             a = ops.soft_alpha(hard, float(p[0, P["erode"]]), float(p[0, P["feather"]]))
-        out = bg + a * (f32 - bg)
+        cleaned = (a * f32 + 0.5).clamp_(0, 255).to(torch.uint8) if clean else None
+        out = bg.lerp_(f32, a)                     # bg + a·(face - bg), in place
+        lap("alpha+composite")
         pt = torch.from_numpy(p).to(dev)
         if photometric:
             out = ops.photometric(out, pt, self.noise)
-        img = (out + 0.5).clamp_(0, 255).to(torch.uint8)
+        img = out.add_(0.5).clamp_(0, 255).to(torch.uint8)
         if cfg.gray:
             img = ops.rgb_to_gray_u8(img)
+        lap("photometric")
         lm = transform_landmarks(self.landmarks[f], M, p[:, P["flip"]] > 0.5)
         res = {"image": img, "mask": hard, "landmarks": torch.from_numpy(lm.astype(np.float32)).to(dev),
                "label": torch.from_numpy(self.labels[f]).to(dev), "params": pt,
@@ -251,8 +259,15 @@ class TorchRenderer:
                "background": torch.from_numpy(self.bg_ids[pick]).to(dev),
                "bg_box": torch.from_numpy(np.c_[box[:, :2], box[:, 2:], box[:, 2:]].astype(np.int32)).to(dev)}
         if clean:
-            res["clean"] = (a * f32 + 0.5).clamp_(0, 255).to(torch.uint8)
+            res["clean"] = cleaned
+        lap("outputs")
         return res
+
+    def _warp(self, fidx: torch.Tensor, M: np.ndarray):
+        """The faces ``fidx`` warped by ``M``: (face (B,3,S,S) float32 whole levels, hard mask (B,S,S))."""
+        warped = ops.warp(self.faces[fidx].to(torch.float32), torch.from_numpy(M).to(self.device))
+        # round(alpha) > 127 <=> alpha >= 127.5 (half to even: 127.5 -> 128); the face is in 0..255 already
+        return torch.round(warped[:, :3]), warped[:, 3] >= 127.5
 
     def describe(self) -> dict:
         return {"renderer": "torch", "device": str(self.device), "params": self.params_mode,

@@ -1,0 +1,119 @@
+"""Batched CIELAB lightness matching on the mask pixels only (the torch renderer's luminance step).
+
+The twin of :func:`ferdata.render.compose.match_luminance`, written for speed on a CPU
+as well as a GPU: the face and background pixels under the hard mask are gathered
+into (3, N) planes (N = mask pixels of the whole batch), converted with a 256-entry
+sRGB -> linear table (the inputs are whole levels) and 3×3 matrices, and the face's
+new colours are written back in place. The background needs its lightness L only
+(one row of the matrix). The CIELAB and sRGB branch switches are written as a
+tangent continuation (``cbrt(max(t, e)) + k·(min(t, e) - e)``) rather than a
+``where``: the same function (to 1e-6; the sRGB toe to 0.02 grey levels), fewer passes.
+Per-sample sums are reductions of a zero plane holding the pixels' values, so a
+sample's result does not depend on its batch and is deterministic on every device.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+# sRGB (D65) <-> XYZ, the matrices of kornia.color (and of OpenCV's float Lab conversion)
+_RGB2XYZ = ((0.412453, 0.357580, 0.180423),
+            (0.212671, 0.715160, 0.072169),
+            (0.019334, 0.119193, 0.950227))
+_XYZ2RGB = ((3.2404813432005266, -1.5371515162713185, -0.4985363261688878),
+            (-0.9692549499965682, 1.8759900014898907, 0.0415559265582928),
+            (0.0556466391351772, -0.2040413383665112, 1.0573110696453443))
+_WHITE = (0.95047, 1.0, 1.08883)
+_EPS, _KAPPA = 0.008856, 7.787          # f(t) = t^(1/3) above _EPS, _KAPPA·t + 16/116 below
+_F0 = 0.2068966                         # f(_EPS): the inverse's switch
+_T0 = 0.0031308                         # linear -> sRGB switch
+
+
+@lru_cache(maxsize=8)
+def _tables(device: str):
+    """(lut (256,) sRGB byte -> linear, rgb->xyz/white (3,3), xyz·white -> rgb (3,3), Y row (1,3))."""
+    from kornia.color import rgb_to_linear_rgb
+
+    v = torch.arange(256, dtype=torch.float32).div(255.0).reshape(1, 1, 16, 16).expand(1, 3, 16, 16)
+    lut = rgb_to_linear_rgb(v)[0, 0].reshape(256)
+    w = torch.tensor(_WHITE, dtype=torch.float64)
+    fwd = torch.tensor(_RGB2XYZ, dtype=torch.float64) / w[:, None]
+    inv = torch.tensor(_XYZ2RGB, dtype=torch.float64) * w[None, :]
+    y = torch.tensor(_RGB2XYZ[1:2], dtype=torch.float64)
+    return tuple(t.to(torch.float32).to(device) for t in (lut, fwd, inv, y))
+
+
+def _f(t: torch.Tensor) -> torch.Tensor:
+    """CIELAB f(t) in place: cube root above _EPS, its tangent line below."""
+    lin = t.clamp_max(_EPS).sub_(_EPS).mul_(_KAPPA)
+    return t.clamp_min_(_EPS).log_().mul_(1 / 3.0).exp_().add_(lin)
+
+
+def _finv(f: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_f` in place: cube above _F0, its tangent line below."""
+    lin = f.clamp_max(_F0).sub_(_F0).mul_(1 / _KAPPA)
+    return f.clamp_min_(_F0).pow_(3).add_(lin)
+
+
+def _encode(x: torch.Tensor) -> torch.Tensor:
+    """Linear -> sRGB 0..255 in place (clamped), the toe below _T0 as a tangent-free line."""
+    lin = x.clamp_max(_T0).sub_(_T0).mul_(12.92)
+    x.clamp_min_(_T0).log_().mul_(1 / 2.4).exp_().mul_(1.055).sub_(0.055).add_(lin)
+    return x.clamp_(0.0, 1.0).mul_(255.0)
+
+
+def _linear(img: torch.Tensor, i3: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Linear RGB (3, N) of the whole-level pixels ``img.take(i3)``."""
+    v = torch.take(img, i3)
+    return lut.index_select(0, v.reshape(-1).to(torch.int32)).view(i3.shape)
+
+
+def _sums(vals: torch.Tensor, idx: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
+    """Per-sample sums (B,) of ``vals`` at flat pixels ``idx`` (deterministic, batch-independent)."""
+    plane = torch.zeros(B * H * W, device=vals.device, dtype=vals.dtype)
+    plane.index_put_((idx,), vals)
+    return plane.view(B, H, W).sum(2).sum(1)
+
+
+def match_luminance(face: torch.Tensor, bg: torch.Tensor, hard: torch.Tensor, mode: str,
+                    lo: float, hi: float):
+    """Batched CIELAB lightness matching (``ratio`` / ``reinhard`` / ``none``), in place on ``face``.
+
+    ``face`` (B,3,H,W) float32 contiguous whole levels (the rounded warp); ``bg``
+    (B,3,H,W) whole levels of any dtype (the crop); ``hard`` (B,H,W) bool.
+    Returns (face, w (B,)); samples without a mask pixel keep w = 1.
+    """
+    B, _, H, W = face.shape
+    ones = torch.ones(B, device=face.device)
+    if mode == "none":
+        return face, ones
+    if mode not in ("ratio", "reinhard"):
+        raise ValueError(f"unknown luminance mode {mode!r}")
+    lut, fwd, inv, yrow = _tables(str(face.device))
+    HW = H * W
+    idx = hard.reshape(-1).nonzero().squeeze(1)             # flat b·HW + yx of the mask pixels
+    b = torch.div(idx, HW, rounding_mode="floor")
+    i3 = (idx + b * (2 * HW))[None] + (torch.arange(3, device=face.device) * HW)[:, None]
+    fxyz = _f(fwd @ _linear(face, i3, lut))                  # (3, N): f(X/Xn), f(Y), f(Z/Zn)
+    Lf = fxyz[1] * 116.0 - 16.0
+    Lb = _f(yrow @ _linear(bg, i3, lut))[0].mul_(116.0).sub_(16.0)
+    n = hard.reshape(B, HW).sum(1)
+    has = n > 0
+    nn_ = n.clamp(min=1).to(torch.float32)
+    mf, mb = _sums(Lf, idx, B, H, W) / nn_, _sums(Lb, idx, B, H, W) / nn_
+    w = torch.where(has, (mb / mf.clamp(min=1e-3)).clamp(lo, hi), ones)
+    if mode == "ratio":
+        L = Lf.mul_(w[b])
+    else:
+        df, db = Lf.sub_(mf[b]), Lb.sub_(mb[b])
+        sf = (_sums(df * df, idx, B, H, W) / nn_).sqrt()
+        sb = (_sums(db * db, idx, B, H, W) / nn_).sqrt()
+        k = torch.where(has, (sb / sf.clamp(min=1e-3)).clamp(lo, hi), ones)
+        L = df.mul_(k[b]).add_((mf * w)[b])
+    d = L.clamp_(0.0, 100.0).add_(16.0).mul_(1 / 116.0).sub_(fxyz[1])
+    f = fxyz.add_(d)
+    f[2].clamp_min_(0.0)
+    rgb = _encode(inv @ _finv(f))
+    face.put_(i3, rgb)
+    return face, w
