@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import RenderConfig
+from . import fast_rng
 
 PARAM_NAMES = (
     "flip", "scale", "angle", "tx", "ty",                 # geometry (tx, ty in px of the output)
@@ -46,6 +47,8 @@ def sample_uniforms(seed: int, faces, samples) -> np.ndarray:
     """
     faces = np.asarray(faces).ravel()
     samples = np.asarray(samples).ravel()
+    if fast_rng.supported(seed, faces, samples):  # the same doubles, ~30x faster
+        return fast_rng.uniforms(seed, faces, samples, N_UNIFORMS)
     out = np.empty((len(faces), N_UNIFORMS), np.float64)
     for j, (f, i) in enumerate(zip(faces.tolist(), samples.tolist())):
         out[j] = sample_rng(seed, f, i).random(N_UNIFORMS)
