@@ -70,7 +70,7 @@ def test_decode_threads_validated(jpeg_shards, sample_dir):
 
 
 def test_raw_jpeg_reads_equal_hdf5(jpeg_shards):
-    """The JPEG bytes read with preadv are HDF5's bytes, for any set of rows."""
+    """The JPEG bytes read from the memory map are HDF5's bytes, for any set of rows."""
     from ferdata.torch._h5read import RawFile, _read_jpeg
 
     path = str(jpeg_shards / "shard-000001.h5")

@@ -2,12 +2,14 @@
 
 Nothing here imports torch. h5py fancy indexing costs ~35 µs per row and a slice
 ~15-25 µs per call, so rows are read in runs (:func:`_runs`); the JPEG bytes of a
-shard — one contiguous, unfiltered uint8 dataset — are read straight from the file
-with ``os.preadv`` into one buffer per batch (:class:`RawFile`, ~3 µs per run), the
-same bytes HDF5 returns (checked when the file is opened; otherwise through h5py).
+shard — one contiguous, unfiltered uint8 dataset — are views into a read-only memory
+map of the file (:class:`RawFile`: no call and no copy per row; the decoders read the
+page cache), the same bytes HDF5 returns (checked when the file is opened; a chunked or
+filtered dataset is read through h5py).
 """
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections import OrderedDict
@@ -131,19 +133,24 @@ def _read_jpeg(ds, offsets: np.ndarray, local: np.ndarray) -> list:
 
 
 class RawFile:
-    """The bytes of one contiguous, unfiltered 1-d uint8 dataset, read with ``os.preadv``.
+    """The bytes of one contiguous, unfiltered 1-d uint8 dataset, memory-mapped read-only.
 
-    Private to one process and thread, like the h5py handle it sits next to.
+    JPEG views into the map cost nothing to make; the decode threads read the page cache
+    directly (a page is mapped on first touch, 16 at a time, and stays mapped while the
+    file is open). Private to one process and thread, like the h5py handle it sits next to.
     """
 
-    def __init__(self, path: str, fd: int, base: int):
-        self.path, self.fd, self.base = path, fd, base
+    def __init__(self, path: str, fh, base: int, end: int):
+        self.path, self.base, self.end = path, base, end
+        self._fh = fh
+        self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.bytes = np.frombuffer(self._map, np.uint8)
 
     @classmethod
     def open(cls, path: str, ds, offsets: np.ndarray):
         """A reader of ``ds`` (the ``image`` dataset of a JPEG shard), or None when its bytes are
-        not stored as one plain block (chunked, filtered, external) or the OS has no preadv."""
-        if not hasattr(os, "preadv") or ds.dtype != np.uint8 or ds.ndim != 1 or offsets.size < 2:
+        not stored as one plain block (chunked, filtered, external) in the file."""
+        if ds.dtype != np.uint8 or ds.ndim != 1 or offsets.size < 2 or offsets[-1] <= offsets[0]:
             return None
         try:
             dcpl = ds.id.get_create_plist()
@@ -154,42 +161,34 @@ class RawFile:
             return None
         if base is None:
             return None
-        raw = cls(path, os.open(path, os.O_RDONLY), int(base))
+        fh = open(path, "rb", buffering=0)
+        try:
+            raw = cls(path, fh, int(base), int(base) + int(offsets[-1]))
+        except (OSError, ValueError):  # pragma: no cover - a file system without mmap
+            fh.close()
+            return None
         # the same bytes as HDF5 returns, or not used (a file address HDF5 maps otherwise)
         a, b = int(offsets[0]), int(offsets[min(offsets.size - 1, 4)])
-        try:
-            same = b <= ds.shape[0] and np.array_equal(raw.read_spans(np.array([a]), np.array([b])), ds[a:b])
-        except ShardError:
-            same = False
-        if not same:
+        if raw.end > raw.bytes.size or not np.array_equal(raw.bytes[raw.base + a:raw.base + b], ds[a:b]):
             raw.close()
             return None
         return raw
 
-    def read_spans(self, o0: np.ndarray, o1: np.ndarray) -> np.ndarray:
-        """Bytes ``[o0[i], o1[i])`` of the dataset, concatenated."""
-        buf = np.empty(int((o1 - o0).sum()), np.uint8)
-        mv = memoryview(buf)
-        p = 0
-        for a, b in zip(o0.tolist(), o1.tolist()):
-            got = os.preadv(self.fd, [mv[p:p + b - a]], self.base + a)
-            if got != b - a:
-                raise ShardError(f"{self.path}: file ends inside the image data (read {got} of {b - a} "
-                                 f"bytes at {self.base + a}); the shard was truncated while being read")
-            p += b - a
-        return buf
-
     def read_jpeg(self, offsets: np.ndarray, local: np.ndarray) -> list:
-        """Compressed images ``local`` (sorted, unique) as uint8 views into one buffer."""
-        starts, stops = _runs(local)
-        o0, o1 = offsets[starts], offsets[stops]
-        buf = self.read_spans(o0, o1)
-        run = np.searchsorted(starts, local, side="right") - 1
-        at = (np.cumsum(o1 - o0) - (o1 - o0) - o0)[run] + offsets[local]
-        end = at + (offsets[local + 1] - offsets[local])
-        return [buf[a:b] for a, b in zip(at.tolist(), end.tolist())]
+        """Compressed images ``local`` as uint8 views into the map."""
+        size = os.fstat(self._fh.fileno()).st_size
+        if size < self.end:  # touching a page past the end would kill the process (SIGBUS)
+            raise ShardError(f"{self.path}: file ends inside the image data ({size} bytes, the images end at "
+                             f"{self.end}); the shard was truncated while being read")
+        a = offsets[local] + self.base
+        b = offsets[local + 1] + self.base
+        data = self.bytes
+        return [data[x:y] for x, y in zip(a.tolist(), b.tolist())]
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.bytes = None
+        try:
+            self._map.close()
+        except BufferError:  # views still in use (a batch being decoded): unmapped when they go
+            pass
+        self._fh.close()
