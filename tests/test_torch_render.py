@@ -110,6 +110,17 @@ def test_blur_equals_opencv_per_sample(rng):
             np.testing.assert_allclose(got[j].transpose(1, 2, 0), ref, atol=2e-3)
 
 
+def test_erode_equals_opencv(rng):
+    """The ellipse erosion as max-pools of rectangles: cv2.erode's result, its border included."""
+    m = rng.random((2, 37, 41)) < 0.8
+    m[:, 10:20, 5:30] = True
+    for r in (1, 2, 3, 4, 6):
+        got = ops.erode(torch.from_numpy(m), r).numpy()
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        for j in range(2):
+            np.testing.assert_array_equal(got[j], cv2.erode(m[j].astype(np.uint8), k) > 0, err_msg=f"r={r}")
+
+
 def test_gray_weights_equal_opencv(rng):
     img = rng.integers(0, 256, (2, 3, 17, 19), dtype=np.uint8)
     got = ops.rgb_to_gray_u8(torch.from_numpy(img)).numpy()[:, 0]

@@ -112,38 +112,66 @@ def _border_index(n: int, r: int, mode: str) -> np.ndarray:
     return np.where(i >= n, 2 * n - 1 - i, i)
 
 
+def _pad(x: torch.Tensor, r: int, mode: str) -> torch.Tensor:
+    """(1,N,H,W) padded by ``r`` on every side with OpenCV's replicate / reflect border."""
+    H, W = x.shape[-2:]
+    if mode == "replicate":
+        return F.pad(x, (r, r, r, r), mode="replicate")
+    if r > min(H, W):   # a border wider than the image: the general index
+        iy = torch.from_numpy(_border_index(H, r, mode)).to(x.device)
+        ix = torch.from_numpy(_border_index(W, r, mode)).to(x.device)
+        return x.index_select(2, iy).index_select(3, ix)
+    # BORDER_REFLECT (fedcba|abcdef; torch's "reflect" is OpenCV's reflect-101): flipped edges glued on
+    x = torch.cat([x[:, :, :r].flip(2), x, x[:, :, H - r:].flip(2)], 2)
+    return torch.cat([x[..., :r].flip(3), x, x[..., W - r:].flip(3)], 3)
+
+
 def blur(x: torch.Tensor, kernels: np.ndarray, mode: str) -> torch.Tensor:
     """Separable blur of (B,C,H,W) with one odd 1-D kernel per sample (``kernels`` (B|1,K)).
 
-    OpenCV's ``replicate`` / ``reflect`` border is gathered once per axis, then each
-    axis is one depthwise convolution over all B·C planes (no Python loop per sample).
+    OpenCV's ``replicate`` / ``reflect`` border is added once, then each axis is one
+    depthwise convolution over all B·C planes (no Python loop per sample).
     """
     B, C, H, W = x.shape
     K = kernels.shape[1]
-    r = K // 2
     k = torch.from_numpy(np.ascontiguousarray(kernels, np.float32)).to(x.device)
     k = k.expand(B, K).repeat_interleave(C, 0)                     # (B·C, K)
-    iy = torch.from_numpy(_border_index(H, r, mode)).to(x.device)
-    ix = torch.from_numpy(_border_index(W, r, mode)).to(x.device)
-    y = x.reshape(1, B * C, H, W).index_select(2, iy)
+    y = _pad(x.reshape(1, B * C, H, W), K // 2, mode)
     y = F.conv2d(y, k[:, None, :, None], groups=B * C)              # along H
-    y = F.conv2d(y.index_select(3, ix), k[:, None, None, :], groups=B * C)  # along W
+    y = F.conv2d(y, k[:, None, None, :], groups=B * C)              # along W
     return y.view(B, C, H, W)
 
 
 # --------------------------------------------------------------------------- alpha
-def soft_alpha(hard: torch.Tensor, erode: float, feather: float) -> torch.Tensor:
+def erode(hard: torch.Tensor, r: int) -> torch.Tensor:
+    """``cv2.erode`` of a (..., H, W) bool mask by the r-ellipse, with its default border (never erodes).
+
+    The ellipse is a union of centred rectangles (one per distinct row half-width), so
+    the erosion is the AND of rectangle erosions, each a run of shifted byte ANDs along
+    x then y (far cheaper on a CPU than a convolution or a max-pool).
+    """
+    H, W = hard.shape[-2:]
+    el = _ellipse(r)
+    half = (el.sum(1).astype(int) - 1) // 2                         # half-width of each row
+    p = F.pad(hard.to(torch.uint8), (r, r, r, r), value=1)
+    out = None
+    for w in sorted(set(half.tolist())):
+        t = int(np.abs(np.flatnonzero(half >= w) - r).max())
+        row = p[..., r - w:r - w + W].clone()
+        for dx in range(1, 2 * w + 1):
+            row.bitwise_and_(p[..., r - w + dx:r - w + dx + W])
+        col = row[..., r - t:r - t + H, :].clone()
+        for dy in range(1, 2 * t + 1):
+            col.bitwise_and_(row[..., r - t + dy:r - t + dy + H, :])
+        out = col if out is None else out.bitwise_and_(col)
+    return out.to(torch.bool)
+
+
+def soft_alpha(hard: torch.Tensor, erode_px: float, feather: float) -> torch.Tensor:
     """Batched twin of :func:`ferdata.masks.soft_alpha` (gaussian mode): (B,H,W) -> (B,1,H,W)."""
-    B, H, W = hard.shape
     h = hard[:, None].to(torch.float32)
-    m = h
-    r = int(round(erode))
-    if erode > 0 and r > 0:
-        k = torch.from_numpy(_ellipse(r)).to(h.device)
-        # cv2.erode's default border never erodes: pad with ones; one depthwise conv for the batch
-        mp = F.pad(h.view(1, B, H, W), (r, r, r, r), value=1.0)
-        m = (F.conv2d(mp, k.expand(B, 1, *k.shape), groups=B) >= float(k.sum()) - 0.5)
-        m = m.to(torch.float32).view(B, 1, H, W)
+    r = int(round(erode_px))
+    m = erode(hard, r)[:, None].to(torch.float32) if erode_px > 0 and r > 0 else h
     if feather <= 0:
         return m
     a = blur(m, gaussian_kernel(feather / 3.0)[None], "replicate")

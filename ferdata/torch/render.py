@@ -265,7 +265,7 @@ class TorchRenderer:
 
     def _warp(self, fidx: torch.Tensor, M: np.ndarray):
         """The faces ``fidx`` warped by ``M``: (face (B,3,S,S) float32 whole levels, hard mask (B,S,S))."""
-        warped = ops.warp(self.faces[fidx].to(torch.float32), torch.from_numpy(M).to(self.device))
+        warped = ops.warp(self.faces.index_select(0, fidx).to(torch.float32), torch.from_numpy(M).to(self.device))
         # round(alpha) > 127 <=> alpha >= 127.5 (half to even: 127.5 -> 128); the face is in 0..255 already
         return torch.round(warped[:, :3]), warped[:, 3] >= 127.5
 
