@@ -8,8 +8,8 @@ new colours are written back in place. The background needs its lightness L only
 (one row of the matrix). The CIELAB and sRGB branch switches are written as a
 tangent continuation (``cbrt(max(t, e)) + k·(min(t, e) - e)``) rather than a
 ``where``: the same function (to 1e-6; the sRGB toe to 0.02 grey levels), fewer passes.
-Per-sample sums are reductions of a zero plane holding the pixels' values, so a
-sample's result does not depend on its batch and is deterministic on every device.
+Per-sample sums are segment reductions over the (sample-ordered) mask pixels, so a
+sample's result does not depend on its batch and is deterministic.
 """
 from __future__ import annotations
 
@@ -64,16 +64,15 @@ def _encode(x: torch.Tensor) -> torch.Tensor:
 
 
 def _linear(img: torch.Tensor, i3: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Linear RGB (3, N) of the whole-level pixels ``img.take(i3)``."""
-    v = torch.take(img, i3)
-    return lut.index_select(0, v.reshape(-1).to(torch.int32)).view(i3.shape)
+    """Linear RGB (3, N) of the whole-level pixels at flat indices ``i3`` of contiguous ``img``."""
+    v = img.reshape(-1).index_select(0, i3.reshape(-1))
+    return lut.index_select(0, v.to(torch.int32)).view(i3.shape)
 
 
-def _sums(vals: torch.Tensor, idx: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
-    """Per-sample sums (B,) of ``vals`` at flat pixels ``idx`` (deterministic, batch-independent)."""
-    plane = torch.zeros(B * H * W, device=vals.device, dtype=vals.dtype)
-    plane.index_put_((idx,), vals)
-    return plane.view(B, H, W).sum(2).sum(1)
+def _sums(vals: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Per-sample sums (B,) of ``vals`` (the mask pixels in sample order, ``n`` per sample):
+    each sample's pixels summed alone, so deterministic and independent of the batch."""
+    return torch.segment_reduce(vals, "sum", lengths=n)
 
 
 def match_luminance(face: torch.Tensor, bg: torch.Tensor, hard: torch.Tensor, mode: str,
@@ -93,27 +92,27 @@ def match_luminance(face: torch.Tensor, bg: torch.Tensor, hard: torch.Tensor, mo
     lut, fwd, inv, yrow = _tables(str(face.device))
     HW = H * W
     idx = hard.reshape(-1).nonzero().squeeze(1)             # flat b·HW + yx of the mask pixels
-    b = torch.div(idx, HW, rounding_mode="floor")
+    n = torch.count_nonzero(hard.reshape(B, HW), 1)         # mask pixels per sample
+    b = torch.arange(B, device=face.device).repeat_interleave(n, output_size=idx.numel())
     i3 = (idx + b * (2 * HW))[None] + (torch.arange(3, device=face.device) * HW)[:, None]
     fxyz = _f(fwd @ _linear(face, i3, lut))                  # (3, N): f(X/Xn), f(Y), f(Z/Zn)
     Lf = fxyz[1] * 116.0 - 16.0
     Lb = _f(yrow @ _linear(bg, i3, lut))[0].mul_(116.0).sub_(16.0)
-    n = hard.reshape(B, HW).sum(1)
     has = n > 0
     nn_ = n.clamp(min=1).to(torch.float32)
-    mf, mb = _sums(Lf, idx, B, H, W) / nn_, _sums(Lb, idx, B, H, W) / nn_
+    mf, mb = _sums(Lf, n) / nn_, _sums(Lb, n) / nn_
     w = torch.where(has, (mb / mf.clamp(min=1e-3)).clamp(lo, hi), ones)
     if mode == "ratio":
-        L = Lf.mul_(w[b])
+        L = Lf.mul_(w.index_select(0, b))
     else:
-        df, db = Lf.sub_(mf[b]), Lb.sub_(mb[b])
-        sf = (_sums(df * df, idx, B, H, W) / nn_).sqrt()
-        sb = (_sums(db * db, idx, B, H, W) / nn_).sqrt()
+        df, db = Lf.sub_(mf.index_select(0, b)), Lb.sub_(mb.index_select(0, b))
+        sf = (_sums(df * df, n) / nn_).sqrt()
+        sb = (_sums(db * db, n) / nn_).sqrt()
         k = torch.where(has, (sb / sf.clamp(min=1e-3)).clamp(lo, hi), ones)
-        L = df.mul_(k[b]).add_((mf * w)[b])
+        L = df.mul_(k.index_select(0, b)).add_((mf * w).index_select(0, b))
     d = L.clamp_(0.0, 100.0).add_(16.0).mul_(1 / 116.0).sub_(fxyz[1])
     f = fxyz.add_(d)
     f[2].clamp_min_(0.0)
     rgb = _encode(inv @ _finv(f))
-    face.put_(i3, rgb)
+    face.view(-1).scatter_(0, i3.reshape(-1), rgb.reshape(-1))
     return face, w
