@@ -148,3 +148,16 @@ def test_first_failing_item_is_reported_with_many_threads():
         good = np.zeros((400, 1), np.int64)
         run_chunks(lambda x, dst: dst.__setitem__(..., x * 3), raw, good, threads)
         assert np.array_equal(good[:, 0], np.arange(400) * 3)
+
+
+def test_worker_batches_arrive_as_shared_tensors(jpeg_shards):
+    """Batches cross from a worker as tensors in shared memory (never pickled arrays), same bytes."""
+    from torch.utils.data import DataLoader
+
+    ds = ShardIterableDataset(jpeg_shards, seed=2, batch_size=64, fields=("image", "label"))
+    here = list(ds)
+    there = list(DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="fork"))
+    assert len(here) == len(there)
+    for a, b in zip(here, there):
+        assert isinstance(b["image"], torch.Tensor) and b["image"].is_shared()
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
