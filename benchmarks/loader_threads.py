@@ -14,8 +14,9 @@ decodes into one reused batch buffer (the decoder alone) and is shown beside it.
   threads: samples/s (wall) ÷ the all-cores floor, and samples per CPU-second ÷ the
   1-thread floor ("threads instead of processes");
 - ``num_workers=0`` with ``decode_threads=1``, ÷ the 1-thread floor (wall);
-- 2 DataLoader workers (one decode thread each): samples per CPU-second (main process +
-  workers, from /proc) ÷ the 1-thread floor — what moving batches between processes costs.
+- 2 DataLoader workers (one decode thread each, persistent, after one untimed epoch):
+  samples per CPU-second (main process + workers, from /proc) ÷ the 1-thread floor —
+  what moving batches between processes costs.
 
 ``--before DIR``: A/B against the code in ``DIR`` (a checkout, e.g. ``git worktree add
 /tmp/loader-before <commit>``): each pair runs the measurement once in a child process
@@ -72,7 +73,11 @@ def floor(bufs, size, threads, hot=False):
 
 
 def loader_rate(shards, workers, threads, epoch):
-    """(samples/s wall, samples per CPU-second of this process and its workers)."""
+    """(samples/s wall, samples per CPU-second of this process and its workers) of one epoch.
+
+    With workers the loader is persistent and one epoch runs first untimed: the figure is
+    the steady state of a training run, not the workers' start-up.
+    """
     from torch.utils.data import DataLoader
 
     from ferdata.torch import ShardIterableDataset
@@ -81,6 +86,11 @@ def loader_rate(shards, workers, threads, epoch):
     ds = ShardIterableDataset(shards, fields=("image", "label"), batch_size=BATCH, seed=epoch)
     ds.decode_threads = threads
     dl = DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+    if workers:
+        ds.set_epoch(1)
+        for _ in dl:
+            pass
+        ds.set_epoch(0)
     it = iter(dl)
     pids = [os.getpid()] + [w.pid for w in getattr(it, "_workers", [])]
     c0, t0, n = cpu_seconds(pids), time.perf_counter(), 0
