@@ -1,12 +1,13 @@
 """The torch renderer vs the shard renderer's generate step, side by side in one run.
 
-    python benchmarks/render_torch.py [--n 4096] [--size 128] [--batch 512] [--device cpu|cuda]
+    python benchmarks/render_torch.py [--n 4096] [--size 128] [--batch 512] [--repeats 3] [--device cpu|cuda]
 
 Reference: the shard renderer's generate step (``RenderContext.render_sample``: params,
 warp, luminance, alpha, photometric; no encode/write) on one core, measured in the
 same run. Reported:
 - torch renderer samples/s on the CPU with torch threads = cores, per core, and the
-  ratio per core against the reference;
+  ratio per core against the reference; and with one torch thread (a per-core figure
+  that a shared machine's load disturbs less); medians of ``--repeats`` interleaved runs;
 - on CUDA when present (or ``--device cuda``): samples/s (parameters included) and the
   ratio against the reference × the machine's cores (the shard renderer on every core);
 - the share of the time per stage (params, warp, crops, luminance, alpha, photometric),
@@ -42,6 +43,27 @@ def rate(tr, n, batch):
         tr.render(np.arange(s, min(s + batch, n)) + batch)
     _sync(tr.device)
     return n / (time.perf_counter() - t)
+
+
+def _cpu_rates(ctx, cpu, args, cores):
+    """Medians of ``args.repeats`` interleaved runs: (reference 1 core, torch ``cores`` threads, torch 1 thread).
+
+    Interleaved so that the load of a shared machine falls on all three alike."""
+    nref = min(args.n, 2048)
+    for g in range(64):
+        ctx.render_sample(g)
+    refs, cpus, ones = [], [], []
+    for k in range(args.repeats):
+        t = time.perf_counter()
+        for g in range(nref):
+            ctx.render_sample(g + 64 + k * nref)
+        refs.append(nref / (time.perf_counter() - t))
+        torch.set_num_threads(cores)
+        cpus.append(rate(cpu, args.n, args.batch))
+        torch.set_num_threads(1)
+        ones.append(rate(cpu, args.n // 2, args.batch))
+    torch.set_num_threads(cores)
+    return float(np.median(refs)), float(np.median(cpus)), float(np.median(ones))
 
 
 def stages(tr, batch, repeats=3):
@@ -83,31 +105,28 @@ def main():
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each rate (medians reported)")
     ap.add_argument("--sheet", default=None, help="also write a shard-vs-torch contact sheet PNG here")
     ap.add_argument("--device", default=None, help="also run on this device (default: cuda when present)")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
+    load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="ferdata-bench-"))
     try:
         make_sample(tmp / "s")
         faces, bgs = str(tmp / "s" / "faces.h5"), str(tmp / "s" / "backgrounds")
         cfg = RenderConfig(size=args.size, per_face=1 << 30).resolved()
         ctx = RenderContext(RenderJob(faces, bgs, str(tmp), cfg))
-        nref = min(args.n, 2048)
-        for g in range(64):
-            ctx.render_sample(g)
-        t = time.perf_counter()
-        for g in range(nref):
-            ctx.render_sample(g + 64)
-        ref = nref / (time.perf_counter() - t)
-        torch.set_num_threads(cores)
         cpu = TorchRenderer(faces, bgs, cfg, device="cpu")
-        r_cpu = rate(cpu, args.n, args.batch)
+        ref, r_cpu, r_one = _cpu_rates(ctx, cpu, args, cores)
         print(f"render {args.size}x{args.size}, 2 faces, {len(cpu.bg_ids)} backgrounds, cores={cores}, "
-              f"batch={args.batch}")
+              f"batch={args.batch}; medians of {args.repeats} interleaved runs; load average before "
+              f"{load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
         print(f"  reference: shard renderer generate step, 1 core : {ref:9.0f} samples/s")
         print(f"  torch renderer, CPU, {cores} threads             : {r_cpu:9.0f} samples/s "
               f"({r_cpu / cores:.0f}/core; per core vs reference {r_cpu / cores / ref:.2f}x)")
+        print(f"  torch renderer, CPU, 1 thread               : {r_one:9.0f} samples/s "
+              f"(vs reference {r_one / ref:.2f}x)")
         if args.sheet:
             sheet(ctx, cpu, args.sheet)
         ch = min(args.batch, cpu.CPU_CHUNK)                   # a CPU renders in chunks of this size

@@ -299,8 +299,22 @@ def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
 
 
 def test_cpu_chunks_give_the_same_batch(sample_dir, tmp_path):
+    """Chunks rendered side by side on single-threaded workers equal the batch rendered at once
+    on the calling thread; the caller's torch thread count is left as it was."""
+    import threading
+
     _, tr = _pair(sample_dir, tmp_path)
     idx = np.arange(100) * 5
-    whole, chunked = tr._render(idx), tr.render(idx)          # 100 > 2 chunks: rendered in 4 pieces
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        whole, chunked = tr._render(idx), tr.render(idx)      # 100 > 2 chunks: 4 pieces on 2 workers
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert torch.get_num_threads() == 2 and seen == [2]
+    finally:
+        torch.set_num_threads(before)
     assert set(whole) == set(chunked)
     assert all(torch.equal(whole[k], chunked[k]) for k in whole)

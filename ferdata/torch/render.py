@@ -24,6 +24,7 @@ from ..render.augment import noise_bank
 from ..render.compose import prepare_face
 from ..render.params import N_UNIFORMS, P, PARAM_NAMES, params_from_uniforms, sample_uniforms
 from . import _render_ops as ops
+from ._cpu_pool import map_chunks
 
 _MIRROR = np.array(MIRROR68)
 
@@ -197,17 +198,24 @@ class TorchRenderer:
 
     # ----------------------------------------------------------------- render
     #: on a CPU, a large batch is rendered in chunks this size: its working set then stays in
-    #: cache (2.2x faster per sample than one 256-sample pass, benchmarks/render_torch.py)
+    #: cache (benchmarks/render_torch.py), and the chunks run side by side, one per torch thread
     CPU_CHUNK = 32
 
     @torch.no_grad()
     def render(self, indices, photometric: bool = True, clean: bool = False) -> dict:
         """Render global samples ``indices`` (see :meth:`_render`); on a CPU in chunks of
-        :attr:`CPU_CHUNK` (a sample does not depend on its batch, so the result is the same)."""
+        :attr:`CPU_CHUNK`, ``torch.get_num_threads()`` chunks at a time (a sample does not
+        depend on its batch or its thread, so the result is the same)."""
         g = np.asarray(indices, np.int64).ravel()
         if self.device.type != "cpu" or g.size <= 2 * self.CPU_CHUNK:
             return self._render(g, photometric, clean)
-        parts = [self._render(g[a:a + self.CPU_CHUNK], photometric, clean) for a in range(0, g.size, self.CPU_CHUNK)]
+        chunks = [g[a:a + self.CPU_CHUNK] for a in range(0, g.size, self.CPU_CHUNK)]
+        threads = torch.get_num_threads()
+
+        def one(c):
+            with torch.no_grad():          # grad mode is per thread
+                return self._render(c, photometric, clean)
+        parts = map_chunks(one, chunks, threads) if threads > 1 else [one(c) for c in chunks]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def _render(self, indices, photometric: bool = True, clean: bool = False, lap=None) -> dict:
