@@ -161,3 +161,28 @@ def test_worker_batches_arrive_as_shared_tensors(jpeg_shards):
     for a, b in zip(here, there):
         assert isinstance(b["image"], torch.Tensor) and b["image"].is_shared()
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_batches_equal_a_plain_one_by_one_decode(jpeg_shards):
+    """End to end, order and bytes: every batch image is what h5py + simplejpeg give for
+    the sample its ``index`` names, decoded alone (no memory map, no threads)."""
+    import json
+
+    import simplejpeg
+
+    m = json.loads((jpeg_shards / "manifest.json").read_text())
+    shards = sorted(((e["first_sample"], e["n"], name) for name, e in m["shards"].items()))
+    plain = {}
+    for first, n, name in shards:
+        with h5py.File(jpeg_shards / name, "r") as f:
+            off = f["image_offsets"][:]
+            for r in range(n):
+                plain[first + r] = simplejpeg.decode_jpeg(f["image"][off[r]:off[r + 1]], colorspace="RGB")
+    ds = ShardIterableDataset(jpeg_shards, seed=7, batch_size=40, fields=("image", "index"))
+    ds.decode_threads = 3
+    seen = []
+    for b in ds:
+        for img, g in zip(b["image"], b["index"].tolist()):
+            assert np.array_equal(img.permute(1, 2, 0).numpy(), plain[g])
+            seen.append(g)
+    assert seen == ds.epoch_order(0).tolist() and sorted(seen) == sorted(plain)
