@@ -130,8 +130,6 @@ def _read_jpeg(ds, offsets: np.ndarray, local: np.ndarray) -> list:
     return out
 
 
-
-
 class RawFile:
     """The bytes of one contiguous, unfiltered 1-d uint8 dataset, memory-mapped read-only.
 
