@@ -50,7 +50,8 @@ def test_matches_shard_renderer_on_256_samples(sample_dir, tmp_path):
 
 
 @pytest.mark.parametrize("kw", [dict(gray=True), dict(blend="hard"), dict(luminance="reinhard"),
-                                dict(luminance="none", perspective=0.05), dict(size=40)])
+                                dict(luminance="none", perspective=0.05), dict(size=40),
+                                dict(size=320)])   # 320: crops of the 300-px backgrounds are rescaled
 def test_matches_other_configs(sample_dir, tmp_path, kw):
     ctx, tr = _pair(sample_dir, tmp_path, **kw)
     d, iou, lm = _compare(ctx, tr, np.arange(24) * 7)

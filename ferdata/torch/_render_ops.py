@@ -52,42 +52,42 @@ def to_u8(x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- backgrounds
-def gather_crops(flat: torch.Tensor, base: torch.Tensor, width: torch.Tensor, box: torch.Tensor,
-                 size: int) -> torch.Tensor:
-    """Background crops (B,3,size,size) float32 from a flat HWC uint8 pool.
+def gather_crops(flat: torch.Tensor, base: torch.Tensor, width: torch.Tensor, height: torch.Tensor,
+                 box: torch.Tensor, size: int) -> torch.Tensor:
+    """Background crops (B,3,size,size) uint8 from a flat pool of planar (3,h,w) uint8 images.
 
     ``box`` (B,3) int64 = (x, y, side) of each crop inside its image (offset ``base``,
-    row width ``width``); a crop smaller than ``size`` is resized bilinearly with
-    OpenCV's half-pixel rule and a replicated edge, as ``cv2.resize`` does.
+    row width ``width``, ``height`` rows per plane); a crop smaller than ``size`` is
+    resized bilinearly with OpenCV's half-pixel rule and a replicated edge, as
+    ``cv2.resize`` does.
     """
     dev = flat.device
     B = box.shape[0]
-    if bool((box[:, 2] == size).all()):   # every crop at full size: gather whole rows of 3·size bytes
-        rows = flat.as_strided((flat.numel() - 3 * size + 1, 3 * size), (1, 1))
-        y = box[:, 1:2] + torch.arange(size, device=dev)
-        starts = base[:, None] + (y * width[:, None] + box[:, 0:1]) * 3
-        crop = rows.index_select(0, starts.reshape(-1)).view(B, size, size, 3)
-        return torch.empty(B, 3, size, size, device=dev).copy_(crop.permute(0, 3, 1, 2))
+    plane = (width * height)[:, None, None]
+    if bool((box[:, 2] == size).all()):   # every crop at full size: gather whole rows of size bytes
+        rows = flat.as_strided((flat.numel() - size + 1, size), (1, 1))
+        y = (box[:, 1:2] + torch.arange(size, device=dev))[:, None, :]
+        starts = (base[:, None, None] + torch.arange(3, device=dev)[None, :, None] * plane
+                  + y * width[:, None, None] + box[:, 0, None, None])
+        return rows.index_select(0, starts.reshape(-1)).view(B, 3, size, size)
     x0, y0, side = (box[:, k:k + 1].to(torch.float32) for k in range(3))
     t = (torch.arange(size, device=dev, dtype=torch.float32)[None] + 0.5) * (side / size) - 0.5
     t = torch.minimum(t.clamp(min=0), side - 1)
     i0 = t.floor()
     fr = t - i0
     i1 = torch.minimum(i0 + 1, side - 1)
-    W = width[:, None, None].to(torch.int64)
-    b = base[:, None, None, None]
+    W = width[:, None, None, None]
+    b = base[:, None, None, None] + torch.arange(3, device=dev)[None, :, None, None] * plane[..., None]
 
     def take(yi, xi):
-        yy = (y0 + yi).to(torch.int64)[:, :, None]
-        xx = (x0 + xi).to(torch.int64)[:, None, :]
-        idx = b + ((yy * W + xx) * 3)[..., None] + torch.arange(3, device=dev)
-        return torch.take(flat, idx).to(torch.float32)            # (B,S,S,3)
+        yy = (y0 + yi).to(torch.int64)[:, None, :, None]
+        xx = (x0 + xi).to(torch.int64)[:, None, None, :]
+        return torch.take(flat, b + yy * W + xx).to(torch.float32)            # (B,3,S,S)
 
-    fy, fx = fr[:, :, None, None], fr[:, None, :, None]
+    fy, fx = fr[:, None, :, None], fr[:, None, None, :]
     top = take(i0, i0) * (1 - fx) + take(i0, i1) * fx
     bot = take(i1, i0) * (1 - fx) + take(i1, i1) * fx
-    out = top * (1 - fy) + bot * fy
-    return to_u8(out.permute(0, 3, 1, 2)).contiguous()
+    return to_u8(top * (1 - fy) + bot * fy).to(torch.uint8)
 
 
 # --------------------------------------------------------------------------- blur

@@ -169,7 +169,7 @@ class TorchRenderer:
         self.bg_h = np.array([im.shape[0] for im in imgs], np.int64)
         self.bg_w = np.array([im.shape[1] for im in imgs], np.int64)
         self.bg_base = np.concatenate([[0], np.cumsum(self.bg_h * self.bg_w * 3)[:-1]]).astype(np.int64)
-        flat = np.concatenate([np.ascontiguousarray(im).ravel() for im in imgs])
+        flat = np.concatenate([np.ascontiguousarray(im.transpose(2, 0, 1)).ravel() for im in imgs])  # planes
         self.bg_flat = torch.from_numpy(flat).to(self.device)
 
     def __len__(self) -> int:
@@ -240,10 +240,12 @@ class TorchRenderer:
         face, hard = self._warp(fidx, M)
         lap("warp")
         pick, box = self._crop_boxes(p)
-        bg = ops.gather_crops(self.bg_flat, torch.from_numpy(self.bg_base[pick]).to(dev),
-                              torch.from_numpy(self.bg_w[pick]).to(dev), torch.from_numpy(box).to(dev), cfg.size)
+        bg8 = ops.gather_crops(self.bg_flat, torch.from_numpy(self.bg_base[pick]).to(dev),
+                               torch.from_numpy(self.bg_w[pick]).to(dev), torch.from_numpy(self.bg_h[pick]).to(dev),
+                               torch.from_numpy(box).to(dev), cfg.size)
+        bg = bg8.to(torch.float32)
         lap("crops")
-        f32, w = ops.match_luminance(face, bg, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
+        f32, w = ops.match_luminance(face, bg8, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
         p[:, P["lum_w"]] = w.cpu().numpy()
         lap("luminance")
         if cfg.blend == "hard":
