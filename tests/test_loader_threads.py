@@ -69,27 +69,32 @@ def test_decode_threads_validated(jpeg_shards, sample_dir):
     assert fs[0]["image"].dtype == torch.uint8
 
 
-def test_raw_jpeg_reads_equal_hdf5(jpeg_shards):
-    """The JPEG bytes read from the memory map are HDF5's bytes, for any set of rows."""
-    from ferdata.torch._h5read import RawFile, _read_jpeg
+def test_mapped_reads_equal_hdf5(jpeg_shards):
+    """JPEG bytes and rows read from the memory map are HDF5's, for any set of rows."""
+    from ferdata.torch._h5read import FileMap, _read_jpeg, _read_rows, read_jpeg_mapped
 
     path = str(jpeg_shards / "shard-000001.h5")
     with h5py.File(path, "r") as f:
+        fm = FileMap(path)
         ds, off = f["image"], f["image_offsets"][:]
-        raw = RawFile.open(path, ds, off)
-        assert raw is not None
+        view = fm.view(ds)
+        assert view is not None and fm.view(f["mask"]) is None  # gzip'd chunks: through h5py
         n = off.size - 1
         rng = np.random.default_rng(1)
         for local in (np.arange(n), np.array([0]), np.array([n - 1]), np.unique(rng.integers(0, n, 37)),
                       np.array([0, 1, 2, 7, 30, n - 2, n - 1])):
-            got, want = raw.read_jpeg(off, local), _read_jpeg(ds, off, local)
+            got, want = read_jpeg_mapped(view, off, local), _read_jpeg(ds, off, local)
             assert [bytes(x) for x in got] == [bytes(y) for y in want]
-        raw.close()
+            for name in ("landmarks", "params", "bg_box"):
+                v = fm.view(f[name])
+                assert v is not None and np.array_equal(v[local], _read_rows(f[name], local))
+            assert np.array_equal(_read_rows(f["mask"], local), f["mask"][:][local])
+        fm.close()
 
 
 def test_chunked_image_dataset_falls_back_to_hdf5(jpeg_shards, tmp_path):
-    """A shard whose image bytes are chunked (not one plain block) is read through h5py: same batches."""
-    from ferdata.torch._h5read import RawFile
+    """A shard whose datasets are chunked (not one plain block) is read through h5py: same batches."""
+    from ferdata.torch._h5read import FileMap
 
     other = tmp_path / "chunked"
     shutil.copytree(jpeg_shards, other)
@@ -99,33 +104,31 @@ def test_chunked_image_dataset_falls_back_to_hdf5(jpeg_shards, tmp_path):
             dst.attrs[k] = v
         for name in src:
             data = src[name][:]
-            dst.create_dataset(name, data=data, chunks=(4096,) if name == "image" else None)
+            dst.create_dataset(name, data=data, chunks=(4096,) if name == "image" else (7,) + data.shape[1:])
     p.with_suffix(".tmp").replace(p)
     with h5py.File(p, "r") as f:
-        assert RawFile.open(str(p), f["image"], f["image_offsets"][:]) is None
+        assert FileMap(str(p)).view(f["image"]) is None
     import json
     m = json.loads((other / "manifest.json").read_text())
     m["shards"][p.name]["bytes"] = p.stat().st_size
     (other / "manifest.json").write_text(json.dumps(m))
-    a = ShardIterableDataset(jpeg_shards, seed=5, batch_size=50, fields=("image", "label", "index"))
-    b = ShardIterableDataset(other, seed=5, batch_size=50, fields=("image", "label", "index"))
+    fields = ("image", "label", "index", "landmarks", "params", "mask")
+    a = ShardIterableDataset(jpeg_shards, seed=5, batch_size=50, fields=fields)
+    b = ShardIterableDataset(other, seed=5, batch_size=50, fields=fields)
     for x, y in zip(a, b):
         assert all(torch.equal(x[k], y[k]) for k in x)
 
 
 def test_truncated_while_reading_is_an_error(jpeg_shards, tmp_path):
-    from ferdata.torch._h5read import RawFile
-
-    p = tmp_path / "s.h5"
-    shutil.copy(jpeg_shards / "shard-000000.h5", p)
-    with h5py.File(p, "r") as f:
-        off = f["image_offsets"][:]
-        raw = RawFile.open(str(p), f["image"], off)
+    shutil.copytree(jpeg_shards, tmp_path / "t")
+    ds = ShardDataset(tmp_path / "t", fields=("image", "landmarks"))
+    ds.decode_threads = 1
+    ds.__getitems__([0, 1])  # maps shard 0
+    p = tmp_path / "t" / "shard-000000.h5"
     with open(p, "r+b") as fh:
-        fh.truncate(raw.base + int(off[50]))
-    with pytest.raises(FerdataError, match=r"s\.h5: file ends inside the image data"):
-        raw.read_jpeg(off, np.arange(40, 60))
-    raw.close()
+        fh.truncate(p.stat().st_size // 2)
+    with pytest.raises(FerdataError, match=r"shard-000000\.h5: file ends inside the data"):
+        ds.__getitems__([40, 60])
 
 
 def test_first_failing_item_is_reported_with_many_threads():

@@ -2,10 +2,11 @@
 
 Nothing here imports torch. h5py fancy indexing costs ~35 µs per row and a slice
 ~15-25 µs per call, so rows are read in runs (:func:`_runs`); the JPEG bytes of a
-shard — one contiguous, unfiltered uint8 dataset — are views into a read-only memory
-map of the file (:class:`RawFile`: no call and no copy per row; the decoders read the
-page cache), the same bytes HDF5 returns (checked when the file is opened; a chunked or
-filtered dataset is read through h5py).
+shard and its other plain datasets (one contiguous, unfiltered block each) are read
+from a read-only memory map of the file (:class:`FileMap`: no call and, for JPEGs, no
+copy per row; the decoders read the page cache), the same values HDF5 returns (checked
+when a dataset is first mapped); chunked or filtered datasets (the gzip'd masks) are
+read through h5py, one slice per group of adjacent chunks.
 """
 from __future__ import annotations
 
@@ -70,9 +71,9 @@ class _Handles:
 
 
 def _close_entry(f, cache: dict) -> None:
-    for v in cache.values():
-        if isinstance(v, RawFile):
-            v.close()
+    fmap = cache.get("_map")
+    if fmap is not None:
+        fmap.close()
     f.close()
 
 
@@ -99,9 +100,20 @@ def _runs(local: np.ndarray, gap: int = _GAP):
     return starts, stops
 
 
+def _chunk_runs(local: np.ndarray, chunk_rows: int):
+    """Like :func:`_runs` for a chunked dataset: rows whose chunks are the same or adjacent
+    share a slice (each chunk is decompressed whole anyway; one h5py call costs ~50 µs)."""
+    cid = local // chunk_rows
+    brk = np.flatnonzero(np.diff(cid) > 1) + 1
+    starts = np.concatenate(([local[0]], local[brk]))
+    stops = np.concatenate((local[brk - 1], [local[-1]])) + 1
+    return starts, stops
+
+
 def _read_rows(ds, local: np.ndarray) -> np.ndarray:
     """Rows ``local`` (sorted, unique) of an h5py dataset, one slice per run."""
-    starts, stops = _runs(local)
+    chunks = ds.chunks
+    starts, stops = _chunk_runs(local, chunks[0]) if chunks and local.size else _runs(local)
     if len(starts) == 1:
         block = ds[int(starts[0]):int(stops[0])]
         return block if block.shape[0] == local.size else block[local - starts[0]]
@@ -130,25 +142,30 @@ def _read_jpeg(ds, offsets: np.ndarray, local: np.ndarray) -> list:
     return out
 
 
-class RawFile:
-    """The bytes of one contiguous, unfiltered 1-d uint8 dataset, memory-mapped read-only.
+class FileMap:
+    """A read-only memory map of one HDF5 file, and numpy views of its plain datasets.
 
-    JPEG views into the map cost nothing to make; the decode threads read the page cache
-    directly (a page is mapped on first touch, 16 at a time, and stays mapped while the
-    file is open). Private to one process and thread, like the h5py handle it sits next to.
+    A dataset stored as one contiguous, unfiltered block (JPEG bytes, landmarks, params,
+    raw images...) is read without HDF5: rows are taken from the view by numpy indexing
+    (no call per run of rows) and JPEGs are views into it (no copy; the decode threads
+    read the page cache, mapped on first touch and kept while the file is open). Private
+    to one process and thread, like the h5py handle it sits next to.
     """
 
-    def __init__(self, path: str, fh, base: int, end: int):
-        self.path, self.base, self.end = path, base, end
-        self._fh = fh
-        self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        self.bytes = np.frombuffer(self._map, np.uint8)
+    def __init__(self, path: str):
+        self.path = path
+        self.end = 0  # the furthest byte a view covers
+        self._fh = open(path, "rb", buffering=0)
+        try:
+            self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # pragma: no cover - a file system without mmap, or empty
+            self._map = None
+        self._views = []
 
-    @classmethod
-    def open(cls, path: str, ds, offsets: np.ndarray):
-        """A reader of ``ds`` (the ``image`` dataset of a JPEG shard), or None when its bytes are
-        not stored as one plain block (chunked, filtered, external) in the file."""
-        if ds.dtype != np.uint8 or ds.ndim != 1 or offsets.size < 2 or offsets[-1] <= offsets[0]:
+    def view(self, ds):
+        """``ds`` as a numpy array over the map, or None when it is not one plain block of
+        numbers (chunked, filtered, external, unallocated) or the map disagrees with HDF5."""
+        if self._map is None or ds.dtype.kind not in "biuf" or ds.size == 0:
             return None
         try:
             dcpl = ds.id.get_create_plist()
@@ -157,36 +174,38 @@ class RawFile:
             base = ds.id.get_offset() if plain else None
         except Exception:  # pragma: no cover - an h5py without these calls: read through HDF5
             return None
-        if base is None:
+        end = None if base is None else int(base) + ds.size * ds.dtype.itemsize
+        if end is None or end > len(self._map):
             return None
-        fh = open(path, "rb", buffering=0)
-        try:
-            raw = cls(path, fh, int(base), int(base) + int(offsets[-1]))
-        except (OSError, ValueError):  # pragma: no cover - a file system without mmap
-            fh.close()
+        arr = np.frombuffer(self._map, ds.dtype, ds.size, int(base)).reshape(ds.shape)
+        # the same values as HDF5 returns, or not used (a file address HDF5 maps otherwise)
+        probe = slice(0, min(ds.shape[0], 65536 if ds.ndim == 1 else 4))
+        if not np.array_equal(arr[probe], ds[probe], equal_nan=ds.dtype.kind == "f"):
             return None
-        # the same bytes as HDF5 returns, or not used (a file address HDF5 maps otherwise)
-        a, b = int(offsets[0]), int(offsets[min(offsets.size - 1, 4)])
-        if raw.end > raw.bytes.size or not np.array_equal(raw.bytes[raw.base + a:raw.base + b], ds[a:b]):
-            raw.close()
-            return None
-        return raw
+        self.end = max(self.end, end)
+        self._views.append(arr)
+        return arr
 
-    def read_jpeg(self, offsets: np.ndarray, local: np.ndarray) -> list:
-        """Compressed images ``local`` as uint8 views into the map."""
+    def check(self) -> None:
+        """Raise :class:`ShardError` if the file became shorter than the views (reading a page
+        past its end would kill the process with SIGBUS)."""
         size = os.fstat(self._fh.fileno()).st_size
-        if size < self.end:  # touching a page past the end would kill the process (SIGBUS)
-            raise ShardError(f"{self.path}: file ends inside the image data ({size} bytes, the images end at "
-                             f"{self.end}); the shard was truncated while being read")
-        a = offsets[local] + self.base
-        b = offsets[local + 1] + self.base
-        data = self.bytes
-        return [data[x:y] for x, y in zip(a.tolist(), b.tolist())]
+        if size < self.end:
+            raise ShardError(f"{self.path}: file ends inside the data ({size} bytes, the data read from it "
+                             f"ends at {self.end}); the shard was truncated while being read")
 
     def close(self) -> None:
-        self.bytes = None
-        try:
-            self._map.close()
-        except BufferError:  # views still in use (a batch being decoded): unmapped when they go
-            pass
+        self._views = []
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # views still in use (a batch being decoded): unmapped when they go
+                pass
         self._fh.close()
+
+
+def read_jpeg_mapped(data: np.ndarray, offsets: np.ndarray, local: np.ndarray) -> list:
+    """Compressed images ``local`` as uint8 views into ``data`` (a mapped ``image`` dataset)."""
+    a = offsets[local]
+    b = offsets[local + 1]
+    return [data[x:y] for x, y in zip(a.tolist(), b.tolist())]

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import FerdataError, ShardError
 from ..shards.manifest import file_sha256, load_manifest
 from ..shards.schema import SCHEMA_VERSION
-from ._h5read import RawFile, _Handles, _open_h5, _read_jpeg, _read_rows
+from ._h5read import FileMap, _Handles, _open_h5, _read_jpeg, _read_rows, read_jpeg_mapped
 
 # fields small enough to cache whole per open shard (bytes per row <= 16)
 _SMALL = ("label", "subject", "face_index", "background", "bg_box")
@@ -204,21 +204,30 @@ class ShardSource:
     def _read_field(self, k, f, cache, name, local):
         if name == "index":
             return self.first[k] + local
-        if name == "image" and self.encoding == "jpeg":
-            off = cache.get("image_offsets")
-            if off is None:
-                off = cache["image_offsets"] = self._dataset(k, f, "image_offsets")[:]
-                cache["image_raw"] = RawFile.open(self.files[k], self._dataset(k, f, "image"), off)
-            raw = cache["image_raw"]
-            if raw is not None:
-                return raw.read_jpeg(off, local)
-            return _read_jpeg(self._dataset(k, f, "image"), off, local)
         if name in _SMALL:
             col = cache.get(name)
             if col is None:
                 col = cache[name] = self._dataset(k, f, name)[:]
             return col[local]
+        jpeg = name == "image" and self.encoding == "jpeg"
+        if jpeg and "image_offsets" not in cache:
+            cache["image_offsets"] = self._dataset(k, f, "image_offsets")[:]
+        view = self._mapped(k, f, cache, name)
+        if view is not None:
+            cache["_map"].check()
+            return read_jpeg_mapped(view, cache["image_offsets"], local) if jpeg else view[local]
+        if jpeg:
+            return _read_jpeg(self._dataset(k, f, name), cache["image_offsets"], local)
         return _read_rows(self._dataset(k, f, name), local)
+
+    def _mapped(self, k, f, cache, name):
+        """The memory-mapped view of dataset ``name`` of shard ``k`` (None: read through h5py)."""
+        key = "map:" + name
+        if key not in cache:
+            if "_map" not in cache:
+                cache["_map"] = FileMap(self.files[k])
+            cache[key] = cache["_map"].view(self._dataset(k, f, name))
+        return cache[key]
 
     def _dataset(self, k, f, name):
         try:
