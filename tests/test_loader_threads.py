@@ -189,3 +189,13 @@ def test_batches_equal_a_plain_one_by_one_decode(jpeg_shards):
             assert np.array_equal(img.permute(1, 2, 0).numpy(), plain[g])
             seen.append(g)
     assert seen == ds.epoch_order(0).tolist() and sorted(seen) == sorted(plain)
+
+
+def test_close_unmaps_the_shards(jpeg_shards):
+    ds = ShardDataset(jpeg_shards, fields=("image", "landmarks"))
+    ds.__getitems__([1, 150])
+    maps = [c["_map"] for _, c in ds._source._handles._cache().values()]
+    assert len(maps) == 2
+    ds.close()
+    assert all(m._map.closed and m._fh.closed for m in maps)
+    assert ds.__getitems__([2])[0]["image"].shape[0] == 3  # reopened on the next read

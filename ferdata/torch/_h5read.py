@@ -71,7 +71,8 @@ class _Handles:
 
 
 def _close_entry(f, cache: dict) -> None:
-    fmap = cache.get("_map")
+    fmap = cache.pop("_map", None)
+    cache.clear()  # drops the views, so that the map can be closed now
     if fmap is not None:
         fmap.close()
     f.close()
