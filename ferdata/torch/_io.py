@@ -8,11 +8,12 @@ Nothing here imports torch. Two sources present the same interface to the datase
 
 ``read(fields, positions)`` returns the *stored* values of ``positions`` (any order,
 repeats allowed) as numpy arrays in that order; JPEG images come back as a list of
-undecoded byte views. Reads are grouped by file, sorted, and runs of nearby rows are
-read with one h5py slice each (h5py fancy indexing costs ~35 µs per row; a slice
-costs ~3 µs plus the copy).
+undecoded byte views. Reads are grouped by file and sorted; a shard's plain datasets
+(JPEG bytes, landmarks, params...) are read from a memory map of the file, the others
+with one h5py slice per run of nearby rows or adjacent chunks (``_h5read``: h5py fancy
+indexing costs ~35 µs per row, a slice ~15-25 µs plus the copy).
 
-h5py handles are opened lazily and cached per process *and* per thread
+h5py handles and maps are opened lazily and cached per process *and* per thread
 (:class:`_Handles`): after a fork (DataLoader workers) the child sees a different
 ``os.getpid()`` and reopens its own; pickling (spawn) drops them. Handles are never
 shared between threads.
