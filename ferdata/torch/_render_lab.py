@@ -1,10 +1,10 @@
 """Batched CIELAB lightness matching on the mask pixels only (the torch renderer's luminance step).
 
 The twin of :func:`ferdata.render.compose.match_luminance`, written for speed on a CPU
-as well as a GPU: the face and background pixels under the hard mask are gathered
-into (3, N) planes (N = mask pixels of the whole batch), converted with a 256-entry
-sRGB -> linear table (the inputs are whole levels) and 3×3 matrices, and the face's
-new colours are written back in place. The background needs its lightness L only
+as well as a GPU: it works on (3, N) planes of the face and background pixels under
+the hard mask (N = mask pixels of the whole batch; the warp samples the face there
+only), converted with a 256-entry sRGB -> linear table (the inputs are whole levels)
+and 3×3 matrices. The background needs its lightness L only
 (one row of the matrix). The CIELAB and sRGB branch switches are written as a
 tangent continuation (``cbrt(max(t, e)) + k·(min(t, e) - e)``) rather than a
 ``where``: the same function (to 1e-6; the sRGB toe to 0.02 grey levels), fewer passes.
@@ -14,6 +14,7 @@ sample's result does not depend on its batch and is deterministic.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 
@@ -75,29 +76,44 @@ def _sums(vals: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return torch.segment_reduce(vals, "sum", lengths=n)
 
 
-def match_luminance(face: torch.Tensor, bg: torch.Tensor, hard: torch.Tensor, mode: str,
-                    lo: float, hi: float):
-    """Batched CIELAB lightness matching (``ratio`` / ``reinhard`` / ``none``), in place on ``face``.
+class MaskPixels(NamedTuple):
+    """The hard-mask pixels of a batch (B,H,W), in sample order."""
 
-    ``face`` (B,3,H,W) float32 contiguous whole levels (the rounded warp); ``bg``
-    (B,3,H,W) whole levels of any dtype (the crop); ``hard`` (B,H,W) bool.
-    Returns (face, w (B,)); samples without a mask pixel keep w = 1.
+    idx: torch.Tensor   # (N,) flat b·HW + y·W + x
+    b: torch.Tensor     # (N,) sample of each pixel
+    n: torch.Tensor     # (B,) pixels per sample
+    i3: torch.Tensor    # (3,N) flat indices of the pixels' R, G, B in a (B,3,H,W) tensor
+
+
+def mask_pixels(hard: torch.Tensor) -> MaskPixels:
+    B, H, W = hard.shape
+    HW = H * W
+    idx = hard.reshape(-1).nonzero().squeeze(1)
+    n = torch.count_nonzero(hard.reshape(B, HW), 1)
+    b = torch.arange(B, device=hard.device).repeat_interleave(n, output_size=idx.numel())
+    i3 = (idx + b * (2 * HW))[None] + (torch.arange(3, device=hard.device) * HW)[:, None]
+    return MaskPixels(idx, b, n, i3)
+
+
+def match_luminance(face: torch.Tensor, bg: torch.Tensor, px: MaskPixels, mode: str, lo: float, hi: float):
+    """Batched CIELAB lightness matching (``ratio`` / ``reinhard`` / ``none``) of the mask pixels.
+
+    ``face`` (3,N) float32 whole levels: the warped face at the mask pixels ``px``
+    (changed in place); ``bg`` (B,3,H,W) whole levels of any dtype (the crop).
+    Returns (face (3,N) float32 0..255, w (B,)); samples without a mask pixel keep w = 1.
     """
-    B, _, H, W = face.shape
+    n, b = px.n, px.b
+    B = n.shape[0]
     ones = torch.ones(B, device=face.device)
     if mode == "none":
         return face, ones
     if mode not in ("ratio", "reinhard"):
         raise ValueError(f"unknown luminance mode {mode!r}")
     lut, fwd, inv, yrow = _tables(str(face.device))
-    HW = H * W
-    idx = hard.reshape(-1).nonzero().squeeze(1)             # flat b·HW + yx of the mask pixels
-    n = torch.count_nonzero(hard.reshape(B, HW), 1)         # mask pixels per sample
-    b = torch.arange(B, device=face.device).repeat_interleave(n, output_size=idx.numel())
-    i3 = (idx + b * (2 * HW))[None] + (torch.arange(3, device=face.device) * HW)[:, None]
-    fxyz = _f(fwd @ _linear(face, i3, lut))                  # (3, N): f(X/Xn), f(Y), f(Z/Zn)
+    flin = lut.index_select(0, face.reshape(-1).to(torch.int32)).view(face.shape)
+    fxyz = _f(fwd @ flin)                                     # (3, N): f(X/Xn), f(Y), f(Z/Zn)
     Lf = fxyz[1] * 116.0 - 16.0
-    Lb = _f(yrow @ _linear(bg, i3, lut))[0].mul_(116.0).sub_(16.0)
+    Lb = _f(yrow @ _linear(bg, px.i3, lut))[0].mul_(116.0).sub_(16.0)
     has = n > 0
     nn_ = n.clamp(min=1).to(torch.float32)
     mf, mb = _sums(Lf, n) / nn_, _sums(Lb, n) / nn_
@@ -113,6 +129,4 @@ def match_luminance(face: torch.Tensor, bg: torch.Tensor, hard: torch.Tensor, mo
     d = L.clamp_(0.0, 100.0).add_(16.0).mul_(1 / 116.0).sub_(fxyz[1])
     f = fxyz.add_(d)
     f[2].clamp_min_(0.0)
-    rgb = _encode(inv @ _finv(f))
-    face.view(-1).scatter_(0, i3.reshape(-1), rgb.reshape(-1))
-    return face, w
+    return _encode(inv @ _finv(f)), w

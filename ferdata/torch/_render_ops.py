@@ -18,32 +18,57 @@ import torch
 import torch.nn.functional as F
 
 from ..render.params import P
-from ._render_lab import match_luminance  # noqa: F401  (the luminance step, re-exported)
+from ._render_lab import MaskPixels, mask_pixels, match_luminance  # noqa: F401  (re-exported)
 
 _LOG255 = float(np.log(255.0))
 
 
 # --------------------------------------------------------------------------- geometry
-def warp(src: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    """Warp (B,C,S,S) by the per-sample 3×3 matrices ``M`` (B,3,3; source -> output).
+def source_grid(M: torch.Tensor, S: int) -> torch.Tensor:
+    """(B,S,S,2) float32 source (x, y) of every output pixel for ``grid_sample(align_corners=True)``
+    (-1..1 over the source), for matrices ``M`` (B,3,3; source -> output); one broadcast add
+    from the inverse matrices, the normalisation folded into them, perspective divided."""
+    A = torch.linalg.inv(M.double())                                  # output -> source
+    A[:, :2] = A[:, :2] * (2.0 / (S - 1)) - A[:, 2:3]                 # x/z -> 2x/(S-1)/z - 1
+    A = A.to(torch.float32)
+    t = torch.arange(S, device=M.device, dtype=torch.float32)
+    along_x = A[:, None, None, :2, 0] * t[None, None, :, None]       # (B,1,S,2)
+    along_y = A[:, None, None, :2, 1] * t[None, :, None, None] + A[:, None, None, :2, 2]  # (B,S,1,2)
+    grid = torch.add(along_x, along_y)
+    if bool((A[:, 2, :2] != 0).any()):                                # a perspective sample
+        z = A[:, None, None, 2, 0] * t[None, None, :] + (A[:, None, 2, 1] * t[None, :] + A[:, None, 2, 2])[..., None]
+        grid.div_(z[..., None])
+    return grid
+
+
+def warp(src: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Warp (B,C,S,S) float to the source points ``grid`` (:func:`source_grid`).
 
     The twin of ``cv2.warpAffine/warpPerspective`` with bilinear sampling and a zero
-    constant border: one ``grid_sample`` for the whole batch, its grid written directly
-    from the inverse matrices (normalised for ``align_corners=True``).
+    constant border: one ``grid_sample`` for the whole batch.
     """
-    B, _, S, _ = src.shape
-    Mi = torch.linalg.inv(M.double())                                 # output -> source
-    Mi[:, :2] = Mi[:, :2] * (2.0 / (S - 1)) - Mi[:, 2:3]             # x/z -> 2x/(S-1)/z - 1
-    A = Mi.to(torch.float32)
-    t = torch.arange(S, device=src.device, dtype=torch.float32)
-    grid = torch.empty(B, S, S, 2, device=src.device, dtype=torch.float32)
-    for k in (0, 1):
-        torch.add(A[:, k, 0, None, None] * t, (A[:, k, 1, None] * t + A[:, k, 2, None])[:, :, None],
-                  out=grid[..., k])
-    if bool((Mi[:, 2, :2] != 0).any()):                               # a perspective sample
-        z = A[:, 2, 0, None, None] * t + (A[:, 2, 1, None] * t + A[:, 2, 2, None])[:, :, None]
-        grid.div_(z[..., None])
     return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def sample_pixels(padded: torch.Tensor, faces: torch.Tensor, grid: torch.Tensor, px) -> torch.Tensor:
+    """Bilinear samples (3,N) float32 of RGB faces at the source points of the mask pixels ``px``.
+
+    ``padded``: the flat (F,3,S+3,S+3) uint8 faces with a zero border (1 px before, 2
+    after), so a zero-border bilinear sample is 4 plain gathers; ``faces`` (B,) face of
+    each sample. The same values as ``warp`` at those pixels (to float rounding), at the
+    cost of the mask pixels only (a face covers about a quarter of a render).
+    """
+    S = grid.shape[-2]
+    Sp = S + 3
+    xy = grid.view(-1, 2).index_select(0, px.idx).add_(1.0).mul_((S - 1) / 2.0).clamp_(-1.0, float(S))
+    x0 = xy.floor()
+    fr = xy.sub_(x0)
+    x0 = x0.to(torch.int64).add_(1)
+    i = ((faces.index_select(0, px.b) * (3 * Sp * Sp) + x0[:, 1] * Sp + x0[:, 0])[None]
+         + (torch.arange(3, device=grid.device) * (Sp * Sp))[:, None]).view(-1)
+    v = [padded[o:].index_select(0, i).view(3, -1).to(torch.float32) for o in (0, 1, Sp, Sp + 1)]
+    top, bot = v[0].lerp_(v[1], fr[:, 0]), v[2].lerp_(v[3], fr[:, 0])
+    return top.lerp_(bot, fr[:, 1])
 
 
 def to_u8(x: torch.Tensor) -> torch.Tensor:

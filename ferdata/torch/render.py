@@ -155,6 +155,8 @@ class TorchRenderer:
             stack[f] = pf.rgba.transpose(2, 0, 1)
             self.landmarks[f] = pf.landmarks
         self.faces = torch.from_numpy(stack).to(self.device)
+        # the RGB planes with a zero border (1 px before, 2 after), flat: ops.sample_pixels' source
+        self.padded = torch.nn.functional.pad(self.faces[:, :3], (1, 2, 1, 2)).contiguous().view(-1)
 
     def _load_backgrounds(self, backgrounds, split, limit) -> None:
         from ..backgrounds import BackgroundSource
@@ -237,7 +239,7 @@ class TorchRenderer:
         M = geometry_matrices(p, cfg.size)
         lap("params")
         fidx = torch.from_numpy(f).to(dev)
-        face, hard = self._warp(fidx, M)
+        face, hard, px = self._warp(fidx, M)
         lap("warp")
         pick, box = self._crop_boxes(p)
         bg8 = ops.gather_crops(self.bg_flat, torch.from_numpy(self.bg_base[pick]).to(dev),
@@ -245,7 +247,8 @@ class TorchRenderer:
                                torch.from_numpy(box).to(dev), cfg.size)
         bg = bg8.to(torch.float32)
         lap("crops")
-        f32, w = ops.match_luminance(face, bg8, hard, cfg.luminance, cfg.lum_min, cfg.lum_max)
+        face, w = ops.match_luminance(face, bg8, px, cfg.luminance, cfg.lum_min, cfg.lum_max)
+        f32 = torch.zeros_like(bg).view(-1).scatter_(0, px.i3.reshape(-1), face.reshape(-1)).view(bg.shape)
         p[:, P["lum_w"]] = w.cpu().numpy()
         lap("luminance")
         if cfg.blend == "hard":
@@ -274,10 +277,14 @@ class TorchRenderer:
         return res
 
     def _warp(self, fidx: torch.Tensor, M: np.ndarray):
-        """The faces ``fidx`` warped by ``M``: (face (B,3,S,S) float32 whole levels, hard mask (B,S,S))."""
-        warped = ops.warp(self.faces.index_select(0, fidx).to(torch.float32), torch.from_numpy(M).to(self.device))
-        # round(alpha) > 127 <=> alpha >= 127.5 (half to even: 127.5 -> 128); the face is in 0..255 already
-        return torch.round(warped[:, :3]), warped[:, 3] >= 127.5
+        """The faces ``fidx`` warped by ``M``: (RGB at the mask pixels (3,N) float32 whole levels,
+        hard mask (B,S,S), the mask pixels). The mask is one ``grid_sample`` of the alpha planes;
+        the RGB is sampled at the mask pixels only (the composite uses nothing else)."""
+        grid = ops.source_grid(torch.from_numpy(M).to(self.device), self.cfg.size)
+        alpha = ops.warp(self.faces.index_select(0, fidx)[:, 3:].to(torch.float32), grid)
+        hard = alpha[:, 0] >= 127.5       # round(alpha) > 127 <=> alpha >= 127.5 (127.5 rounds to 128)
+        px = ops.mask_pixels(hard)
+        return ops.sample_pixels(self.padded, fidx, grid, px).round_(), hard, px
 
     def describe(self) -> dict:
         return {"renderer": "torch", "device": str(self.device), "params": self.params_mode,
