@@ -111,6 +111,26 @@ def test_blur_equals_opencv_per_sample(rng):
             np.testing.assert_allclose(got[j].transpose(1, 2, 0), ref, atol=2e-3)
 
 
+def test_sampled_pixels_equal_grid_sample(rng):
+    """The RGB sampled at chosen pixels equals the full grid_sample warp there, zero border included."""
+    from ferdata.torch.render import geometry_matrices
+
+    S, B = 24, 6
+    faces = torch.from_numpy(rng.integers(0, 256, (3, 3, S, S), dtype=np.uint8))
+    cfg = RenderConfig(size=S, perspective=0.1, scale_min=0.5, scale_max=1.6, translate=0.4).resolved()
+    p = params_from_uniforms(rng.random((B, N_UNIFORMS)), cfg)
+    grid = ops.source_grid(torch.from_numpy(geometry_matrices(p, S)), S)
+    fidx = torch.from_numpy(rng.integers(0, 3, B))
+    full = ops.warp(faces.index_select(0, fidx).to(torch.float32), grid)
+    pick = torch.from_numpy(rng.random((B, S, S)) < 0.5)
+    px = ops.mask_pixels(pick)
+    padded = torch.nn.functional.pad(faces, (1, 2, 1, 2)).contiguous().view(-1)
+    got = ops.sample_pixels(padded, fidx, grid, px)
+    want = full.reshape(-1)[px.i3.reshape(-1)].view(3, -1)
+    assert (full == 0).any() and (want == 0).any()          # some picked pixels fall outside the face
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=2e-3)
+
+
 def test_erode_equals_opencv(rng):
     """The ellipse erosion as max-pools of rectangles: cv2.erode's result, its border included."""
     m = rng.random((2, 37, 41)) < 0.8
