@@ -129,11 +129,13 @@ def main():
               f"(vs reference {r_one / ref:.2f}x)")
         if args.sheet:
             sheet(ctx, cpu, args.sheet)
-        ch = min(args.batch, cpu.CPU_CHUNK)                   # a CPU renders in chunks of this size
+        ch = min(args.batch, cpu.CPU_CHUNK)     # a CPU renders chunks of this size, one per single-threaded worker
+        torch.set_num_threads(1)
         st = stages(cpu, ch)
+        torch.set_num_threads(cores)
         tot = sum(st.values())
-        print(f"  CPU stages (a chunk of {ch}, {tot / ch * 1e3:.2f} ms/sample): "
-              + ", ".join(f"{k} {v / tot:.0%}" for k, v in st.items()))
+        print(f"  CPU stages, 1 thread, a chunk of {ch} ({tot / ch * 1e3:.2f} ms/sample): "
+              + ", ".join(f"{k} {v / ch * 1e3:.3f} ms ({v / tot:.0%})" for k, v in st.items()))
         dev = args.device or ("cuda" if torch.cuda.is_available() else None)
         if dev:
             gpu = TorchRenderer(faces, bgs, cfg, device=dev)

@@ -48,7 +48,7 @@ def _tables(device: str):
 def _f(t: torch.Tensor) -> torch.Tensor:
     """CIELAB f(t) in place: cube root above _EPS, its tangent line below."""
     lin = t.clamp_max(_EPS).sub_(_EPS).mul_(_KAPPA)
-    return t.clamp_min_(_EPS).log_().mul_(1 / 3.0).exp_().add_(lin)
+    return t.clamp_min_(_EPS).log2_().mul_(1 / 3.0).exp2_().add_(lin)
 
 
 def _finv(f: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,7 @@ def _finv(f: torch.Tensor) -> torch.Tensor:
 def _encode(x: torch.Tensor) -> torch.Tensor:
     """Linear -> sRGB 0..255 in place (clamped), the toe below _T0 as a tangent-free line."""
     lin = x.clamp_max(_T0).sub_(_T0).mul_(12.92)
-    x.clamp_min_(_T0).log_().mul_(1 / 2.4).exp_().mul_(1.055).sub_(0.055).add_(lin)
+    x.clamp_min_(_T0).log2_().mul_(1 / 2.4).exp2_().mul_(1.055).sub_(0.055).add_(lin)
     return x.clamp_(0.0, 1.0).mul_(255.0)
 
 

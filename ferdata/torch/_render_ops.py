@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..render.params import P
 from ._render_lab import MaskPixels, mask_pixels, match_luminance  # noqa: F401  (re-exported)
 
-_LOG255 = float(np.log(255.0))
+_LOG2_255 = float(np.log2(255.0))   # (x/255)^g·255 = 2^(g·log2 x + (1-g)·log2 255)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -216,7 +216,7 @@ def photometric(img: torch.Tensor, p: torch.Tensor, noise_planes: torch.Tensor) 
     shift = img.mean((1, 2, 3), keepdim=True).mul_(b * (1 - c))
     out = img.mul_(b * c).add_(shift)
     g = p[:, P["gamma"]].to(img.dtype)
-    out = _subset(out, g != 1.0, lambda x, gs: x.clamp_(0, 255).log_().mul_(gs).add_((1 - gs) * _LOG255).exp_(),
+    out = _subset(out, g != 1.0, lambda x, gs: x.clamp_(0, 255).log2_().mul_(gs).add_((1 - gs) * _LOG2_255).exp2_(),
             g[:, None, None, None])
     s = p[:, P["blur_sigma"]]
     sel = s > 0
