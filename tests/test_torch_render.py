@@ -339,3 +339,34 @@ def test_cpu_chunks_give_the_same_batch(sample_dir, tmp_path):
         torch.set_num_threads(before)
     assert set(whole) == set(chunked)
     assert all(torch.equal(whole[k], chunked[k]) for k in whole)
+
+
+def test_chunk_pool_works_in_a_forked_child():
+    """A child forked after the parent used the chunk pool (a DataLoader worker) gets its own
+    worker threads instead of waiting forever on the parent's, which did not survive the fork."""
+    import multiprocessing as mp
+
+    from ferdata.torch._cpu_pool import map_chunks
+
+    before = torch.get_num_threads()
+    try:
+        assert map_chunks(_double, [1, 2, 3], 2) == [2, 4, 6]       # the parent's pool now exists
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_map_into, args=(q,))
+        p.start()
+        got = q.get(timeout=30)
+        p.join(10)
+    finally:
+        torch.set_num_threads(before)
+    assert got == [2, 4, 6]
+
+
+def _double(x):
+    return 2 * x
+
+
+def _map_into(q):
+    from ferdata.torch._cpu_pool import map_chunks
+
+    q.put(map_chunks(_double, [1, 2, 3], 2))

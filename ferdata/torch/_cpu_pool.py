@@ -8,6 +8,7 @@ A chunk's result does not depend on the thread that renders it (tested).
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,10 +19,13 @@ _lock = threading.Lock()
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
+    """The process's pool of ``n`` workers (keyed by pid: a forked child, e.g. a DataLoader
+    worker, inherits the parent's executor but not its threads, and would wait forever)."""
+    key = (os.getpid(), n)
     with _lock:
-        if n not in _pools:
-            _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="ferdata-torch-render")
-        return _pools[n]
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(n, thread_name_prefix="ferdata-torch-render")
+        return _pools[key]
 
 
 def map_chunks(fn, chunks, threads: int) -> list:
