@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py --sample DIR [--device cuda] [--size 128] [--json OUT.json]
 
 Run by ``benchmarks/gpu_check.sh`` on a lent GPU machine (docs/rendering.md, "On a GPU");
-``--device cpu`` runs the same checks here, slowly. ``DIR`` is ``ferdata sample`` output
+``--device cpu`` runs the same checks here, slowly (fp32 steps). ``DIR`` is ``ferdata sample`` output
 (faces.h5 + backgrounds/), made beforehand so the GPU machine needs no dlib. Reports:
 
 1. match with the shard renderer (``RenderContext.render_sample``, CPU) on 256 samples:
@@ -14,7 +14,7 @@ Run by ``benchmarks/gpu_check.sh`` on a lent GPU machine (docs/rendering.md, "On
    tolerance);
 3. samples/s on the device, parameters included (replayed from CPU and drawn on the
    device), per batch size;
-4. live training: one ``preactresnet18`` step (bf16 autocast, channels_last) vs one
+4. live training: one ``preactresnet18`` step (bf16 autocast on CUDA, channels_last) vs one
    render of the same batch size — the renderer keeps up when render < step.
 """
 import argparse
@@ -87,7 +87,8 @@ def live_step(tr, dev, batch, size):
     """Seconds per render of ``batch`` vs per preactresnet18 training step on it."""
     model = create_model("preactresnet18", num_classes=8).to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16)
+    # bf16 on CUDA; a CPU without bf16 units would emulate it (minutes), so fp32 there
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
     def step(out):
         x = out["image"].float().div_(255).contiguous(memory_format=torch.channels_last)
@@ -120,6 +121,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batches", default="1024,4096,16384")
+    ap.add_argument("--live-batches", default="256,1024", help="batch sizes of the render vs step check")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -136,7 +138,7 @@ def main():
     print("determinism", report["determinism"], flush=True)
     report["samples_per_s"] = speed(tr, dev, [int(b) for b in args.batches.split(",")])
     print("samples/s", report["samples_per_s"], flush=True)
-    report["live"] = [live_step(tr, dev, b, args.size) for b in (256, 1024)]
+    report["live"] = [live_step(tr, dev, int(b), args.size) for b in args.live_batches.split(",")]
     print("live", report["live"], flush=True)
     if dev.type == "cuda":
         report["max_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30

@@ -19,7 +19,7 @@ for r in live compiled; do mkdir -p "$runs/$r/sample-data" && cp -r .gpu/sample/
 # 1. torch renderer on the GPU: match, determinism, samples/s, render vs train step
 step 150 gpu_check python3 benchmarks/gpu_check.py --sample .gpu/sample --json "$OUT/gpu_check.json"
 # 2. the renderer benchmark: GPU vs the shard renderer on every core, stage shares
-step 100 render_torch python3 benchmarks/render_torch.py --sample .gpu/sample --device cuda --n 4096
+step 100 render_torch python3 benchmarks/render_torch.py --sample .gpu/sample --device cuda --n 4096 --batch 2048 --repeats 1
 # 3. train_on=live with bf16 on the sample
 step 120 train_live "$fer" train --recipe recipes/sample_demo.toml --device cuda --amp bf16 --workers 0 \
   --set train_on=live -o "$runs/live"

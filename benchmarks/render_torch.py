@@ -108,13 +108,16 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each rate (medians reported)")
     ap.add_argument("--sheet", default=None, help="also write a shard-vs-torch contact sheet PNG here")
     ap.add_argument("--device", default=None, help="also run on this device (default: cuda when present)")
+    ap.add_argument("--sample", default=None, help="an existing `ferdata sample` folder (else one is made)")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="ferdata-bench-"))
     try:
-        make_sample(tmp / "s")
-        faces, bgs = str(tmp / "s" / "faces.h5"), str(tmp / "s" / "backgrounds")
+        src = Path(args.sample) if args.sample else tmp / "s"
+        if not args.sample:
+            make_sample(src)
+        faces, bgs = str(src / "faces.h5"), str(src / "backgrounds")
         cfg = RenderConfig(size=args.size, per_face=1 << 30).resolved()
         ctx = RenderContext(RenderJob(faces, bgs, str(tmp), cfg))
         cpu = TorchRenderer(faces, bgs, cfg, device="cpu")
