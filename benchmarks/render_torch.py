@@ -4,17 +4,20 @@
 
 Reference: the shard renderer's generate step (``RenderContext.render_sample``: params,
 warp, luminance, alpha, photometric; no encode/write) on one core, measured in the
-same run. Reported:
+same run, and the same step in one process per core at once (the "all cores" reference:
+no CPU code scales perfectly over cores, so per core the fair comparison is with every
+core busy for both). Reported:
 - torch renderer samples/s on the CPU with torch threads = cores, per core, and the
-  ratio per core against the reference; and with one torch thread (a per-core figure
+  ratio per core against the 1-core reference and against the all-cores reference; and with one torch thread (a per-core figure
   that a shared machine's load disturbs less); medians of ``--repeats`` interleaved runs;
 - on CUDA when present (or ``--device cuda``): samples/s (parameters included) and the
-  ratio against the reference × the machine's cores (the shard renderer on every core);
+  ratio against the all-cores reference (the shard renderer on every core, measured);
 - the share of the time per stage (params, warp, crops, luminance, alpha, photometric),
   from a synchronised, stage-by-stage replay of one batch.
 Absolute speeds differ 2–4× between machines here: read the ratios.
 """
 import argparse
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -45,25 +48,55 @@ def rate(tr, n, batch):
     return n / (time.perf_counter() - t)
 
 
-def _cpu_rates(ctx, cpu, args, cores):
-    """Medians of ``args.repeats`` interleaved runs: (reference 1 core, torch ``cores`` threads, torch 1 thread).
+def _ref_child(job, first, n, barrier, results):
+    """One process of the all-cores reference: warm up, wait for the others, time ``n`` samples."""
+    ctx = RenderContext(job)
+    for g in range(64):
+        ctx.render_sample(g)
+    barrier.wait()
+    t0 = time.perf_counter()            # CLOCK_MONOTONIC: comparable across processes
+    for g in range(first, first + n):
+        ctx.render_sample(g)
+    results.put((t0, time.perf_counter()))
 
-    Interleaved so that the load of a shared machine falls on all three alike."""
+
+def all_cores_reference(job, n, cores, first=100_000):
+    """Samples/s of the shard renderer's generate step in ``cores`` processes at once (wall
+    time from the first start to the last end): what the CPU gives it with every core busy."""
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(cores), mp.Queue()
+    per = n // cores
+    procs = [mp.Process(target=_ref_child, args=(job, first + k * per, per, barrier, results))
+             for k in range(cores)]
+    for p in procs:
+        p.start()
+    spans = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return per * cores / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+def _cpu_rates(ctx, cpu, args, cores):
+    """Medians of ``args.repeats`` interleaved runs: (reference 1 core, reference on all cores
+    (one process per core), torch ``cores`` threads, torch 1 thread).
+
+    Interleaved so that the load of a shared machine falls on all of them alike."""
     nref = min(args.n, 2048)
     for g in range(64):
         ctx.render_sample(g)
-    refs, cpus, ones = [], [], []
+    refs, alls, cpus, ones = [], [], [], []
     for k in range(args.repeats):
         t = time.perf_counter()
         for g in range(nref):
             ctx.render_sample(g + 64 + k * nref)
         refs.append(nref / (time.perf_counter() - t))
+        alls.append(all_cores_reference(ctx.job, nref, cores) if cores > 1 else refs[-1])
         torch.set_num_threads(cores)
         cpus.append(rate(cpu, args.n, args.batch))
         torch.set_num_threads(1)
         ones.append(rate(cpu, args.n // 2, args.batch))
     torch.set_num_threads(cores)
-    return float(np.median(refs)), float(np.median(cpus)), float(np.median(ones))
+    return tuple(float(np.median(v)) for v in (refs, alls, cpus, ones))
 
 
 def stages(tr, batch, repeats=3):
@@ -121,13 +154,16 @@ def main():
         cfg = RenderConfig(size=args.size, per_face=1 << 30).resolved()
         ctx = RenderContext(RenderJob(faces, bgs, str(tmp), cfg))
         cpu = TorchRenderer(faces, bgs, cfg, device="cpu")
-        ref, r_cpu, r_one = _cpu_rates(ctx, cpu, args, cores)
+        ref, ref_all, r_cpu, r_one = _cpu_rates(ctx, cpu, args, cores)
         print(f"render {args.size}x{args.size}, 2 faces, {len(cpu.bg_ids)} backgrounds, cores={cores}, "
               f"batch={args.batch}; medians of {args.repeats} interleaved runs; load average before "
               f"{load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
         print(f"  reference: shard renderer generate step, 1 core : {ref:9.0f} samples/s")
+        print(f"  reference on all {cores} cores ({cores} processes)      : {ref_all:9.0f} samples/s "
+              f"({ref_all / cores:.0f}/core)")
         print(f"  torch renderer, CPU, {cores} threads             : {r_cpu:9.0f} samples/s "
-              f"({r_cpu / cores:.0f}/core; per core vs reference {r_cpu / cores / ref:.2f}x)")
+              f"({r_cpu / cores:.0f}/core; per core vs reference {r_cpu / cores / ref:.2f}x, "
+              f"vs the reference on all cores {r_cpu / ref_all:.2f}x)")
         print(f"  torch renderer, CPU, 1 thread               : {r_one:9.0f} samples/s "
               f"(vs reference {r_one / ref:.2f}x)")
         if args.sheet:
@@ -146,7 +182,7 @@ def main():
                 gpu.params_mode = mode
                 r = rate(gpu, max(args.n, 16 * args.batch), args.batch)
                 print(f"  torch renderer, {dev}, params={mode:6s}: {r:9.0f} samples/s "
-                      f"({r / (ref * cores):.1f}x the shard renderer on all {cores} cores)")
+                      f"({r / ref_all:.1f}x the shard renderer on all {cores} cores)")
             st = stages(gpu, args.batch)
             tot = sum(st.values())
             print(f"  {dev} stage shares: " + ", ".join(f"{k} {v / tot:.0%}" for k, v in st.items()))
