@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import ferdata.torch.datasets as tds
+import ferdata.torch.iterable as tds
 from ferdata.config import RenderConfig
 from ferdata.errors import FerdataError, ShardError
 from ferdata.facestore import FaceStore, FaceStoreWriter
