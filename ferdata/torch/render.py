@@ -154,9 +154,10 @@ class TorchRenderer:
             pf = prepared(f)
             stack[f] = pf.rgba.transpose(2, 0, 1)
             self.landmarks[f] = pf.landmarks
-        self.faces = torch.from_numpy(stack).to(self.device)
+        rgba = torch.from_numpy(stack)
+        self.alpha = rgba[:, 3:].contiguous().to(self.device)        # (F,1,S,S): the mask's warp source
         # the RGB planes with a zero border (1 px before, 2 after), flat: ops.sample_pixels' source
-        self.padded = torch.nn.functional.pad(self.faces[:, :3], (1, 2, 1, 2)).contiguous().view(-1)
+        self.padded = torch.nn.functional.pad(rgba[:, :3], (1, 2, 1, 2)).contiguous().view(-1).to(self.device)
 
     def _load_backgrounds(self, backgrounds, split, limit) -> None:
         from ..backgrounds import BackgroundSource
@@ -281,7 +282,7 @@ class TorchRenderer:
         hard mask (B,S,S), the mask pixels). The mask is one ``grid_sample`` of the alpha planes;
         the RGB is sampled at the mask pixels only (the composite uses nothing else)."""
         grid = ops.source_grid(torch.from_numpy(M).to(self.device), self.cfg.size)
-        alpha = ops.warp(self.faces.index_select(0, fidx)[:, 3:].to(torch.float32), grid)
+        alpha = ops.warp(self.alpha.index_select(0, fidx).to(torch.float32), grid)
         hard = alpha[:, 0] >= 127.5       # round(alpha) > 127 <=> alpha >= 127.5 (127.5 rounds to 128)
         px = ops.mask_pixels(hard)
         return ops.sample_pixels(self.padded, fidx, grid, px).round_(), hard, px
