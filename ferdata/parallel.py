@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
@@ -56,6 +56,23 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     """A spawn-context pool whose workers die with this process."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+_THREAD_POOLS: dict = {}  # name -> (pid, threads, executor)
+_THREAD_POOLS_LOCK = threading.Lock()
+
+
+def thread_pool(threads: int, name: str) -> ThreadPoolExecutor:
+    """This process's pool ``name`` of ``threads`` threads, made once and reused. Keyed by
+    pid: a forked child (a DataLoader worker) inherits the parent's executor but not its
+    threads, and would wait on it forever, so it gets its own; asking for another size
+    replaces the pool."""
+    with _THREAD_POOLS_LOCK:
+        pid, n, pool = _THREAD_POOLS.get(name, (None, None, None))
+        if pid != os.getpid() or n != threads:
+            pool = ThreadPoolExecutor(threads, thread_name_prefix=f"ferdata-{name}")
+            _THREAD_POOLS[name] = (os.getpid(), threads, pool)
+        return pool
 
 
 def worker_died(exc: BaseException) -> FerdataError:

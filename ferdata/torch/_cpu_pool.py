@@ -8,24 +8,9 @@ A chunk's result does not depend on the thread that renders it (tested).
 """
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 
-_pools: dict = {}
-_lock = threading.Lock()
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """The process's pool of ``n`` workers (keyed by pid: a forked child, e.g. a DataLoader
-    worker, inherits the parent's executor but not its threads, and would wait forever)."""
-    key = (os.getpid(), n)
-    with _lock:
-        if key not in _pools:
-            _pools[key] = ThreadPoolExecutor(n, thread_name_prefix="ferdata-torch-render")
-        return _pools[key]
+from ..parallel import thread_pool
 
 
 def map_chunks(fn, chunks, threads: int) -> list:
@@ -39,6 +24,6 @@ def map_chunks(fn, chunks, threads: int) -> list:
         torch.set_num_threads(1)
         return fn(c)
     try:
-        return list(_pool(threads).map(run, chunks))
+        return list(thread_pool(threads, "torch-render").map(run, chunks))
     finally:
         torch.set_num_threads(threads)

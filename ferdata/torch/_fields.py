@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import FerdataError
 from ..labels import CLASSES
+from ..parallel import thread_pool
 from ..shards.schema import unpack_masks
 
 #: fields of a shard (besides ``lbp/<name>`` and ``lbp:<spec>``)
@@ -123,21 +124,6 @@ class DecodeError(FerdataError):
     item = None
 
 
-_POOLS: dict = {}
-
-
-def _pool(n: int):
-    """This process's decode thread pool of ``n`` threads (made once, after any fork)."""
-    key = (os.getpid(), n)
-    pool = _POOLS.get(key)
-    if pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOLS.clear()
-        pool = _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="ferdata-decode")
-    return pool
-
-
 def run_chunks(decode, raw, out, threads: int, min_chunk: int = 16, grab: int = 4) -> None:
     """``decode(raw[i], out[i])`` for every i, on ``threads`` threads (this one included).
 
@@ -162,7 +148,7 @@ def run_chunks(decode, raw, out, threads: int, min_chunk: int = 16, grab: int = 
                 _decode_range(decode, raw, out, lo, min(lo + grab, n))
             except DecodeError as exc:
                 errors.append(exc)
-    helpers = [_pool(threads - 1).submit(work) for _ in range(min(threads, n // min_chunk) - 1)]
+    helpers = [thread_pool(threads - 1, "decode").submit(work) for _ in range(min(threads, n // min_chunk) - 1)]
     try:
         work()
     finally:
