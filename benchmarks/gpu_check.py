@@ -29,11 +29,7 @@ from ferdata.config import RenderConfig
 from ferdata.render.run import RenderContext, RenderJob
 from ferdata.torch.render import TorchRenderer
 from ferdata.train.models import create_model
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+from render_torch import _sync, rate  # benchmarks/ is on sys.path when this runs as a script
 
 
 def match(ctx, tr, idx):
@@ -65,20 +61,13 @@ def determinism(tr, cpu_tr, idx):
                 vs_cpu_mask_differs=int((a["mask"].cpu() != c["mask"]).sum()))
 
 
-def speed(tr, dev, batches, seconds=2.0):
+def speed(tr, batches):
+    """Samples/s (render_torch.rate: a warm-up batch, then synchronised timing) per params mode and batch."""
     res = {}
     for params in ("replay", "device"):
         tr.params_mode = params
         for b in batches:
-            idx = np.arange(b)
-            tr.render(idx)
-            _sync(dev)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                tr.render(idx + n)
-                n += b
-            _sync(dev)
-            res[f"{params} batch {b}"] = round(n / (time.perf_counter() - t0))
+            res[f"{params} batch {b}"] = round(rate(tr, 8 * b, b))
     tr.params_mode = "replay"
     return res
 
@@ -136,7 +125,7 @@ def main():
     report["determinism"] = determinism(tr, TorchRenderer(faces, bgs, cfg, device="cpu"),
                                         np.arange(40, 72))
     print("determinism", report["determinism"], flush=True)
-    report["samples_per_s"] = speed(tr, dev, [int(b) for b in args.batches.split(",")])
+    report["samples_per_s"] = speed(tr, [int(b) for b in args.batches.split(",")])
     print("samples/s", report["samples_per_s"], flush=True)
     report["live"] = [live_step(tr, dev, int(b), args.size) for b in args.live_batches.split(",")]
     print("live", report["live"], flush=True)
