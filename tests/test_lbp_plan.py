@@ -1,7 +1,10 @@
-"""Which kernel a call runs (ferdata.features._lbp_plan; docs/lbp.md): one face crop
-runs on the calling thread at P <= 8, and is split over the threads when it is more
-work (P = 16), with the same codes either way."""
+"""Which kernel a call runs and how it is cut (ferdata.features._lbp_plan; docs/lbp.md):
+a tiny image runs on the calling thread, one face crop is cut into one chunk per thread
+(no dynamic hand-out, no chunk-size switch), a batch into many chunks handed out
+dynamically; the codes are the same either way."""
+import numba
 import numpy as np
+import pytest
 from skimage.feature import local_binary_pattern
 
 from ferdata.features import _lbp_kernels as k
@@ -9,11 +12,29 @@ from ferdata.features import _lbp_plan as pl
 from ferdata.features import lbp
 
 
-def test_one_crop_runs_serial_at_p8_and_parallel_at_p16():
-    assert pl.kernel_args("circle", 8, 1.0, (1, 128, 128), 2)[0] is k.lbp_circle_serial
-    assert pl.kernel_args("circle", 16, 2.0, (1, 128, 128), 2)[0] is k.lbp_circle
+def test_tiny_image_serial_crop_one_chunk_per_thread_batch_many():
+    assert pl.kernel_args("circle", 8, 1.0, (1, 32, 32), 2)[0] is k.lbp_circle_serial
     assert pl.kernel_args("circle", 16, 2.0, (1, 128, 128), 1)[0] is k.lbp_circle_serial
-    assert pl.kernel_args("circle", 16, 2.0, (1, 48, 48), 2)[0] is k.lbp_circle_serial
+    for P, R in ((8, 1.0), (16, 2.0)):
+        kernel, extra = pl.kernel_args("circle", P, R, (1, 128, 128), 2)
+        assert kernel is k.lbp_circle and extra[-2:] == (64, 2)  # block rows, chunks
+    kernel, extra = pl.kernel_args("circle", 8, 1.0, (1000, 128, 128), 2)
+    assert kernel is k.lbp_circle and extra[-1] == 16 and extra[-2] < 128
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_chunk_size_switched_only_when_chunks_outnumber_threads():
+    def fn(*args):
+        return None
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        for shape, switched in (((1, 128, 128), False), ((1000, 128, 128), True)):
+            kernel, extra = pl.kernel_args("circle", 8, 1.0, shape, 2)
+            assert (pl.dynamic(kernel, fn, (None, None) + extra) is not fn) is switched
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_split_crop_codes_equal_skimage():

@@ -150,6 +150,33 @@ def _store_row(acc, o, P, variant, table):
             o[c] = _map_code(acc[c], P, variant)
 
 
+STRIP = 2048  # buffer entries per neighbour sweep: its codes and centres (32 KB) stay in L1
+
+
+@njit(cache=True, inline="always")
+def _strip(X, Hs, acc, j0, j1, Wp, order, src, off, bits, dd, ndirect):
+    """All neighbour passes over the flat buffer range ``j0:j1`` (one strip)."""
+    NO = order.shape[0]
+    ctr = X[j0:j1]
+    ac = acc[j0:j1]
+    nj = j1 - j0
+    for q in range(0, NO, 4):
+        s0 = X if order[q] < 0 or src[order[q]] < 0 else Hs[src[order[q]]]
+        s1 = X if order[q + 1] < 0 or src[order[q + 1]] < 0 else Hs[src[order[q + 1]]]
+        s2 = X if order[q + 2] < 0 or src[order[q + 2]] < 0 else Hs[src[order[q + 2]]]
+        s3 = X if order[q + 3] < 0 or src[order[q + 3]] < 0 else Hs[src[order[q + 3]]]
+        o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
+        if q < ndirect:
+            _direct_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
+                         bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+        else:
+            _blend_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
+                        s0[o0 + Wp:o0 + Wp + nj], s1[o1 + Wp:o1 + Wp + nj],
+                        s2[o2 + Wp:o2 + Wp + nj], s3[o3 + Wp:o3 + Wp + nj],
+                        dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
+                        bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+
+
 @njit(cache=True)
 def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
                  kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off):
@@ -164,7 +191,9 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
     output row and neighbour that uses it. A neighbour is ``(1-dr)*top + dr*bottom``
     with ``dr`` from the absolute row; consecutive rows with the same ``dr`` for every
     neighbour (all but a few rows near powers of two) are done as one flat run, so
-    the inner loops are long and vectorise even on 48-pixel-wide images.
+    the inner loops are long and vectorise even on 48-pixel-wide images; the run is
+    swept in strips of :data:`STRIP` entries, every neighbour over one strip before the
+    next, so the codes being built stay in the L1 cache.
     """
     H, W = img.shape[1], img.shape[2]
     Wp = W + 2 * m
@@ -183,13 +212,18 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
                 seg[c] = row[c]
     tot = nin * Wp
     for g in range(G):
-        h = Hs[g, m:tot - m]
-        w0 = W0[g, m:tot - m]
-        w1 = W1[g, m:tot - m]
-        a = X[m + gfc[g]:tot - m + gfc[g]]
-        b = X[m + gfc[g] + 1:tot - m + gfc[g] + 1]
-        for j in range(tot - 2 * m):
-            h[j] = w0[j] * a[j] + w1[j] * b[j]
+        w0 = W0[g]
+        w1 = W1[g]
+        for i in range(nin):  # row by row: the weights depend on the column only
+            lo = max(i * Wp, m)
+            hi = min((i + 1) * Wp, tot - m)
+            hr = Hs[g, lo:hi]
+            a = X[lo + gfc[g]:hi + gfc[g]]
+            b = X[lo + gfc[g] + 1:hi + gfc[g] + 1]
+            v0 = w0[lo - i * Wp:hi - i * Wp]
+            v1 = w1[lo - i * Wp:hi - i * Wp]
+            for j in range(hi - lo):
+                hr[j] = v0[j] * a[j] + v1[j] * b[j]
     for q in range(NO):
         p = order[q]
         # neighbour row r0 = r + fr exactly: offsets are rounded to 5 decimals, so
@@ -217,24 +251,8 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
                 rb += 1
         j0 = (ra - xb) * Wp + m
         j1 = (rb - 1 - xb) * Wp + m + W
-        ctr = X[j0:j1]
-        ac = acc[j0:j1]
-        for q in range(0, NO, 4):
-            s0 = X if order[q] < 0 or src[order[q]] < 0 else Hs[src[order[q]]]
-            s1 = X if order[q + 1] < 0 or src[order[q + 1]] < 0 else Hs[src[order[q + 1]]]
-            s2 = X if order[q + 2] < 0 or src[order[q + 2]] < 0 else Hs[src[order[q + 2]]]
-            s3 = X if order[q + 3] < 0 or src[order[q + 3]] < 0 else Hs[src[order[q + 3]]]
-            o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
-            nj = j1 - j0
-            if q < ndirect:
-                _direct_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
-                             bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
-            else:
-                _blend_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
-                            s0[o0 + Wp:o0 + Wp + nj], s1[o1 + Wp:o1 + Wp + nj],
-                            s2[o2 + Wp:o2 + Wp + nj], s3[o3 + Wp:o3 + Wp + nj],
-                            dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
-                            bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+        for k0 in range(j0, j1, STRIP):
+            _strip(X, Hs, acc, k0, min(j1, k0 + STRIP), Wp, order, src, off, bits, dd, ndirect)
         ra = rb
 
 
@@ -250,10 +268,11 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, va
     with integer row offsets first (``ndirect`` slots), then the others, each part
     padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant``
     for ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]``: the
-    column weights ``1-dc``/``dc`` of group g, laid out flat like the task buffers
+    column weights ``1-dc``/``dc`` of group g per padded column
     (``_lbp_plan._layout``). The output rows are cut into tasks of ``block`` rows of one
-    image; ``prange`` runs ``nchunks`` chunks of consecutive tasks (the caller sets numba's
-    parallel chunk size to 1, so they are handed out dynamically), each with its own buffers
+    image; ``prange`` runs ``nchunks`` chunks of consecutive tasks (when there are more
+    chunks than threads the caller sets numba's parallel chunk size to 1, so they are handed
+    out dynamically), each with its own buffers
     (see :func:`_circle_chunk`).
     """
     for ch in prange(nchunks):

@@ -19,9 +19,10 @@ from . import _lbp_original as _o
 VARIANT_CODE = {"circle": _k.CIRCLE, "uniform": _k.UNIFORM, "ror": _k.ROR,
                 "nri_uniform": _k.NRI_UNIFORM}
 _RUNS: dict = {}  # fast-path key -> run(image)
-_MAX_RUNS = 64  # each holds its column weights (~130 KB at P=8)
-SERIAL_PX = 1 << 15  # below this many pixels (at P <= 8) a call runs on one thread
+_MAX_RUNS = 64  # each holds its plan and column weights (a few KB)
+SERIAL_PX = 1 << 12  # below this many pixels (at P <= 8) a call runs on one thread
 SERIAL_WORK = SERIAL_PX * 8  # ... and below this many pixel-neighbours at larger P
+SMALL_WORK = 1 << 20  # below this many pixel-neighbours: one task per thread (a few crops)
 
 
 def num_threads() -> int:
@@ -73,7 +74,7 @@ def _table(variant: str, P: int):
     return t
 
 
-@functools.lru_cache(maxsize=16)  # ~130 KB per entry at P=8 (more for large P)
+@functools.lru_cache(maxsize=16)  # a few KB per entry (the weights are per column)
 def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int = 8192):
     """Task layout and column weights for one image size.
 
@@ -81,22 +82,27 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
     float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at
     least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks: 8 per thread, handed
     out dynamically, so a thread whose core another process holds does less), and the
-    column weights ``W0, W1 (G, (block+L-1)*Wp)``: ``1-dc`` and ``dc`` with
+    column weights ``W0, W1 (G, Wp)``: ``1-dc`` and ``dc`` with
     ``dc = (c+cp) - floor(c+cp)`` from the absolute column as skimage computes it
-    (the last bits depend on c), repeated for every buffer row, 0 in the padding.
+    (the last bits depend on c), 0 in the padding. Under :data:`SMALL_WORK`
+    pixel-neighbours (a crop or a few) the rows are cut into one chunk per thread
+    instead, the fewest halo rows and no dynamic hand-out.
     """
     rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
     L = int((fr + rfrac).max(initial=0) - fr.min(initial=0)) + 1
     m = int(max(1, (-fc).max(), (fc + 1).max()))
     Wp = W + 2 * m
-    block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
-    chunks = min(N * -(-H // block), 8 * threads if threads > 1 else 1)
+    if N * H * W * max(P, 8) < SMALL_WORK:  # a crop or a few: one chunk per thread
+        block = max(1, min(H, -(-N * H // threads)))
+        chunks = min(N * -(-H // block), threads)
+    else:
+        block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
+        chunks = min(N * -(-H // block), 8 * threads if threads > 1 else 1)
     x = np.arange(W, dtype=np.float64)[None, :] + gcp[:, None]
     dc = x - np.floor(x)
-    w = np.zeros((2, len(gcp), block + L - 1, Wp))
-    w[0, :, :, m:m + W] = (1 - dc)[:, None, :]
-    w[1, :, :, m:m + W] = dc[:, None, :]
-    w = w.reshape(2, len(gcp), (block + L - 1) * Wp)
+    w = np.zeros((2, len(gcp), Wp))
+    w[0, :, m:m + W] = 1 - dc
+    w[1, :, m:m + W] = dc
     w.flags.writeable = False
     return block, chunks, np.floor(gcp).astype(np.int64), w[0], w[1]
 
@@ -104,11 +110,13 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
 def kernel_args(variant, P, R, shape3, threads):
     """``(kernel, extra arguments)``: the kernel runs as ``kernel(img3, out3, *extra)``.
 
-    Inputs under :data:`SERIAL_PX` pixels at P <= 8 (one face crop; in general under
-    :data:`SERIAL_WORK` pixel-neighbours) run on the calling thread: a parallel region
-    costs a thread hand-off per call, milliseconds when another process holds the other
-    core. At P=16 a 128^2 crop is twice the work and is split (measured per 128^2 image
-    with 2 threads: P16R2 29x -> 47x scikit-image, P8R1 35x serial vs 26x split).
+    Inputs under :data:`SERIAL_PX` pixels at P <= 8 (64^2; in general under
+    :data:`SERIAL_WORK` pixel-neighbours) run on the calling thread: there a parallel
+    region's hand-off (~3 us on an idle core, milliseconds when another process holds
+    it) costs more than it saves. Under :data:`SMALL_WORK` (a face crop or a few) the
+    rows are cut into one chunk per thread (see :func:`_layout`); measured per 128^2
+    crop with 2 threads, that split runs 1.4-1.7x the one-thread kernel at P8R1 and
+    P16R2 (docs/lbp.md).
     """
     N, H, W = shape3
     serial = threads == 1 or N * H * W * max(P, 8) < SERIAL_WORK
@@ -130,11 +138,15 @@ def read_only(a):
     return v
 
 
-def dynamic(kernel, fn):
+def dynamic(kernel, fn, args):
     """``fn`` (``kernel`` or its entry point) run with numba's parallel chunk size 1 if
-    ``kernel`` is parallel: threads take the next chunk when done, so one whose core
-    another process holds does less. Serial kernels: ``fn`` as is."""
+    ``kernel`` is parallel and ``args`` cut the work into more chunks than threads:
+    threads take the next chunk when done, so one whose core another process holds
+    does less. Otherwise ``fn`` as is (setting and restoring the chunk size costs
+    about 6 us a call, a tenth of one 128^2 crop's LBP)."""
     if kernel is not _k.lbp_circle and kernel is not _o.lbp_original:
+        return fn
+    if kernel is _k.lbp_circle and args[-1] <= num_threads():
         return fn
     set_chunk = numba.set_parallel_chunksize  # thread-local: this call only
 
@@ -168,7 +180,7 @@ def find_run(key):
 def register_run(key, kernel, args, shape, dtype):
     """Remember ``run(image) -> codes`` for C-contiguous uint8 images of ``shape``:
     ``args`` are those of a call of ``kernel`` that has just succeeded."""
-    fn = dynamic(kernel, entry_point(kernel, args))
+    fn = dynamic(kernel, entry_point(kernel, args), args)
     extra = args[2:]
     shape3 = args[0].shape
 
