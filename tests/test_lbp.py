@@ -184,6 +184,38 @@ def test_out_is_written_in_place():
     np.testing.assert_array_equal(view[0], lbp(batch[0], "circle"))
 
 
+@pytest.mark.parametrize("variant,P,R", [("circle", 8, 1), ("uniform", 8, 2), ("original", 8, 1)])
+def test_out_may_be_the_image_itself(variant, P, R):
+    # the kernels read image rows while they write code rows: an out that is the image
+    # (or overlaps it) used to be overwritten under the kernel and gave wrong codes
+    rng = np.random.default_rng(12)
+    for shape in ((300, 300), (3, 90, 70)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        ref = lbp(img.copy(), variant, P, R)
+        for _ in range(2):  # the validating call, then the cached fast path
+            a = img.copy()
+            assert lbp(a, variant, P, R, out=a) is a
+            np.testing.assert_array_equal(a, ref)
+        big = np.zeros((2,) + shape, np.uint8)
+        big[0] = img
+        lbp(big[0], variant, P, R, out=big.reshape(-1)[3:3 + img.size].reshape(shape))
+        np.testing.assert_array_equal(big.reshape(-1)[3:3 + img.size].reshape(shape), ref)
+
+
+def test_out_on_the_fast_path_is_used_and_checked():
+    img = rough_image(np.random.default_rng(5), (40, 50), np.uint8)
+    ref = lbp(img, "circle")  # registers the fast path for this shape
+    out = np.zeros_like(ref)
+    assert lbp(img, "circle", out=out) is out
+    np.testing.assert_array_equal(out, ref)
+    with pytest.raises(ValueError, match="shape"):
+        lbp(img, "circle", out=np.zeros((40, 51), np.uint8))
+    with pytest.raises(ValueError, match="writeable"):
+        ro = np.zeros_like(ref)
+        ro.flags.writeable = False
+        lbp(img, "circle", out=ro)
+
+
 def test_result_independent_of_thread_count():
     import numba
 

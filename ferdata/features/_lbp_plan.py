@@ -178,16 +178,26 @@ def find_run(key):
 
 
 def register_run(key, kernel, args, shape, dtype):
-    """Remember ``run(image) -> codes`` for C-contiguous uint8 images of ``shape``:
-    ``args`` are those of a call of ``kernel`` that has just succeeded."""
+    """Remember ``run(image, out=None) -> codes`` for C-contiguous uint8 images of
+    ``shape``: ``args`` are those of a call of ``kernel`` that has just succeeded.
+    ``out`` is used if it is a writeable C-contiguous array of ``shape`` and the code
+    dtype that shares no memory with ``image``; for any other ``out`` run returns None
+    (the caller takes the validating path)."""
     fn = dynamic(kernel, entry_point(kernel, args), args)
     extra = args[2:]
     shape3 = args[0].shape
 
-    def run(image):
+    def run(image, out=None):
+        if out is None:
+            res = np.empty(shape, dtype)
+        elif (type(out) is np.ndarray and out.dtype == dtype and out.shape == shape
+              and out.flags.c_contiguous and out.flags.writeable
+              and not np.may_share_memory(out, image)):
+            res = out
+        else:
+            return None
         img3 = image.reshape(shape3)
         img3.flags.writeable = False
-        res = np.empty(shape, dtype)
         fn(img3, res.reshape(shape3), *extra)
         return res
 

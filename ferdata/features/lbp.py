@@ -206,12 +206,14 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
     >>> lbp(np.zeros((4, 32, 32), np.uint8), "circle", P=16, R=2).shape
     (4, 32, 32)
     """
-    if out is None and type(image) is np.ndarray and image.dtype is _U8 and image.flags.c_contiguous:
+    if type(image) is np.ndarray and image.dtype is _U8 and image.flags.c_contiguous:
         # fast path: arguments already validated for this shape, kernel entry point known
         key = (variant, P, type(P), R, type(R), image.shape, _pl.num_threads())
         run = _pl.find_run(key)
         if run is not None:
-            return run(image)
+            res = run(image, out)
+            if res is not None:
+                return res
     return _lbp(image, variant, P, R, out)
 
 
@@ -220,7 +222,7 @@ def _lbp(image, variant, P, R, out):
     key_args = (variant, P, type(P), R, type(R))
     P, R, dt, top = _settings(variant, P, R)
     img = _as_image(image)
-    fast = out is None and img is image and img.dtype is _U8 and img.size > 0
+    fast = img is image and img.dtype is _U8 and img.size > 0
     if out is None:
         out = np.empty(img.shape, dt)
     else:
@@ -228,9 +230,10 @@ def _lbp(image, variant, P, R, out):
     img3 = img if img.ndim == 3 else img[None]
     if img3.size == 0:
         return out
-    # the kernels write C-contiguous arrays of the default dtype; another ``out``
-    # (a strided view, a wider dtype) is filled by a copy
-    direct = out.flags.c_contiguous and out.dtype == dt
+    # the kernels write C-contiguous arrays of the default dtype that do not overlap the
+    # image (they read it while they write); any other ``out`` (a strided view, a wider
+    # dtype, the image itself) is filled by a copy
+    direct = out.flags.c_contiguous and out.dtype == dt and not np.may_share_memory(out, img)
     res = out if direct else np.empty(img.shape, dt)
     res3 = res if res.ndim == 3 else res[None]
     threads = _pl.num_threads()
