@@ -179,8 +179,9 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
     and float input (tested for P in {4, 8, 16, 24}, R in {1, 1.5, 2, 3}). At P=32
     scikit-image overflows a signed 32-bit int: its ``'default'``/``'ror'`` codes are
     ours viewed as int32. The kernels are numba, parallel over output rows (set
-    the thread count with ``numba.set_num_threads``); inputs under 32768 pixels run on
-    the calling thread. The first call in a fresh environment compiles them (seconds
+    the thread count with ``numba.set_num_threads``); inputs under 4096 pixels run on
+    the calling thread, a face crop is split into one chunk of rows per thread. ``out``
+    may overlap ``image`` (it is then filled through a temporary). The first call in a fresh environment compiles them (seconds
     to minutes, cached on disk afterwards): run :func:`warmup` (``ferdata lbp
     --warmup``) once after installing. Repeated calls on uint8 images of one shape
     reuse the validated plan and call the compiled kernel directly.
