@@ -370,3 +370,41 @@ def _map_into(q):
     from ferdata.torch._cpu_pool import map_chunks
 
     q.put(map_chunks(_double, [1, 2, 3], 2))
+
+
+def test_renders_in_a_child_forked_after_parallel_torch_ops(sample_dir, tmp_path):
+    """GNU OpenMP cannot start threads in a child forked after the parent ran parallel ops
+    (PyTorch issue 17199): the child's first parallel op hangs. The renderer used to hang
+    there; in such a child it now renders on one thread, with the same samples."""
+    import multiprocessing as mp
+
+    _, tr = _pair(sample_dir, tmp_path)
+    idx = np.arange(80) * 7
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(384, 384)
+        for _ in range(3):
+            x = torch.tanh(x @ x)                      # the parent's OpenMP threads now exist
+        ref = tr.render(idx)
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_render_into, args=(tr, idx, q))
+        p.start()
+        try:
+            got = q.get(timeout=120)
+        finally:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+    finally:
+        torch.set_num_threads(before)
+    assert got["threads"] == 2                         # the child's setting, restored after the call
+    for k in ("image", "mask", "landmarks"):
+        np.testing.assert_array_equal(ref[k].numpy(), got[k])
+
+
+def _render_into(tr, idx, q):
+    out = tr.render(idx)
+    got = {k: out[k].numpy() for k in ("image", "mask", "landmarks")}  # plain pickles
+    q.put(dict(got, threads=torch.get_num_threads()))

@@ -24,7 +24,7 @@ from ..render.augment import noise_bank
 from ..render.compose import prepare_face
 from ..render.params import N_UNIFORMS, P, PARAM_NAMES, params_from_uniforms, sample_uniforms
 from . import _render_ops as ops
-from ._cpu_pool import map_chunks
+from ._cpu_pool import fork_safe, map_chunks
 
 _MIRROR = np.array(MIRROR68)
 
@@ -210,16 +210,19 @@ class TorchRenderer:
         :attr:`CPU_CHUNK`, ``torch.get_num_threads()`` chunks at a time (a sample does not
         depend on its batch or its thread, so the result is the same)."""
         g = np.asarray(indices, np.int64).ravel()
-        if self.device.type != "cpu" or g.size <= 2 * self.CPU_CHUNK:
+        if self.device.type != "cpu":
             return self._render(g, photometric, clean)
-        chunks = [g[a:a + self.CPU_CHUNK] for a in range(0, g.size, self.CPU_CHUNK)]
-        threads = torch.get_num_threads()
+        with fork_safe():  # one thread in a child forked from a multi-threaded torch
+            if g.size <= 2 * self.CPU_CHUNK:
+                return self._render(g, photometric, clean)
+            chunks = [g[a:a + self.CPU_CHUNK] for a in range(0, g.size, self.CPU_CHUNK)]
+            threads = torch.get_num_threads()
 
-        def one(c):
-            with torch.no_grad():          # grad mode is per thread
-                return self._render(c, photometric, clean)
-        parts = map_chunks(one, chunks, threads) if threads > 1 else [one(c) for c in chunks]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+            def one(c):
+                with torch.no_grad():          # grad mode is per thread
+                    return self._render(c, photometric, clean)
+            parts = map_chunks(one, chunks, threads) if threads > 1 else [one(c) for c in chunks]
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def _render(self, indices, photometric: bool = True, clean: bool = False, lap=None) -> dict:
         """Render global samples ``indices`` (sample ``g // F`` of face ``g % F``).
