@@ -1,8 +1,9 @@
 """numba kernels behind :mod:`ferdata.features.lbp` (private: no validation here).
 
-Every kernel works on a batch ``(N, H, W)`` (a single image is passed as ``img[None]``)
-and runs ``prange`` over the output rows of all images (in blocks of consecutive rows
-of one image, so each task can reuse the rows it has converted and interpolated).
+Every kernel works on a batch ``(N, H, W)`` (a single image is passed as ``img[None]``),
+cut into tasks of consecutive output rows of one image (so each task can reuse the rows
+it has converted and interpolated); ``prange`` starts one worker per thread and the
+workers take tasks from a shared atomic counter (:mod:`ferdata.features._atomic`).
 Arguments are trusted: the public wrapper checks shapes, dtypes, ``P``, ``R`` and
 finiteness, and computes the sampling plan once per (P, R).
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+from ._atomic import fetch_add
 
 # variant codes shared with lbp.py
 CIRCLE, UNIFORM, ROR, NRI_UNIFORM = 0, 1, 2, 3
@@ -258,7 +261,7 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
 
 @njit(cache=True, parallel=True)
 def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant, table,
-               block, nchunks):
+               block, workers):
     """Circular LBP of ``img (N,H,W)`` (uint8 or float64) into ``out (N,H,W)``.
 
     Plan (from ``lbp._plan``), per neighbour p: ``rp`` rounded row offset, ``fr``/``fc``
@@ -270,29 +273,29 @@ def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, va
     for ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]``: the
     column weights ``1-dc``/``dc`` of group g per padded column
     (``_lbp_plan._layout``). The output rows are cut into tasks of ``block`` rows of one
-    image; ``prange`` runs ``nchunks`` chunks of consecutive tasks (when there are more
-    chunks than threads the caller sets numba's parallel chunk size to 1, so they are handed
-    out dynamically), each with its own buffers
-    (see :func:`_circle_chunk`).
+    image; ``prange`` starts ``workers`` workers (one per thread), each with its own
+    buffers, and each takes the next task from a shared counter when it is done (see
+    :func:`_circle_worker`), so a thread whose core another process holds does fewer.
     """
-    for ch in prange(nchunks):
-        _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                      variant, table, block)
+    counter = np.zeros(1, np.int64)
+    for _ in prange(workers):
+        _circle_worker(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                       variant, table, block)
 
 
 @njit(cache=True)
 def lbp_circle_serial(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant,
-                      table, block, nchunks):
+                      table, block, workers):
     """:func:`lbp_circle` on the calling thread only (small inputs: no thread hand-off)."""
-    for ch in range(nchunks):
-        _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                      variant, table, block)
+    _circle_worker(img, out, np.zeros(1, np.int64), rp, fr, fc, rfrac, src, gfc, W0, W1, order,
+                   ndirect, variant, table, block)
 
 
 @njit(cache=True)
-def _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                  variant, table, block):
-    """Chunk ``ch`` of ``nchunks`` (consecutive tasks of ``block`` rows), with its own buffers."""
+def _circle_worker(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                   variant, table, block):
+    """Take tasks (``block`` rows of one image) from ``counter`` until none is left, with
+    buffers of its own."""
     N, H, W = img.shape
     P = rp.shape[0]
     G = gfc.shape[0]
@@ -304,12 +307,12 @@ def _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, or
         kmax = max(kmax, fr[p] + rfrac[p])
         m = max(m, -fc[p], fc[p] + 1)
     L = kmax - kmin + 1  # input rows r+kmin .. r+kmax feed output row r
-    size = (block + L - 1) * (W + 2 * m)
+    Wp = W + 2 * m
+    size = (block + L - 1) * Wp
     NO = order.shape[0]
     nb = (H + block - 1) // block
     ntask = N * nb
     X = np.empty(size, np.float64)
-    Wp = W + 2 * m
     for i in range(size // Wp):  # the padding columns read 0; the task fills the rest
         X[i * Wp:i * Wp + m] = 0.0
         X[i * Wp + m + W:(i + 1) * Wp] = 0.0
@@ -318,14 +321,17 @@ def _circle_chunk(img, out, ch, nchunks, rp, fr, fc, rfrac, src, gfc, W0, W1, or
     dd = np.empty(NO, np.float64)
     bits = np.empty(NO, np.int64)
     off = np.empty(NO, np.int64)
-    for task in range(ch * ntask // nchunks, (ch + 1) * ntask // nchunks):
+    while True:
+        task = fetch_add(counter, 0, 1)
+        if task >= ntask:
+            break
         n = task // nb
         r_start = (task - n * nb) * block
         r_stop = min(H, r_start + block)
         _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
                      kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off)
         for r in range(r_start, r_stop):
-            j = (r - r_start - kmin) * (W + 2 * m) + m
+            j = (r - r_start - kmin) * Wp + m
             _store_row(acc[j:j + W], out[n, r], P, variant, table)
 
 

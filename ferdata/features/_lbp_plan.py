@@ -22,7 +22,7 @@ _RUNS: dict = {}  # fast-path key -> run(image)
 _MAX_RUNS = 64  # each holds its plan and column weights (a few KB)
 SERIAL_PX = 1 << 12  # below this many pixels (at P <= 8) a call runs on one thread
 SERIAL_WORK = SERIAL_PX * 8  # ... and below this many pixel-neighbours at larger P
-SMALL_WORK = 1 << 20  # below this many pixel-neighbours: one task per thread (a few crops)
+SMALL_WORK = 1 << 20  # below this many pixel-neighbours: 2 tasks per thread (a few crops)
 
 
 def num_threads() -> int:
@@ -79,32 +79,29 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
     """Task layout and column weights for one image size.
 
     Returns ``block`` (output rows per task: a task's buffers hold about ``plane``
-    float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at
-    least 8 rows; a few tasks per thread), ``chunks`` (parallel chunks: 8 per thread, handed
-    out dynamically, so a thread whose core another process holds does less), and the
-    column weights ``W0, W1 (G, Wp)``: ``1-dc`` and ``dc`` with
-    ``dc = (c+cp) - floor(c+cp)`` from the absolute column as skimage computes it
-    (the last bits depend on c), 0 in the padding. Under :data:`SMALL_WORK`
-    pixel-neighbours (a crop or a few) the rows are cut into one chunk per thread
-    instead, the fewest halo rows and no dynamic hand-out.
+    float64s, 64 KB, so they stay in cache and below malloc's mmap threshold; at least
+    8 rows; at least 4 tasks per thread, so a thread whose core another process holds
+    can leave tasks to the others), ``gfc`` and the column weights ``W0, W1 (G, Wp)``:
+    ``1-dc`` and ``dc`` with ``dc = (c+cp) - floor(c+cp)`` from the absolute column as
+    skimage computes it (the last bits depend on c), 0 in the padding. Under
+    :data:`SMALL_WORK` pixel-neighbours (a crop or a few) the rows are cut into 2 tasks
+    per thread instead: the fewest halo rows that still let one thread take 3 of 4.
     """
     rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
     L = int((fr + rfrac).max(initial=0) - fr.min(initial=0)) + 1
     m = int(max(1, (-fc).max(), (fc + 1).max()))
     Wp = W + 2 * m
-    if N * H * W * max(P, 8) < SMALL_WORK:  # a crop or a few: one chunk per thread
-        block = max(1, min(H, -(-N * H // threads)))
-        chunks = min(N * -(-H // block), threads)
+    if N * H * W * max(P, 8) < SMALL_WORK:
+        block = max(1, min(H, -(-N * H // (2 * threads))))
     else:
         block = max(1, min(H, max(8, plane // Wp - L + 1), -(-N * H // (4 * threads))))
-        chunks = min(N * -(-H // block), 8 * threads if threads > 1 else 1)
     x = np.arange(W, dtype=np.float64)[None, :] + gcp[:, None]
     dc = x - np.floor(x)
     w = np.zeros((2, len(gcp), Wp))
     w[0, :, m:m + W] = 1 - dc
     w[1, :, m:m + W] = dc
     w.flags.writeable = False
-    return block, chunks, np.floor(gcp).astype(np.int64), w[0], w[1]
+    return block, np.floor(gcp).astype(np.int64), w[0], w[1]
 
 
 def kernel_args(variant, P, R, shape3, threads):
@@ -113,22 +110,21 @@ def kernel_args(variant, P, R, shape3, threads):
     Inputs under :data:`SERIAL_PX` pixels at P <= 8 (64^2; in general under
     :data:`SERIAL_WORK` pixel-neighbours) run on the calling thread: there a parallel
     region's hand-off (~3 us on an idle core, milliseconds when another process holds
-    it) costs more than it saves. Under :data:`SMALL_WORK` (a face crop or a few) the
-    rows are cut into one chunk per thread (see :func:`_layout`); measured per 128^2
-    crop with 2 threads, that split runs 1.4-1.7x the one-thread kernel at P8R1 and
-    P16R2 (docs/lbp.md).
+    it) costs more than it saves. Larger inputs run on one worker per thread, which take
+    tasks of rows from a shared counter (see :func:`_layout` for the task size; a 128^2
+    crop is 4 tasks with 2 threads: 1.4-1.7x the one-thread kernel, docs/lbp.md).
     """
     N, H, W = shape3
     serial = threads == 1 or N * H * W * max(P, 8) < SERIAL_WORK
     threads = 1 if serial else threads
     if variant == "original":
         block = max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads))))
-        return (_o.lbp_original_serial if serial else _o.lbp_original), (block,)
+        return (_o.lbp_original_serial if serial else _o.lbp_original), (block, threads)
     rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
-    block, chunks, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
+    block, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
     return (_k.lbp_circle_serial if serial else _k.lbp_circle), (
         rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, VARIANT_CODE[variant],
-        _table(variant, P), block, chunks)
+        _table(variant, P), block, threads)
 
 
 def read_only(a):
@@ -136,28 +132,6 @@ def read_only(a):
     v = a.view()
     v.flags.writeable = False
     return v
-
-
-def dynamic(kernel, fn, args):
-    """``fn`` (``kernel`` or its entry point) run with numba's parallel chunk size 1 if
-    ``kernel`` is parallel and ``args`` cut the work into more chunks than threads:
-    threads take the next chunk when done, so one whose core another process holds
-    does less. Otherwise ``fn`` as is (setting and restoring the chunk size costs
-    about 6 us a call, a tenth of one 128^2 crop's LBP)."""
-    if kernel is not _k.lbp_circle and kernel is not _o.lbp_original:
-        return fn
-    if kernel is _k.lbp_circle and args[-1] <= num_threads():
-        return fn
-    set_chunk = numba.set_parallel_chunksize  # thread-local: this call only
-
-    def run(*args):
-        prev = set_chunk(1)
-        try:
-            return fn(*args)
-        finally:
-            set_chunk(prev)
-
-    return run
 
 
 def entry_point(kernel, args):
@@ -183,7 +157,7 @@ def register_run(key, kernel, args, shape, dtype):
     ``out`` is used if it is a writeable C-contiguous array of ``shape`` and the code
     dtype that shares no memory with ``image``; for any other ``out`` run returns None
     (the caller takes the validating path)."""
-    fn = dynamic(kernel, entry_point(kernel, args), args)
+    fn = entry_point(kernel, args)
     extra = args[2:]
     shape3 = args[0].shape
 

@@ -240,7 +240,7 @@ def _lbp(image, variant, P, R, out):
     threads = _pl.num_threads()
     kernel, extra = _pl.kernel_args(variant, P, R, img3.shape, threads)
     args = (_pl.read_only(img3), res3) + extra
-    _pl.dynamic(kernel, kernel, args)(*args)
+    kernel(*args)
     if fast:
         _pl.register_run(key_args + (img.shape, threads), kernel, args, img.shape, dt)
     if not direct:
