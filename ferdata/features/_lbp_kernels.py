@@ -153,33 +153,6 @@ def _store_row(acc, o, P, variant, table):
             o[c] = _map_code(acc[c], P, variant)
 
 
-STRIP = 2048  # buffer entries per neighbour sweep: its codes and centres (32 KB) stay in L1
-
-
-@njit(cache=True, inline="always")
-def _strip(X, Hs, acc, j0, j1, Wp, order, src, off, bits, dd, ndirect):
-    """All neighbour passes over the flat buffer range ``j0:j1`` (one strip)."""
-    NO = order.shape[0]
-    ctr = X[j0:j1]
-    ac = acc[j0:j1]
-    nj = j1 - j0
-    for q in range(0, NO, 4):
-        s0 = X if order[q] < 0 or src[order[q]] < 0 else Hs[src[order[q]]]
-        s1 = X if order[q + 1] < 0 or src[order[q + 1]] < 0 else Hs[src[order[q + 1]]]
-        s2 = X if order[q + 2] < 0 or src[order[q + 2]] < 0 else Hs[src[order[q + 2]]]
-        s3 = X if order[q + 3] < 0 or src[order[q + 3]] < 0 else Hs[src[order[q + 3]]]
-        o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
-        if q < ndirect:
-            _direct_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
-                         bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
-        else:
-            _blend_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
-                        s0[o0 + Wp:o0 + Wp + nj], s1[o1 + Wp:o1 + Wp + nj],
-                        s2[o2 + Wp:o2 + Wp + nj], s3[o3 + Wp:o3 + Wp + nj],
-                        dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
-                        bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
-
-
 @njit(cache=True)
 def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
                  kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off):
@@ -194,9 +167,7 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
     output row and neighbour that uses it. A neighbour is ``(1-dr)*top + dr*bottom``
     with ``dr`` from the absolute row; consecutive rows with the same ``dr`` for every
     neighbour (all but a few rows near powers of two) are done as one flat run, so
-    the inner loops are long and vectorise even on 48-pixel-wide images; the run is
-    swept in strips of :data:`STRIP` entries, every neighbour over one strip before the
-    next, so the codes being built stay in the L1 cache.
+    the inner loops are long and vectorise even on 48-pixel-wide images.
     """
     H, W = img.shape[1], img.shape[2]
     Wp = W + 2 * m
@@ -254,8 +225,24 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
                 rb += 1
         j0 = (ra - xb) * Wp + m
         j1 = (rb - 1 - xb) * Wp + m + W
-        for k0 in range(j0, j1, STRIP):
-            _strip(X, Hs, acc, k0, min(j1, k0 + STRIP), Wp, order, src, off, bits, dd, ndirect)
+        ctr = X[j0:j1]
+        ac = acc[j0:j1]
+        nj = j1 - j0
+        for q in range(0, NO, 4):
+            s0 = X if order[q] < 0 or src[order[q]] < 0 else Hs[src[order[q]]]
+            s1 = X if order[q + 1] < 0 or src[order[q + 1]] < 0 else Hs[src[order[q + 1]]]
+            s2 = X if order[q + 2] < 0 or src[order[q + 2]] < 0 else Hs[src[order[q + 2]]]
+            s3 = X if order[q + 3] < 0 or src[order[q + 3]] < 0 else Hs[src[order[q + 3]]]
+            o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
+            if q < ndirect:
+                _direct_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
+                             bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+            else:
+                _blend_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
+                            s0[o0 + Wp:o0 + Wp + nj], s1[o1 + Wp:o1 + Wp + nj],
+                            s2[o2 + Wp:o2 + Wp + nj], s3[o3 + Wp:o3 + Wp + nj],
+                            dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
+                            bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
         ra = rb
 
 
