@@ -3,8 +3,12 @@
     python benchmarks/lbp.py [--sizes 256 1024] [--threads 1 2] [--min-time 0.3]
     python benchmarks/lbp.py --sizes --before /tmp/lbp-before --pairs 3   # A/B only
 
+    python benchmarks/lbp.py --kernels-before /tmp/lbp-before   # batch kernels, one process
+
 (``--before``: a checkout of an older ferdata, e.g. ``git worktree add /tmp/lbp-before
-<commit>``; ``--sizes`` with no value skips the size table.)
+<commit>``; ``--sizes`` with no value skips the size table. ``--kernels-before`` times
+the old and the new batch kernels alternately in one process, where the VM's drift
+cancels.)
 
 For P8R1 and P16R2 ('circle' = skimage 'default', and 'uniform'), on a real face
 (skimage's astronaut, gray, resized to each size), times
@@ -204,7 +208,7 @@ def issue_cases(min_time):
             t = time.perf_counter()
             kept = [skimage_lbp(im, P, R, "default") for im in batch[:100]]  # kept, like ours
             t_sk = min(t_sk, (time.perf_counter() - t) * 10)
-            del kept
+            assert len(kept) == 100
             for _ in range(3):
                 t = time.perf_counter()
                 run()
@@ -241,6 +245,44 @@ def ab(before, pairs, min_time):
           "busy during these runs")
 
 
+def kernels_ab(before, reps=10):
+    """Batch kernels of ``before`` (a ferdata checkout) and of this tree in one process,
+    called in alternation on 1000 real 128^2 crops: the VM's speed drifts alike for both,
+    so small kernel changes show (fresh-process A/B pairs move +-25 % here). Prints the
+    min and median ms of ``reps`` calls each, 1 and 2 threads; codes are checked equal."""
+    import importlib
+    import types
+
+    from ferdata.features import _lbp_plan as plan_after
+
+    pkg = types.ModuleType("lbp_before")  # the old features package under another name
+    pkg.__path__ = [os.path.join(before, "ferdata", "features")]
+    sys.modules["lbp_before"] = pkg
+    plan_before = importlib.import_module("lbp_before._lbp_plan")
+    crops = face_crops()
+    img = plan_after.read_only(crops)
+    print(f"\nbatch kernels in one process, alternating (1000x128^2; ms, min / median of {reps})")
+    for threads in [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]:
+        numba.set_num_threads(threads)
+        for P, R in ((8, 1), (16, 2)):
+            out = np.empty(crops.shape, np.uint16 if P > 8 else np.uint8)
+            sides = {name: plan.kernel_args("circle", P, R, crops.shape, threads)
+                     for name, plan in (("before", plan_before), ("after", plan_after))}
+            codes = {}
+            for name, (kernel, extra) in sides.items():
+                kernel(img, out, *extra)
+                codes[name] = out.copy()
+            assert np.array_equal(codes["before"], codes["after"]), "codes differ"
+            times = {name: [] for name in sides}
+            for _ in range(reps):
+                for name, (kernel, extra) in sides.items():
+                    t = time.perf_counter()
+                    kernel(img, out, *extra)
+                    times[name].append(1e3 * (time.perf_counter() - t))
+            print(f"  P{P}R{R} {threads} thr: " + "  ".join(
+                f"{name} {min(v):.1f} / {np.median(v):.1f}" for name, v in times.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[256, 1024])
@@ -249,10 +291,21 @@ def main():
     ap.add_argument("--before", help="checkout of an older ferdata to compare with (A/B)")
     ap.add_argument("--pairs", type=int, default=3, help="A/B pairs (fresh processes)")
     ap.add_argument("--no-first-call", action="store_true", help="skip the compile-time figures")
+    ap.add_argument("--kernels-before", metavar="DIR",
+                    help="only: batch kernels of the checkout DIR vs this tree in one process")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return issue_cases(args.min_time)
+    if args.kernels_before:
+        if os.environ.get("_FERDATA_FRESH_NUMBA_CACHE") != "1":
+            # the old tree's cached kernels were compiled as ferdata.features.*: loaded next
+            # to this tree's, their JIT symbols clash (seen: wrong codes), so both compile
+            # afresh into a throwaway cache (a minute or two)
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, NUMBA_CACHE_DIR=cache, _FERDATA_FRESH_NUMBA_CACHE="1")
+                return subprocess.run([sys.executable] + sys.argv, env=env, check=True).returncode
+        return kernels_ab(args.kernels_before)
     threads = [t for t in args.threads if t <= numba.config.NUMBA_NUM_THREADS]
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
