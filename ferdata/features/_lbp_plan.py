@@ -151,6 +151,14 @@ def find_run(key):
         return None
 
 
+def writes_directly(out, image, dtype) -> bool:
+    """Whether the kernels can write the codes of ``image`` straight into ``out`` (an
+    array already known to fit): C-contiguous, of the code ``dtype``, and sharing no
+    memory with ``image``, which the kernels read while they write. Any other ``out``
+    is filled through a temporary."""
+    return out.flags.c_contiguous and out.dtype == dtype and not np.may_share_memory(out, image)
+
+
 def register_run(key, kernel, args, shape, dtype):
     """Remember ``run(image, out=None) -> codes`` for C-contiguous uint8 images of
     ``shape``: ``args`` are those of a call of ``kernel`` that has just succeeded.
@@ -164,9 +172,8 @@ def register_run(key, kernel, args, shape, dtype):
     def run(image, out=None):
         if out is None:
             res = np.empty(shape, dtype)
-        elif (type(out) is np.ndarray and out.dtype == dtype and out.shape == shape
-              and out.flags.c_contiguous and out.flags.writeable
-              and not np.may_share_memory(out, image)):
+        elif (type(out) is np.ndarray and out.shape == shape and out.flags.writeable
+              and writes_directly(out, image, dtype)):
             res = out
         else:
             return None

@@ -231,10 +231,8 @@ def _lbp(image, variant, P, R, out):
     img3 = img if img.ndim == 3 else img[None]
     if img3.size == 0:
         return out
-    # the kernels write C-contiguous arrays of the default dtype that do not overlap the
-    # image (they read it while they write); any other ``out`` (a strided view, a wider
-    # dtype, the image itself) is filled by a copy
-    direct = out.flags.c_contiguous and out.dtype == dt and not np.may_share_memory(out, img)
+    # any other ``out`` (a strided view, a wider dtype, the image itself) is filled by a copy
+    direct = _pl.writes_directly(out, img, dt)
     res = out if direct else np.empty(img.shape, dt)
     res3 = res if res.ndim == 3 else res[None]
     threads = _pl.num_threads()
