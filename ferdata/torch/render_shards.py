@@ -9,10 +9,10 @@ Shards record ``renderer = "torch:<device type>"`` (docs/rendering.md).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..parallel import thread_pool
 from ..render.run import RenderContext
 from ..shards.schema import encode_jpeg
 from .render import TorchRenderer
@@ -26,7 +26,6 @@ class TorchRenderContext(RenderContext):
     def __init__(self, job):
         super().__init__(job)
         self.renderer = TorchRenderer(self, self.bg, job.cfg, device=job.device)
-        self._pool = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="ferdata-encode")
 
     def render_sample(self, g: int, photometric_on: bool = True) -> dict:
         s = self._batch(np.array([g]), photometric_on)
@@ -49,8 +48,9 @@ class TorchRenderContext(RenderContext):
             imgs = s["image"]
             blobs = [None] * len(imgs)
             if cfg.encoding == "jpeg":
-                blobs = list(self._pool.map(lambda im: encode_jpeg(im if im.shape[2] == 3 else im[..., 0],
-                                                                   cfg.jpeg_quality), imgs))
+                pool = thread_pool(max(1, os.cpu_count() or 1), "encode")
+                blobs = list(pool.map(lambda im: encode_jpeg(im if im.shape[2] == 3 else im[..., 0],
+                                                             cfg.jpeg_quality), imgs))
             for j in range(len(imgs)):
                 buf.add(imgs[j], s["mask"][j], s["label"][j], s["landmarks"][j], s["face_index"][j],
                         s["subject"][j], s["params"][j], s["background"][j], s["bg_box"][j], blob=blobs[j])
