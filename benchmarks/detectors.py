@@ -28,7 +28,7 @@ import dataset_fixtures as fx  # noqa: E402
 import fixtures_wild as fw  # noqa: E402
 
 from ferdata.errors import NoFaceError  # noqa: E402
-from ferdata.landmarks import locate_face  # noqa: E402
+from ferdata.faces.landmarks import locate_face  # noqa: E402
 
 
 def _rotate(img, pts, deg):

@@ -3,7 +3,7 @@
     python benchmarks/ingest.py [--n 500]
 
 Builds a folder-per-class fixture of N real (sample) faces at 512 px with the
-test fixture builders, then times ``ferdata.ingest.ingest`` (dlib HOG detection,
+test fixture builders, then times ``ferdata.faces.ingest.ingest`` (dlib HOG detection,
 68-point landmarks, alignment, hull mask, face store write).
 """
 import argparse
@@ -18,7 +18,7 @@ import dataset_fixtures as fx  # noqa: E402
 
 from ferdata.config import IngestConfig  # noqa: E402
 from ferdata.datasets import read_dataset  # noqa: E402
-from ferdata.ingest import ingest  # noqa: E402
+from ferdata.faces.ingest import ingest  # noqa: E402
 
 
 def main():

@@ -24,7 +24,7 @@ ratios to scikit-image measured in the same process; each pair runs ``--before``
 given) and this tree in alternating order in fresh processes, and the median of the
 pairs is printed.
 
-Targets (DESIGN.md §12 and issue 13, 2-core machine): >= 100x scikit-image at P8R1
+Targets (docs/lbp.md, 2-core machine): >= 100x scikit-image at P8R1
 with 2 threads, >= 60x at P16R2 (1000 x 128^2 batches), >= 60x called per 128^2 image,
 original >= 2 Gpx/s.
 """

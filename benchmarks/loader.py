@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ferdata.config import RenderConfig  # noqa: E402
 from ferdata.render.run import render  # noqa: E402
-from ferdata.sample import make_sample  # noqa: E402
+from ferdata.render.sample import make_sample  # noqa: E402
 from ferdata.shards.reader import read_images  # noqa: E402
 from ferdata.shards.schema import decode_jpeg  # noqa: E402
 from ferdata.torch import ShardDataset, ShardIterableDataset  # noqa: E402
@@ -264,7 +264,7 @@ def main():
                 rr, rc = ref.get(w, (float("nan"), float("nan")))
                 print(f"  {lab:<13} w={w}: {rate:8.0f}/s {cpu:8.0f}/CPU-s   "
                       f"{rate / rr:5.2f}x wall {cpu / rc:5.2f}x CPU")
-        print("targets (DESIGN.md §12): >= 10k samples/s per core at 128 px JPEG, >= 40k/s per core at <= 64 px raw")
+        print("targets (docs/torch.md): >= 10k samples/s per core at 128 px JPEG, >= 40k/s per core at <= 64 px raw")
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def main():
         return
     from ferdata.config import RenderConfig
     from ferdata.render.run import render
-    from ferdata.sample import make_sample
+    from ferdata.render.sample import make_sample
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:

@@ -30,7 +30,7 @@ from ferdata.render.params import PARAM_NAMES, background_index, sample_params, 
 from ferdata.render import run as render_run
 from ferdata.render.bg_lightness import LightnessCache
 from ferdata.render.run import RenderContext, RenderJob, get_context, render
-from ferdata.sample import make_sample
+from ferdata.render.sample import make_sample
 from ferdata.shards.writer import ShardBuffer, write_shard
 
 

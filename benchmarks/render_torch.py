@@ -29,7 +29,7 @@ import torch
 
 from ferdata.config import RenderConfig
 from ferdata.render.run import RenderContext, RenderJob
-from ferdata.sample import make_sample
+from ferdata.render.sample import make_sample
 from ferdata.torch.render import TorchRenderer
 
 

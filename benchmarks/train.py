@@ -151,7 +151,7 @@ def per_model(args, dev):
 
 
 def loop_threads(args):
-    from ferdata.config import TrainConfig
+    from ferdata.train.config import TrainConfig
     from ferdata.train import fit
     from ferdata.train.runtime import torch_threads
 

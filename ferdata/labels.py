@@ -26,7 +26,7 @@ SYNONYMS: dict[str, str] = {
     "contempt": "contempt", "contemptuous": "contempt", "co": "contempt",
 }
 
-# Per-dataset code -> canonical name (DESIGN.md §3).
+# Per-dataset code -> canonical name (docs/datasets.md).
 CKPLUS = {1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happiness", 6: "sadness", 7: "surprise", 0: "neutral"}
 FER2013 = {0: "anger", 1: "disgust", 2: "fear", 3: "happiness", 4: "sadness", 5: "surprise", 6: "neutral"}
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")

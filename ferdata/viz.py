@@ -66,7 +66,7 @@ def save_image(path, rgb: np.ndarray) -> None:
     Written to a temporary name, fsynced and renamed: no half-written file on failure.
     """
     from .errors import FerdataError
-    from .tempfiles import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     ext = Path(path).suffix.lower()
     if ext not in SHEET_EXTENSIONS:

@@ -18,7 +18,7 @@ def sample_images():
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory):
     """``ferdata sample`` output: faces.h5 + backgrounds/ (made once per session)."""
-    from ferdata.sample import make_sample
+    from ferdata.render.sample import make_sample
 
     out = tmp_path_factory.mktemp("sample")
     make_sample(out)
@@ -27,7 +27,7 @@ def sample_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sample_landmarks(sample_images):
-    from ferdata.landmarks import find_landmarks
+    from ferdata.faces.landmarks import find_landmarks
 
     return {k: find_landmarks(v) for k, v in sample_images.items()}
 

@@ -1,4 +1,4 @@
-"""Build small dataset trees in each real source layout (DESIGN.md §3) from real faces.
+"""Build small dataset trees in each real source layout (docs/datasets.md) from real faces.
 
 Plain functions, reused by the reader tests, the ingest tests and benchmarks::
 

@@ -2,10 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ferdata.align import (align_face, alignment_matrix, similarity_lstsq, template,
+from ferdata.faces.align import (align_face, alignment_matrix, similarity_lstsq, template,
                            transform_points)
 from ferdata.labels import MIRROR68
-from ferdata.masks import convex_hull_mask, hull_points, soft_alpha
+from ferdata.faces.masks import convex_hull_mask, hull_points, soft_alpha
 
 
 def test_similarity_recovers_known_transform(rng):
@@ -51,7 +51,7 @@ def test_real_faces_align_to_template(sample_images, sample_landmarks, name):
     assert abs(alm[36, 1] - alm[45, 1]) < 3.0
     # the landmarks moved with the image: re-detecting on the aligned face agrees
     # (loosely: dlib itself jitters a few px, more on the glasses of grace_hopper)
-    from ferdata.landmarks import find_landmarks
+    from ferdata.faces.landmarks import find_landmarks
 
     lm2, _ = find_landmarks(face)
     assert np.median(np.hypot(*(lm2 - alm).T)) < 0.08 * (T[45, 0] - T[36, 0])

@@ -6,9 +6,10 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
-from ferdata.backgrounds import BackgroundSource
+from ferdata.render.backgrounds import BackgroundSource
 from ferdata.cli import main
-from ferdata.config import IngestConfig, RenderConfig, TrainConfig, check_model_name, from_dict
+from ferdata.config import IngestConfig, RenderConfig, from_dict
+from ferdata.train.config import TrainConfig, check_model_name
 from ferdata.errors import FerdataError
 from ferdata.typed import coerce_fields
 

@@ -9,9 +9,9 @@ from scipy import stats as ss
 
 import ferdata.train
 from ferdata.cli import main
-from ferdata.config import TrainConfig
+from ferdata.train.config import TrainConfig
 from ferdata.errors import FerdataError
-from ferdata.train.cv import run_cv
+from ferdata.experiments.cv import run_cv
 from ferdata.train.metrics import classification_report
 
 CLASSES = ["happy", "neutral", "sad"]
@@ -137,7 +137,7 @@ def test_cv_subset_of_folds_then_the_rest(tmp_path):
 
 
 def test_parse_folds():
-    from ferdata.train.cv import parse_folds
+    from ferdata.experiments.cv import parse_folds
     assert parse_folds(None, 4) == [0, 1, 2, 3] and parse_folds("1:3", 4) == [1, 2]
     assert parse_folds(":2", 4) == [0, 1] and parse_folds("2:", 4) == [2, 3] and parse_folds("3,0", 4) == [0, 3]
     for bad, msg in (("3:1", "selects no fold"), ("4", r"fold\(s\) \[4\] outside"), ("a:b", "expected a:b")):
@@ -237,7 +237,7 @@ def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
     assert s["noise"]["0.3"]["std"] == pytest.approx(0.1)                  # sd of 0.5, 0.3, 0.4 (ddof=1)
     assert s["noise_train"]["0.1"]["mean"] == pytest.approx(0.7 - 0.05)
     assert (tmp_path / "A" / "noise.png").read_bytes()[:8] == PNG
-    from ferdata.train.cv_summary import noise_curves
+    from ferdata.experiments.cv_summary import noise_curves
     curves, errors = noise_curves(s)
     assert curves["trained clean"] == pytest.approx({"0": 0.7, "0.1": 0.6, "0.3": 0.4})   # σ = 0: clean accuracy
     assert errors["trained clean"]["0"] == pytest.approx(0.1)

@@ -254,7 +254,7 @@ def test_folder_from_an_older_ferdata_resumes_and_is_upgraded(sample_dir, tmp_pa
 # ---- 7. several machines, temps, atomic JSON ------------------------------------------------
 
 def test_temps_name_the_host_and_only_own_dead_ones_are_removed(rendered, tmp_path):
-    from ferdata.shards.tempfiles import host_tag, parse_tmp, tmp_path as temp_name
+    from ferdata.atomic import host_tag, parse_tmp, tmp_path as temp_name
 
     folder = _copy(rendered / "raw", tmp_path / "f")
     me, dead = host_tag(), _dead_pid()
@@ -286,7 +286,7 @@ def test_shard_hash_is_taken_from_the_temp_before_the_rename(sample_dir, tmp_pat
 
 
 def test_killed_lbp_temps_are_reported_then_cleaned(rendered, tmp_path):
-    from ferdata.shards.tempfiles import host_tag
+    from ferdata.atomic import host_tag
 
     folder = _copy(rendered / "raw", tmp_path / "f")
     stale = folder / f"shard-000001.h5.tmp-{host_tag()}-{_dead_pid()}"

@@ -79,7 +79,7 @@ def test_full_disk_during_manifest_write_leaves_no_temp(rendered, tmp_path, monk
     folder = _copy(rendered / "raw", tmp_path / "f")
     before = (folder / "manifest.json").read_bytes()
 
-    import ferdata.shards.tempfiles as tf
+    import ferdata.atomic as tf
     real_fsync = os.fsync
 
     def full(fd):  # the temp is written; flushing it to a full disk fails (as with delayed allocation)

@@ -16,9 +16,9 @@ from ferdata.cli import main
 from ferdata.config import IngestConfig
 from ferdata.datasets import read_dataset
 from ferdata.errors import FerdataError
-from ferdata.facestore import FaceStore, FaceStoreWriter
-from ferdata.ingest import ingest, read_image_rgb, report_path
-from ferdata.tempfiles import host_tag
+from ferdata.faces.store import FaceStore, FaceStoreWriter
+from ferdata.faces.ingest import ingest, read_image_rgb, report_path
+from ferdata.atomic import host_tag
 from ferdata.labels import CLASSES
 
 

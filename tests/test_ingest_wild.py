@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from ferdata.cli import main
-from ferdata.facestore import FaceStore
-from ferdata.ingest import report_path
+from ferdata.faces.store import FaceStore
+from ferdata.faces.ingest import report_path
 from ferdata.labels import CLASSES
 
 try:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ferdata.errors import NoFaceError
-from ferdata.landmarks import detect_faces, find_landmarks
+from ferdata.faces.landmarks import detect_faces, find_landmarks
 
 
 @pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
@@ -50,14 +50,14 @@ def _portrait(i, deg=0):
 def test_cnn_model_ships_with_the_package():
     import os
 
-    from ferdata.landmarks import cnn_model_path
+    from ferdata.faces.landmarks import cnn_model_path
 
     path = cnn_model_path()
     assert path.endswith("mmod_human_face_detector.dat") and os.path.getsize(path) > 100_000
 
 
 def test_auto_falls_back_to_cnn_where_hog_finds_nothing():
-    from ferdata.landmarks import locate_face
+    from ferdata.faces.landmarks import locate_face
 
     img, pts = _portrait(2, deg=45)                     # Grace Hopper mirrored, rotated 45 degrees
     with pytest.raises(NoFaceError, match="HOG"):
@@ -88,7 +88,7 @@ def test_unknown_detector():
 
 
 def test_tilted_face_landmarks_refined_on_a_derotated_copy():
-    from ferdata.landmarks import locate_face, refine_tilted
+    from ferdata.faces.landmarks import locate_face, refine_tilted
 
     img, pts = _portrait(1, deg=40)                     # Grace Hopper rotated 40 degrees: HOG finds it
     first = locate_face(img, refine=False)

@@ -35,7 +35,7 @@ def test_lightness_plane_sliced_is_bit_identical_to_the_crop_converted_alone():
 
 @pytest.mark.parametrize("luminance", ["ratio", "reinhard"])
 def test_compose_with_the_lightness_plane_gives_the_same_sample(sample_dir, luminance):
-    from ferdata.facestore import FaceStore
+    from ferdata.faces.store import FaceStore
 
     with FaceStore(sample_dir / "faces.h5") as fs:
         face = prepare_face(fs.images[0], fs.masks[0], fs.landmarks[0], 64)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import train_fixtures as tf
-from ferdata.config import RenderConfig, TrainConfig
+from ferdata.config import RenderConfig
+from ferdata.train.config import TrainConfig
 from ferdata.errors import FerdataError
 from ferdata.labels import CLASS_INDEX
 from ferdata.train import fit, n_folds
@@ -254,7 +255,7 @@ def test_feratt_attention_target_is_the_clean_face(store, renders):
     assert c1.any() and not c1[~r1["mask"]].any()          # black outside the warped face
     assert not np.array_equal(c1[r1["mask"]], r1["image"][r1["mask"]])   # not the noisy input
     # exact: inside the face it is the render replayed with photometric augmentation off
-    from ferdata.masks import soft_alpha
+    from ferdata.faces.masks import soft_alpha
     alpha = soft_alpha(r1["mask"], float(p1[P["erode"]]), float(p1[P["feather"]]))
     quiet = compose(face, bg1, p1.copy(), cfg, photometric_on=False)["image"]
     inner = alpha > 0.999
@@ -304,7 +305,7 @@ def test_train_on_both_mixes_renders_and_faces_with_clean_targets(store, renders
 def test_split_and_n_folds_do_not_import_torch(store):
     import subprocess
     import sys
-    code = ("import sys; from ferdata.config import TrainConfig; from ferdata.train import n_folds; "
+    code = ("import sys; from ferdata.train.config import TrainConfig; from ferdata.train import n_folds; "
             f"print(n_folds(TrainConfig(faces={str(store)!r}, subjects_per_fold=10)), 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["3", "False"], r.stderr

@@ -1,4 +1,4 @@
-"""Alignment quality proxies (ferdata.quality), ``inspect``'s quality report and ``show --worst``."""
+"""Alignment quality proxies (ferdata.faces.quality), ``inspect``'s quality report and ``show --worst``."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ferdata.align import template
+from ferdata.faces.align import template
 from ferdata.cli import main
-from ferdata.quality import (MAX_ALIGNED_ANGLE, eye_line, face_quality, pre_alignment, template_residual,
+from ferdata.faces.quality import (MAX_ALIGNED_ANGLE, eye_line, face_quality, pre_alignment, template_residual,
                              worst_faces)
 
 try:

@@ -170,7 +170,7 @@ def test_composite_is_face_inside_and_background_outside(ctx):
 
 def test_alpha_edge_is_soft(ctx):
     cfg = ctx.job.cfg
-    from ferdata.masks import soft_alpha
+    from ferdata.faces.masks import soft_alpha
     out, _, _, p = _raw(ctx, 3, cfg)
     hard = out["mask"]
     a = soft_alpha(hard, p[P["erode"]], p[P["feather"]])
@@ -295,7 +295,7 @@ def test_bad_coco_inputs(sample_dir, tmp_path):
         render(faces, sample_dir / "backgrounds", tmp_path / "o4",
                RenderConfig(**SMALL, include_categories=("person",)))
     # the default filter drops the image with a person
-    from ferdata.backgrounds import BackgroundSource
+    from ferdata.render.backgrounds import BackgroundSource
     bs = BackgroundSource.from_coco(sample_dir / "backgrounds")
     assert len(bs) == 14
     with pytest.raises(FerdataError, match="unknown category"):

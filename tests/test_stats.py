@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as ss
 
-from ferdata.train import stats
+from ferdata.experiments import stats
 
 
 def ordered_scores(n_folds=10, seed=0):

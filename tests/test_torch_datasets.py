@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from ferdata.config import RenderConfig
 from ferdata.errors import FerdataError, ShardError
-from ferdata.facestore import FaceStore, FaceStoreWriter
+from ferdata.faces.store import FaceStore, FaceStoreWriter
 from ferdata.labels import CLASSES
 from ferdata.render.run import RenderJob, get_context, render
 from ferdata.shards.manifest import rewrite_shard_entry

@@ -217,7 +217,7 @@ def test_live_resume_mid_epoch_is_exact(sample_dir):
 def test_one_rgba_warp_equals_two_warps(sample_dir):
     """compose warps face + mask in one 4-channel call: bit-identical to one warp per array."""
     from ferdata.render.compose import _warp, geometry_matrix, prepare_face
-    from ferdata.facestore import FaceStore
+    from ferdata.faces.store import FaceStore
 
     with FaceStore(sample_dir / "faces.h5") as fs:
         pf = prepare_face(fs.images[0], fs.masks[0], fs.landmarks[0], 96)
@@ -258,8 +258,13 @@ def test_render_device_writes_the_same_schema(sample_dir, tmp_path):
     d = [np.abs(a[i]["image"].numpy().astype(int) - b[i]["image"].numpy().astype(int)).mean() for i in range(80)]
     assert np.median(d) <= 2.0
     # a CPU folder is never continued by the torch renderer (renders differ by rounding)
+    from ferdata.torch.render_shards import render_shards
+
     with pytest.raises(FerdataError, match="renderer"):
-        render(faces, bgs, tmp_path / "cpu", cfg, device="cpu")
+        render_shards(faces, bgs, tmp_path / "cpu", cfg, device="cpu")
+    # the torch-free renderer is handed the torch context by its caller, never finds it itself
+    with pytest.raises(FerdataError, match="device and context go together"):
+        render(faces, bgs, tmp_path / "t", cfg, device="cpu")
 
 
 # ---------------------------------------------------------------- train_on = live
@@ -280,7 +285,7 @@ def test_train_on_live_learns_on_the_sample(tmp_path):
     import json
 
     import train_fixtures as tf
-    from ferdata.config import TrainConfig
+    from ferdata.train.config import TrainConfig
     from ferdata.train import fit
 
     cfg = TrainConfig(train_on="live", eval_on="renders", protocol="holdout", epochs=3, batch_size=16, lr=2e-3,
@@ -297,8 +302,8 @@ def test_train_on_live_learns_on_the_sample(tmp_path):
 def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
     """kfold + live: the renderer only ever draws faces of the training side."""
     import train_fixtures as tf
-    from ferdata.config import TrainConfig
-    from ferdata.facestore import FaceStore
+    from ferdata.train.config import TrainConfig
+    from ferdata.faces.store import FaceStore
     from ferdata.train import data as tdata
     from ferdata.train.models import model_inputs
 
@@ -308,7 +313,7 @@ def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
                       model="preactresnet18", model_kwargs=tf.TINY_MODEL)
     with pytest.raises(FerdataError, match="backgrounds"):
         tdata.build(cfg, tmp_path / "run", model_inputs(cfg.model, **cfg.model_kwargs))
-    from ferdata.backgrounds import make_sample_backgrounds
+    from ferdata.render.backgrounds import make_sample_backgrounds
     bg = make_sample_backgrounds(tmp_path / "bg")
     cfg = dataclasses.replace(cfg, backgrounds=str(bg))
     d = tdata.build(cfg, tmp_path / "run", model_inputs(cfg.model, **cfg.model_kwargs), device="cpu")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferdata.facestore import FaceStoreWriter
+from ferdata.faces.store import FaceStoreWriter
 from ferdata.labels import CLASS_INDEX
 
 TINY_MODEL = {"width": 8, "input_size": [16, 16]}

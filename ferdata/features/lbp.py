@@ -191,7 +191,7 @@ def lbp(image, variant: str = "circle", P: int = 8, R: float = 1.0, out=None) ->
     .. [1] T. Ojala, M. Pietikainen and T. Maenpaa, "Multiresolution gray-scale and
        rotation invariant texture classification with local binary patterns",
        IEEE TPAMI 24(7), 971-987, 2002.
-    .. [2] Seed 001 (``seeds/001_699816336ce9d2b7.txt``): LBP + attention CNN for
+    .. [2] Seed 001 (docs/lbp.md, "References"): LBP + attention CNN for
        facial expression recognition; original, circle and uniform LBP (its eqs.
        1-4) as a second input stream; circle LBP worked best on FER2013.
 

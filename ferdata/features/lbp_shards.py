@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import FerdataError, ShardError
 from ..shards.manifest import entry_problem, file_sha256, load_manifest, set_entry_state, shard_lbp
-from ..shards.tempfiles import file_lock, remove_dead_temps
+from ..atomic import file_lock, publish, remove_dead_temps
 from .lbp import dataset_name
 
 
@@ -51,9 +51,8 @@ def _trusted_entry(folder: Path, shard: str) -> dict:
 
 def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R: float = 1.0) -> bool:
     """Add ``lbp/...`` to one listed shard and record it in the manifest; False if present."""
-    import os
 
-    from .lbp_io import lbp_copy
+    from .lbp_h5 import lbp_copy
 
     folder = Path(folder)
     path = folder / shard
@@ -69,7 +68,7 @@ def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R:
         try:
             new = {"bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "lbp": shard_lbp(tmp)}
             set_entry_state(folder, shard, e["sha256"], pending=new)
-            os.replace(tmp, path)
+            publish(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         set_entry_state(folder, shard, e["sha256"], pending=None, **new)

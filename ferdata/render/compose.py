@@ -1,6 +1,6 @@
 """Apply render parameters (pure: arrays + parameter vector -> sample).
 
-Steps (DESIGN.md §5): geometry (one warp per array) -> luminance matching ->
+Steps (docs/rendering.md): geometry (one warp per array) -> luminance matching ->
 alpha composite onto the background crop -> photometric augmentation.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import RenderConfig
 from ..labels import MIRROR68
-from ..masks import soft_alpha
+from ..faces.masks import soft_alpha
 from .augment import photometric
 from .params import P
 

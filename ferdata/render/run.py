@@ -16,12 +16,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..backgrounds import BackgroundSource
+from .backgrounds import BackgroundSource
 from ..config import RenderConfig
 from ..errors import FerdataError
-from ..facestore import FaceStore
+from ..faces.store import FaceStore
 from ..shards.manifest import complete_shards, init_manifest, record_shard, shard_name
-from ..shards.tempfiles import remove_dead_temps
+from ..atomic import remove_dead_temps
 from ..shards.writer import ShardBuffer, write_shard
 from .bg_lightness import LightnessCache
 from .compose import PreparedFace, compose, prepare_face
@@ -41,11 +41,13 @@ class RenderJob:
     cfg: RenderConfig               # resolved
     coco_split: Optional[str] = None
     device: Optional[str] = None    # None: this renderer; "cpu"/"cuda[:N]": the torch renderer
+    context: Optional[Callable] = None  # per-process context class for ``device`` (handed in by the caller)
 
     @property
     def key(self):
         """What the per-process context depends on (not ``out``)."""
-        return (self.faces, self.backgrounds, self.coco_split, self.device,
+        ctx = None if self.context is None else f"{self.context.__module__}.{self.context.__qualname__}"
+        return (self.faces, self.backgrounds, self.coco_split, self.device, ctx,
                 json.dumps(dataclasses.asdict(self.cfg), sort_keys=True, default=str))
 
     @property
@@ -153,12 +155,8 @@ def get_context(job: RenderJob) -> RenderContext:
     ctx = _CONTEXTS.get(job.key)
     if ctx is None:
         _CONTEXTS.clear()
-        if job.device is None:
-            ctx = RenderContext(job)
-        else:  # torch only when asked for (ferdata.render stays torch-free)
-            from ..torch.render_shards import TorchRenderContext
-
-            ctx = TorchRenderContext(job)
+        # the torch renderer's context is handed in by the caller: ferdata.render never imports torch
+        ctx = RenderContext(job) if job.context is None else job.context(job)
         _CONTEXTS[job.key] = ctx
     return ctx
 
@@ -225,7 +223,7 @@ def _header(cfg: RenderConfig, ctx: RenderContext, faces: Path, backgrounds, coc
 def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split: Optional[str] = None,
            shards: Optional[str] = None, workers: int = 1, executor: str = "process",
            scheduler: Optional[str] = None, on_shard: Optional[Callable[[dict], None]] = None,
-           device: Optional[str] = None) -> dict:
+           device: Optional[str] = None, context: Optional[Callable] = None) -> dict:
     """Render ``faces`` (a face store) on ``backgrounds`` into shards in ``out``.
 
     Resumable: shards already complete in ``out/manifest.json`` (file present with the
@@ -235,15 +233,20 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     is refused, naming what differs. Temporary files of this host's killed runs are
     removed.
 
-    ``device`` ("cpu", "cuda", "cuda:N") makes the shards with the batched torch
-    renderer (:mod:`ferdata.torch.render`; same schema, ``renderer`` recorded in the
-    manifest and every shard); None (default) uses this module's renderer.
+    ``device`` ("cpu", "cuda", "cuda:N") with ``context`` (the torch renderer's per-process
+    context class, ``ferdata.torch.render_shards.TorchRenderContext``; or call
+    ``ferdata.torch.render_shards.render_shards``) makes the shards with the batched torch
+    renderer (same schema, ``renderer`` recorded in the manifest and every shard); None
+    (default) uses this module's renderer. This module never imports torch.
 
     Returns a summary dict (shards made/skipped, samples, seconds, samples/s).
     """
     from ..parallel import run_tasks
 
     cfg = (cfg or RenderConfig()).validate().resolved()
+    if (device is None) != (context is None):
+        raise FerdataError("render: device and context go together (the torch renderer's context makes the "
+                           "shards on device; ferdata.torch.render_shards.render_shards passes both)")
     if int(workers) < 1:
         raise FerdataError(f"workers must be >= 1, got {workers}")
     out = Path(out)
@@ -258,7 +261,7 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     except OSError as exc:
         raise FerdataError(f"{out}: output folder is not writable ({exc.strerror or exc})") from exc
     job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split,
-                    device)
+                    device, context)
     ctx = get_context(job)  # validates face store and backgrounds in this process, before any worker
     wanted = parse_shard_range(shards, ctx.n_shards())
     header = _header(cfg, ctx, faces, backgrounds, coco_split)

@@ -13,7 +13,7 @@ from ..labels import CLASSES
 from .manifest import entry_problem, file_sha256, folder_lbp, load_manifest
 from .reader import read_images
 from .schema import FIELDS, SCHEMA_VERSION, unpack_masks
-from .tempfiles import describe_temp, temp_files
+from ..atomic import describe_temp, temp_files
 
 REQUIRED = tuple(FIELDS)
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import ShardError
-from .tempfiles import file_lock, write_json_atomic
+from ..atomic import file_lock, write_json_atomic
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -171,7 +171,7 @@ def rewrite_shard_entry(folder, shard_filename: str) -> dict:
 def set_entry_state(folder, shard_filename: str, expect_sha256: str, **fields) -> dict:
     """Update one entry's fields, only if its sha256 is still ``expect_sha256``.
 
-    The caller holds the shard's lock (:func:`~ferdata.shards.tempfiles.file_lock`);
+    The caller holds the shard's lock (:func:`~ferdata.atomic.file_lock`);
     a ``pending`` field announces a file about to replace the listed one, so that a
     crash between the rename and the manifest update can be told from corruption.
     Fields set to None are removed.

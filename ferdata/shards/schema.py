@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..config import default_encoding  # noqa: F401  (the schema's rule, declared with RenderConfig)
+
 SCHEMA_VERSION = 1
 ENCODINGS = ("raw", "jpeg")
 JPEG_QUALITY = 95
@@ -24,11 +26,6 @@ FIELDS = {
     "background": "(n,) int64 background image id (COCO image id)",
     "bg_box": "(n,4) int32 x, y, w, h of the crop in the background image",
 }
-
-
-def default_encoding(size: int) -> str:
-    """JPEG at >= 96 px, raw below (DESIGN.md §6)."""
-    return "jpeg" if size >= 96 else "raw"
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -11,7 +10,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ShardError
 from .manifest import file_sha256
-from .tempfiles import fsync_dir, tmp_path
+from ..atomic import publish, tmp_path
 from .schema import SCHEMA_VERSION, encode_jpeg, pack_masks
 
 
@@ -87,11 +86,11 @@ def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
 
     The entry's ``bytes`` and ``sha256`` are those of the fsynced temporary file,
     taken before the rename (the file listed is the file written). HDF5 writes through
-    a :class:`~ferdata.tempfiles.GuardedFile`, so a full disk is a clean ``OSError``
+    a :class:`~ferdata.atomic.GuardedFile`, so a full disk is a clean ``OSError``
     (HDF5 itself cannot recover from a failed write). On any error the temporary file
     is removed and nothing appears at ``path``.
     """
-    from ..tempfiles import GuardedFile
+    from ..atomic import GuardedFile
 
     path = Path(path)
     if buf.i != buf.n:
@@ -108,7 +107,7 @@ def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
         if guard.error is not None:
             raise guard.error
         entry = {"n": buf.n, "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "lbp": []}
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException as exc:
         guard.close()
         tmp.unlink(missing_ok=True)
@@ -117,5 +116,4 @@ def write_shard(path, buf: ShardBuffer, attrs: dict) -> dict:
             raise OSError(err.errno, f"{path}: cannot write the shard ({err.strerror or err}); "
                                      "nothing was written") from exc
         raise
-    fsync_dir(path.parent)
     return entry

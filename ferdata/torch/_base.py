@@ -240,7 +240,7 @@ class _ShardBase(_Base):
         return sel
 
     def _split_faces(self, n_faces, splits, faces) -> np.ndarray:
-        from ..facestore import FaceStore
+        from ..faces.store import FaceStore
 
         fs_info = self._source.manifest.get("face_store", {})
         cands = [Path(faces)] if faces is not None else [Path(fs_info.get("path", "")),

@@ -193,7 +193,7 @@ def erode(hard: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def soft_alpha(hard: torch.Tensor, erode_px: float, feather: float) -> torch.Tensor:
-    """Batched twin of :func:`ferdata.masks.soft_alpha` (gaussian mode): (B,H,W) -> (B,1,H,W)."""
+    """Batched twin of :func:`ferdata.faces.masks.soft_alpha` (gaussian mode): (B,H,W) -> (B,1,H,W)."""
     h = hard[:, None].to(torch.float32)
     r = int(round(erode_px))
     m = erode(hard, r)[:, None].to(torch.float32) if erode_px > 0 and r > 0 else h

@@ -18,7 +18,7 @@ import torch
 
 from ..config import RenderConfig
 from ..errors import FerdataError
-from ..facestore import FaceStore
+from ..faces.store import FaceStore
 from ..labels import MIRROR68
 from ..render.augment import noise_bank
 from ..render.compose import prepare_face
@@ -99,7 +99,7 @@ class TorchRenderer:
     faces : path of a face store (``faces.h5``), or a shard renderer's ``RenderContext``
         (``render --device``: its faces are reused, not read a second time)
     backgrounds : a COCO root / image folder (as ``ferdata render``) or a
-        :class:`ferdata.backgrounds.BackgroundSource`; every background is decoded once
+        :class:`ferdata.render.backgrounds.BackgroundSource`; every background is decoded once
         and held on the device (``max_backgrounds`` caps the pool: then ``bg_pick``
         indexes the first ``max_backgrounds`` ids and renders differ from the shards').
     cfg : RenderConfig (resolved here)
@@ -160,7 +160,7 @@ class TorchRenderer:
         self.padded = torch.nn.functional.pad(rgba[:, :3], (1, 2, 1, 2)).contiguous().view(-1).to(self.device)
 
     def _load_backgrounds(self, backgrounds, split, limit) -> None:
-        from ..backgrounds import BackgroundSource
+        from ..render.backgrounds import BackgroundSource
 
         src = backgrounds
         if not isinstance(src, BackgroundSource):

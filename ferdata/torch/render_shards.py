@@ -55,3 +55,14 @@ class TorchRenderContext(RenderContext):
                 buf.add(imgs[j], s["mask"][j], s["label"][j], s["landmarks"][j], s["face_index"][j],
                         s["subject"][j], s["params"][j], s["background"][j], s["bg_box"][j], blob=blobs[j])
         return self.write(k, first, buf, out)
+
+
+def render_shards(faces, backgrounds, out, cfg=None, device: str = "cpu", **kw) -> dict:
+    """:func:`ferdata.render.run.render` with the torch renderer on ``device`` (``ferdata render --device``).
+
+    Same shards, manifest, resume and atomic writes; ``kw`` are ``render``'s (coco_split,
+    shards, workers, executor, scheduler, on_shard).
+    """
+    from ..render.run import render
+
+    return render(faces, backgrounds, out, cfg, device=device, context=TorchRenderContext, **kw)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from ..errors import FerdataError
-from ..shards.tempfiles import atomic_write
+from ..atomic import append_line, atomic_write
 
 __all__ = ["CKPT_VERSION", "save_checkpoint", "load_checkpoint", "write_json", "append_jsonl",
            "prepare_run_folder", "RUN_FILES"]
@@ -31,10 +30,7 @@ def write_json(path, obj) -> None:
 
 def append_jsonl(path, rec: dict) -> None:
     """Append one JSON line and fsync (the metrics log; a torn last line is dropped on resume)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_line(path, json.dumps(rec))
 
 
 def load_checkpoint(path) -> dict:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..masks import soft_alpha
+from ..faces.masks import soft_alpha
 from ..render.compose import geometry_matrix, prepare_face
 from ..render.params import P
 

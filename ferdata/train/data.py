@@ -24,7 +24,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import RenderConfig, TrainConfig
+from ..config import RenderConfig
+from .config import TrainConfig
 from ..errors import FerdataError
 from ..labels import CLASS_INDEX, CLASSES
 from ..shards.manifest import complete_shards, load_manifest
@@ -69,7 +70,7 @@ def sample_paths(out: Path):
 def sample_renders(out: Path, cfg: TrainConfig):
     """Render the built-in sample: train (seed), val (seed + 1000) and test (seed + 2000) renders."""
     from ..render.run import render
-    from ..sample import make_sample
+    from ..render.sample import make_sample
 
     faces, backgrounds, train, val, test = sample_paths(out)
     if not faces.exists():
@@ -107,7 +108,7 @@ def check_render_source(data, faces) -> None:
     """
     import h5py
 
-    from ..facestore import FaceStore
+    from ..faces.store import FaceStore
 
     m = load_manifest(data)
     with FaceStore(faces) as fs:
@@ -140,7 +141,7 @@ def _classes(split: Split, data) -> list:
     if split.composition is not None:
         return [c for c in CLASSES if c in split.composition["per_class"]]
     if data is None:  # train_on=live without renders: the face store's classes
-        from ..facestore import FaceStore
+        from ..faces.store import FaceStore
 
         with FaceStore(split.faces) as fs:
             return list(fs.classes)

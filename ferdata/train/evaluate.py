@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrainConfig
+from .config import TrainConfig
 from ..errors import FerdataError
 from .augment import Augmenter
 from .checkpoint import load_checkpoint, write_json
@@ -35,7 +35,7 @@ def _config(ck: dict) -> TrainConfig:
 
 
 def _face_indices_of_split(shards: Path, faces, split: str) -> np.ndarray:
-    from ..facestore import FaceStore
+    from ..faces.store import FaceStore
 
     if faces is None:
         raise FerdataError(f"--split {split} on the shard folder {shards} needs the face store the renders were "

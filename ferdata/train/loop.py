@@ -27,7 +27,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..config import TrainConfig
+from ..atomic import atomic_write_text
+from .config import TrainConfig
 from ..errors import FerdataError
 from . import data as tdata
 from .checkpoint import (CKPT_VERSION, append_jsonl, load_checkpoint, prepare_run_folder, save_checkpoint,
@@ -163,9 +164,7 @@ def _trim_metrics(path: Path, last_epoch: int) -> None:
             break
         if rec.get("epoch", 1 << 30) <= last_epoch:
             keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
 
 
 def select(cfg: TrainConfig, prog: Progress, rec: dict, epoch: int) -> bool:
@@ -219,7 +218,7 @@ def _wrap(model, cfg: TrainConfig, world: int, device):
 
 def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[[dict], None]] = None) -> dict:
     """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0)."""
-    from ..config import check_model_name
+    from .config import check_model_name
 
     cfg.validate()
     check_model_name(cfg.model)

@@ -99,7 +99,7 @@ def classification_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = 
 def masked_target(image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``I ⊗ I_mask``: the image with the background zeroed.
 
-    ``mask`` may be ``(B, H, W)`` or ``(B, 1, H, W)``; uint8 masks are 0/255 (DESIGN §4)
+    ``mask`` may be ``(B, H, W)`` or ``(B, 1, H, W)``; uint8 masks are 0/255 (docs/datasets.md, face store)
     and are scaled to 0/1, bool and float masks are used as they are.
     """
     if mask is None:

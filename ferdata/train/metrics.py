@@ -3,7 +3,7 @@
 Accuracy, per-class and averaged precision / recall / F1, the confusion matrix, top-k
 accuracy of class scores, top-k retrieval accuracy of embeddings (FERAtt Fig. 7),
 nearest-class-mean accuracy (FERAtt's Gaussian representation), a JSON-able report
-and a confusion-matrix figure (DESIGN.md §9: "confusion matrix (JSON + PNG)").
+and a confusion-matrix figure (docs/training.md: "confusion matrix (JSON + PNG)").
 
 Conventions (those of scikit-learn, which the tests check against hand-computed values):
 

@@ -40,8 +40,8 @@ def _figure(w: float, h: float, dpi: int = 110):
 
 
 def _save(fig, path) -> str:
-    """PNG to ``path`` atomically (:func:`ferdata.shards.tempfiles.atomic_write`)."""
-    from ..shards.tempfiles import atomic_write
+    """PNG to ``path`` atomically (:func:`ferdata.atomic.atomic_write`)."""
+    from ..atomic import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +227,17 @@ def retrieval_plot(embeddings, images, labels, path, classes: Optional[Sequence[
 
 # ---------------------------------------------------------------- an evaluation folder
 
+def noise_accuracies(ev: dict, key: str) -> Optional[Dict[str, float]]:
+    """``{sigma: test accuracy}`` of an eval.json's ``"noise"`` sweep (the model trained clean,
+    tested with noise) or ``"noise_train"`` study (fine-tuned with noise σ, then tested: FERAtt §4.4)."""
+    d = ev.get(key)
+    if not isinstance(d, dict) or not d:
+        return None
+    vals = {s: (v.get("test_accuracy") if isinstance(v, dict) else v) for s, v in d.items()}
+    return {s: float(v) for s, v in vals.items() if v is not None} or None
+
+
+
 def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> List[str]:
     """Draw ``noise.png``, ``tsne.png``, ``retrieval.png`` in ``out_dir`` where its
     ``eval.json`` / ``embeddings.npz`` allow; returns the paths written. A figure that
@@ -239,8 +250,6 @@ def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> Li
             ev = json.load(fh)
     rep = ev.get("test") or ev.get("eval") or {}
     classes = rep.get("classes")
-    from .cv_summary import noise_accuracies
-
     curves = {name: acc for key, name in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean"))
               if (acc := noise_accuracies(ev, key))}
     for acc in curves.values():          # σ = 0: the clean test accuracy of the same model

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from typing import Iterable, Optional
 
-from ..config import TrainConfig, from_dict, load_toml
+from ..config import from_dict, load_toml
+from .config import TrainConfig
 from ..errors import FerdataError
 
 __all__ = ["parse_sets", "train_config"]

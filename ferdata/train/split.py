@@ -103,7 +103,7 @@ class Split:
 
 
 def _read_store(path):
-    from ..facestore import FaceStore
+    from ..faces.store import FaceStore
 
     with FaceStore(path) as fs:
         return (fs.labels, np.asarray(fs.subjects).astype(str), np.asarray(fs.sources).astype(str),

@@ -1,4 +1,4 @@
-"""Model registry of the seeds' FER models (DESIGN.md §9; timm-style, written from the papers).
+"""Model registry of the seeds' FER models (docs/training.md; timm-style, written from the papers).
 
 Registered names
 ----------------

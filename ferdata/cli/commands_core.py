@@ -26,7 +26,7 @@ def _is_shard_folder(path: Path) -> bool:
 @click.option("--size", type=SIZE, default=256, show_default=True, help="Aligned face crop size.")
 def sample_cmd(out, size):
     """Materialise the built-in sample: faces.h5 + backgrounds (COCO-format folder)."""
-    from ferdata.sample import make_sample
+    from ..render.sample import make_sample
 
     info = make_sample(out, size=size)
     click.echo(f"wrote {info['faces']} ({info['n_faces']} faces) and {info['backgrounds']} "
@@ -54,7 +54,7 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detector, detect_al
     """
     from ferdata.config import IngestConfig
     from ferdata.datasets import READERS, read_dataset
-    from ferdata.ingest import ingest, report_path
+    from ..faces.ingest import ingest, report_path
 
     if dataset not in READERS:
         raise click.BadParameter(f"unknown dataset {dataset!r}; known: {', '.join(sorted(READERS))}",
@@ -92,10 +92,10 @@ def inspect_cmd(path, as_json):
 
         s = summarize(p)
     elif p.is_file():
-        from ferdata.facestore import FaceStore
-        from ferdata.ingest import report_path
+        from ..faces.store import FaceStore
+        from ..faces.ingest import report_path
 
-        from ferdata.quality import assess_store, quality_summary
+        from ..faces.quality import assess_store, quality_summary
 
         with FaceStore(p) as fs:
             s = fs.summary()
@@ -174,13 +174,13 @@ def show_cmd(path, n, out, landmarks, mask, tile, seed, worst):
 
         d = load_samples(p, n, seed)
     elif p.is_file():
-        from ferdata.facestore import FaceStore
+        from ..faces.store import FaceStore
 
         with FaceStore(p) as fs:
             N = len(fs)
             idx = np.arange(min(n, N)) if seed < 0 else np.sort(np.random.default_rng(seed).permutation(N)[:n])
             if worst is not None:
-                from ferdata.quality import assess_store, worst_faces
+                from ..faces.quality import assess_store, worst_faces
 
                 idx = worst_faces(assess_store(fs), worst)
                 if len(idx) == 0:

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .errors import FerdataError
+from ..errors import FerdataError
 
 log = logging.getLogger(__name__)
 PERSON = 1

@@ -4,7 +4,7 @@
 differ (another fold count, another set of finished folds, or another test side of a
 fold — the subjects recorded in each fold's ``config.json`` ``"split"``), and returns
 one row per run (mean ± sample sd of accuracy and macro P / R / F1) plus the tests of
-:mod:`ferdata.train.stats` on the per-fold scores of ``metric`` (default accuracy).
+:mod:`ferdata.experiments.stats` on the per-fold scores of ``metric`` (default accuracy).
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def check_same_folds(runs: Sequence[dict]) -> str:
 def compare_runs(outs: Sequence, alpha: float = 0.05, metric: str = "accuracy") -> dict:
     """Rows and tests for the runs in ``outs`` (see the module doc). The JSON-able result has
     ``rows`` (name, path, mean, std per metric), ``metric``, ``folds_checked_by``,
-    ``per_fold`` (name → scores), and the keys of :func:`ferdata.train.stats.compare`
+    ``per_fold`` (name → scores), and the keys of :func:`ferdata.experiments.stats.compare`
     (``friedman_p``, ``nemenyi``, ``bonferroni_dunn``, …)."""
     if len(outs) < 2:
         raise FerdataError("compare needs at least two run folders")
@@ -134,7 +134,7 @@ def markdown(res: dict) -> str:
 def plot_noise(outs: Sequence, path) -> str:
     """FERAtt Fig. 9 for the runs: test accuracy vs noise σ (mean ± sd over folds), one
     curve per run and study (``noise_train``: fine-tuned with noise; ``noise``: trained clean)."""
-    from .plots import noise_plot
+    from ..train.plots import noise_plot
 
     curves, errors = {}, {}
     for r in load_runs(outs):

@@ -62,11 +62,15 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
 
     With no FACES, renders the built-in sample (made on first use in ./sample).
     """
-    from ferdata.render.run import render
-    from ferdata.shards.tempfiles import write_json_atomic
+    from ..atomic import write_json_atomic
+
+    if device is None:
+        from ..render.run import render
+    else:  # the torch renderer (torch is imported only when asked for)
+        from ..torch.render_shards import render_shards as render
 
     if faces is None:
-        from ferdata.sample import make_sample
+        from ..render.sample import make_sample
 
         if not Path("sample/faces.h5").exists():
             click.echo("materialising the built-in sample into ./sample", err=True)
@@ -90,7 +94,8 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
 
     try:
         res = render(faces, bg, out, cfg, coco_split=coco_split, shards=shard_range, workers=workers,
-                     executor=executor, scheduler=scheduler, on_shard=on_shard, device=device)
+                     executor=executor, scheduler=scheduler, on_shard=on_shard,
+                     **({} if device is None else {"device": device}))
     finally:
         bar.close()
     write_json_atomic(Path(out, "render_config.json"), dataclasses.asdict(cfg.resolved()), sort_keys=False)

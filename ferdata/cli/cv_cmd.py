@@ -57,7 +57,7 @@ def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers)
     Resumable: run the same command again and finished folds are skipped, an
     interrupted fold continues from its last.pt.
     """
-    from ferdata.train.cv import n_folds_of, run_cv
+    from ..experiments.cv import n_folds_of, run_cv
 
     cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers)
     n = n_folds_of(cfg)
@@ -87,8 +87,8 @@ def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers)
 def compare_command(runs, json_path, md_path, metric, alpha, noise_png):
     """Compare `ferdata cv` runs over the same folds: mean ± sd rows, Friedman test,
     Nemenyi (two-tailed) and Bonferroni-Dunn (one-tailed, against the first run)."""
-    from ferdata.train.compare import compare_runs, markdown, plot_noise
-    from ferdata.train.cv_summary import write_json_atomic, write_text_atomic
+    from ..experiments.compare import compare_runs, markdown, plot_noise
+    from ..experiments.cv_summary import write_json_atomic, write_text_atomic
 
     if not 0 < alpha < 1:
         raise click.BadParameter(f"{alpha}: must be in (0, 1)", param_hint="--alpha")

@@ -105,7 +105,7 @@ def _check_run_record(out: Path, ident: dict, n: int, meta: dict) -> dict:
 # ---------------------------------------------------------------- run
 
 def _default_fit():
-    from . import fit
+    from ..train import fit
 
     return fit
 

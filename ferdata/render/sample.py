@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backgrounds import make_sample_backgrounds
-from .config import IngestConfig
-from .datasets.sample import read_sample
-from .ingest import ingest
+from ..config import IngestConfig
+from ..datasets.sample import read_sample
+from ..faces.ingest import ingest
 
 
 def make_sample(out="sample", size: int = 256, workers: int = 1) -> dict:

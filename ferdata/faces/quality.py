@@ -60,7 +60,7 @@ def pre_alignment(landmarks: Optional[np.ndarray]) -> dict:
 
 
 def template_residual(aligned: np.ndarray, size: int) -> np.ndarray:
-    """(N,) RMS distance of (N, 68, 2) aligned landmarks to :func:`ferdata.align.template`,
+    """(N,) RMS distance of (N, 68, 2) aligned landmarks to :func:`ferdata.faces.align.template`,
     in outer-eye distances (NaN for faces without landmarks)."""
     lm = np.asarray(aligned, np.float64).reshape(-1, 68, 2)
     tpl = template(size)
@@ -144,7 +144,7 @@ def worst_faces(q: dict, n: int) -> np.ndarray:
 
 def load_faces_info(store_path) -> Optional[dict]:
     """The ``"faces"`` columns of the ingest report beside a face store (None if absent)."""
-    from .ingest import report_path
+    from .store import report_path
 
     rp = report_path(Path(store_path))
     if not rp.exists():
@@ -176,5 +176,5 @@ def quality_summary(q: dict, sources, top: int = 10) -> dict:
 
 
 def assess_store(fs) -> dict:
-    """:func:`face_quality` of an open :class:`ferdata.facestore.FaceStore` (with its ingest report)."""
+    """:func:`face_quality` of an open :class:`ferdata.faces.store.FaceStore` (with its ingest report)."""
     return face_quality(fs.landmarks, fs.size, load_faces_info(fs.path))

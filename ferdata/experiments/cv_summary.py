@@ -1,4 +1,4 @@
-"""Aggregating the folds of a ``ferdata cv`` run (see :mod:`ferdata.train.cv`).
+"""Aggregating the folds of a ``ferdata cv`` run (see :mod:`ferdata.experiments.cv`).
 
 :func:`summarize` reads every finished ``fold-NN/eval.json`` and returns the
 ``cv.json`` dict: per-fold test accuracy and macro precision / recall / F1 (plus
@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ..config import config_hash
 from ..errors import FerdataError
-from ..shards.tempfiles import atomic_write
-from ..shards.tempfiles import write_json_atomic as _write_json
+from ..atomic import atomic_save, atomic_write
+from ..train.plots import noise_accuracies
+from ..atomic import write_json_atomic as _write_json
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ __all__ = ["CV_VERSION", "METRICS", "write_text_atomic", "write_json_atomic", "f
 # ---------------------------------------------------------------- small IO helpers
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (:func:`ferdata.shards.tempfiles.atomic_write`)."""
+    """Write ``text`` to ``path`` atomically (:func:`ferdata.atomic.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(text), "w")
@@ -122,16 +122,6 @@ def mean_std(values: Sequence[float]):
     return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
 
 
-def noise_accuracies(ev: dict, key: str) -> Optional[Dict[str, float]]:
-    """``{sigma: test accuracy}`` of an eval.json's ``"noise"`` sweep (the model trained clean,
-    tested with noise) or ``"noise_train"`` study (fine-tuned with noise σ, then tested: FERAtt §4.4)."""
-    d = ev.get(key)
-    if not isinstance(d, dict) or not d:
-        return None
-    vals = {s: (v.get("test_accuracy") if isinstance(v, dict) else v) for s, v in d.items()}
-    return {s: float(v) for s, v in vals.items() if v is not None} or None
-
-
 def _noise_summary(evs: List[dict], key: str) -> Optional[dict]:
     """Mean and sample sd over folds of :func:`noise_accuracies` (same σ in every fold)."""
     per = [noise_accuracies(e, key) for e in evs]
@@ -209,7 +199,7 @@ def table_row(summary: dict) -> str:
 
 def write_outputs(out, summary: dict) -> None:
     """``cv.json``, ``cv.md``, ``cv_confusion.json`` + ``confusion.png`` (and ``noise.png``)."""
-    from .metrics import plot_confusion
+    from ..train.metrics import plot_confusion
 
     out = Path(out)
     write_json_atomic(out / "cv.json", summary)
@@ -221,16 +211,12 @@ def write_outputs(out, summary: dict) -> None:
     if cm is not None:
         write_json_atomic(out / "cv_confusion.json", {"classes": summary["classes"], "matrix": cm,
                                                       "folds": summary["folds_done"]})
-        tmp = out / f"confusion.tmp-{os.getpid()}.png"      # the extension tells matplotlib the format
-        try:
-            plot_confusion(np.asarray(cm), summary["classes"], tmp,
-                           title=f"{summary['name']}: {len(summary['folds'])} folds summed")
-            os.replace(tmp, out / "confusion.png")
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_save(out / "confusion.png",   # the temp keeps the extension: it tells matplotlib the format
+                    lambda tmp: plot_confusion(np.asarray(cm), summary["classes"], tmp,
+                                               title=f"{summary['name']}: {len(summary['folds'])} folds summed"))
     curves, errors = noise_curves(summary)
     if curves:
-        from .plots import noise_plot
+        from ..train.plots import noise_plot
 
         noise_plot(curves, out / "noise.png", errors=errors, title=f"{summary['name']}: test accuracy under noise")
 

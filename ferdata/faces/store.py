@@ -1,6 +1,6 @@
 """The face store ``faces.h5``: aligned faces, masks, landmarks, labels, subjects.
 
-Layout (schema version 1, DESIGN.md §4)::
+Layout (schema version 1, docs/datasets.md)::
 
     image      (N,S,S,3) uint8   aligned RGB faces
     mask       (N,S,S)   uint8   convex-hull mask, 0/255
@@ -20,22 +20,27 @@ killed runs on this host are removed when the next writer for the same path star
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ._version import __version__
-from .errors import FerdataError
-from .labels import CLASSES, present_classes
-from .tempfiles import GuardedFile, fsync_dir, remove_dead_temps_of, tmp_path
+from .._version import __version__
+from ..errors import FerdataError
+from ..labels import CLASSES, present_classes
+from ..atomic import GuardedFile, publish, remove_dead_temps_of, tmp_path
 
 SCHEMA_VERSION = 1
 MAX_SIZE = 4096
 _STR = h5py.string_dtype("utf-8")
 REQUIRED = ("image", "mask", "landmarks", "label", "subject", "source", "split")
 REQUIRED_ATTRS = ("schema_version", "size", "dataset", "classes")
+
+
+def report_path(out) -> Path:
+    """The ingest report beside a face store: ``<stem>_ingest_report.json``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_ingest_report.json")
 
 
 class FaceStoreWriter:
@@ -142,11 +147,10 @@ class FaceStoreWriter:
             self._check()
             self._fh.close()
             self._check()
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path)
         except BaseException:
             self.abort()
             raise
-        fsync_dir(self.path.parent)
 
     def abort(self):
         """Close quietly and remove the temp (nothing appears at ``path``)."""

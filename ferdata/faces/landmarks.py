@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NoFaceError
+from ..errors import NoFaceError
 
 _lock = threading.Lock()
 _models: dict = {}

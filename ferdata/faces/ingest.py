@@ -22,15 +22,15 @@ import numpy as np
 
 from . import landmarks as lmk
 from .align import align_face
-from .config import IngestConfig, to_dict
-from .datasets.base import FaceRecord
-from .errors import FerdataError, NoFaceError
-from .facestore import FaceStoreWriter
-from .labels import CLASSES
+from ..config import IngestConfig, to_dict
+from ..datasets.base import FaceRecord
+from ..errors import FerdataError, NoFaceError
+from .store import FaceStoreWriter, report_path  # noqa: F401  (report_path: ingest's public name too)
+from ..labels import CLASSES
 from .masks import convex_hull_mask
-from .parallel import imap_ordered
+from ..parallel import imap_ordered
 from .quality import pre_alignment
-from .tempfiles import atomic_write_text
+from ..atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 DEFAULT_SIZE = 256
@@ -114,11 +114,6 @@ def _work(args):
         return rec, None, str(exc)
 
 
-def report_path(out) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + "_ingest_report.json")
-
-
 def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig | None = None,
            workers: int = 1, root: str = "", skipped: Optional[list] = None,
            on_progress: Optional[Callable[[int, int], None]] = None) -> dict:
@@ -169,7 +164,7 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
 
     failures = []
     counts = Counter()
-    faces_info = {"detector": [], "iod_px": [], "eye_angle_deg": []}  # per stored face (ferdata.quality)
+    faces_info = {"detector": [], "iod_px": [], "eye_angle_deg": []}  # per stored face (ferdata.faces.quality)
     has_votes = first.votes is not None
     config = dict(to_dict(cfg), size=size)
     with FaceStoreWriter(out, size, dataset, config, with_votes=has_votes) as w:

@@ -1,0 +1,1 @@
+"""Experiments over many runs: every fold (cv), their summaries, compare, statistics (``docs/training.md``)."""

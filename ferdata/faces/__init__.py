@@ -1,0 +1,1 @@
+"""Ingest stage: landmarks, alignment, masks, alignment quality, ingest, the face store (``docs/datasets.md``)."""

@@ -1,0 +1,103 @@
+"""Add LBP codes to one HDF5 file's copy: the core that face stores and shards share.
+
+:func:`lbp_copy` writes ``<name>.tmp-<host>-<pid>`` with dataset ``lbp/...`` added and
+fsyncs it; the caller publishes it (:func:`ferdata.atomic.publish`) under its lock:
+:func:`ferdata.features.lbp_io.add_lbp_to_h5` for one file,
+:mod:`ferdata.features.lbp_shards` for a render folder (manifest kept right).
+Codes are computed on ``cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)`` (``docs/lbp.md``).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..atomic import tmp_path
+from ..errors import FerdataError
+from .lbp import code_dtype, dataset_name, lbp
+
+__all__ = ["GRAY", "lbp_copy", "to_gray"]
+
+GRAY = "cv2.COLOR_RGB2GRAY (0.299 R + 0.587 G + 0.114 B)"
+
+
+def to_gray(images: np.ndarray) -> np.ndarray:
+    """(n,H,W,3) RGB, (n,H,W,4) RGBA, (n,H,W,1) or (n,H,W) -> (n,H,W) gray, same dtype."""
+    import cv2
+
+    if images.ndim == 3:
+        return images
+    n, H, W, C = images.shape
+    if C == 1:
+        return images[..., 0]
+    code = {3: cv2.COLOR_RGB2GRAY, 4: cv2.COLOR_RGBA2GRAY}.get(C)
+    if code is None:
+        raise FerdataError(f"cannot make a gray image from {C} channels")
+    if n == 0:
+        return np.zeros((0, H, W), images.dtype)
+    flat = np.ascontiguousarray(images).reshape(n * H, W, C)  # one cv2 call for the block
+    return cv2.cvtColor(flat, code).reshape(n, H, W)
+
+
+def _lbp_attrs(variant, P, R):
+    return {"variant": variant, "P": P, "R": R, "gray": GRAY, "ferdata_version": __version__}
+
+
+def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progress=None) -> Path:
+    """Copy ``path`` to its temp name with dataset ``lbp/...`` added; fsynced; returns the temp.
+
+    Images are read from ``path`` (so a bad JPEG is reported with its file and sample
+    index); HDF5 writes through a :class:`~ferdata.atomic.GuardedFile` (a full disk is
+    a clean error, not a crash at exit). On any error the temp is removed.
+    """
+    import h5py
+
+    from ..atomic import GuardedFile
+
+    path = Path(path)
+    name = dataset_name(variant, P, R)
+    tmp = tmp_path(path)
+    guard = None
+    try:
+        shutil.copyfile(path, tmp)
+        guard = GuardedFile(tmp, "r+b")
+        try:
+            with h5py.File(path, "r") as src, h5py.File(guard, "a") as dst:
+                _add_codes(src, dst, name, variant, P, R, block, progress, guard)
+            guard.sync()
+        finally:
+            guard.close()
+        if guard.error is not None:
+            raise guard.error
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        err = guard.error if guard is not None else None
+        if err is not None:  # a failed write (HDF5 may trip over it later): report the write
+            raise FerdataError(f"{path}: cannot add {name} ({err.strerror or err}); file unchanged") from exc
+        if isinstance(exc, FerdataError) or not isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)):
+            raise
+        raise FerdataError(f"{path}: cannot add {name} ({exc}); file unchanged") from exc
+    return tmp
+
+
+def _add_codes(src, dst, name, variant, P, R, block, progress, guard) -> None:
+    from ..shards.reader import read_images
+
+    n = len(src["image_offsets"]) - 1 if "image_offsets" in src else len(src["image"])
+    first = read_images(src, 0, min(n, 1))
+    if first.ndim != 4:
+        raise FerdataError(f"{src.filename}: images must be (N,H,W,C); got shape {first.shape}")
+    H, W = first.shape[1:3]
+    chunks = (1, H, W) if src["image"].chunks is not None and n else None
+    ds = dst.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
+    for k, v in _lbp_attrs(variant, P, R).items():
+        ds.attrs[k] = v
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        ds[a:b] = lbp(to_gray(read_images(src, a, b)), variant, P, R)
+        if guard.error is not None:
+            raise guard.error
+        if progress is not None:
+            progress(b - a)
