@@ -66,3 +66,42 @@ def parse_key_values(pairs, option: str) -> dict:
         except ValueError:
             out[k] = v
     return out
+
+
+def render_option(key: str, help: str, *flags, **kw):
+    """A ``RenderConfig`` key as an option: type, bounds, choices and default read from the
+    config's declarations (``RANGES``, ``CHOICES``, the field default), never restated here."""
+    import dataclasses
+
+    from ferdata.config import RenderConfig
+
+    f = RenderConfig.__dataclass_fields__[key]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    typ = kw.pop("type", None)
+    if typ is None:
+        if key in RenderConfig.CHOICES:
+            typ = click.Choice([c for c in RenderConfig.CHOICES[key] if c is not None])
+        elif key in RenderConfig.RANGES:
+            lo, hi = RenderConfig.RANGES[key]
+            typ = (click.IntRange if isinstance(default, int) and not isinstance(default, bool)
+                   else click.FloatRange)(lo, hi)
+    shown = kw.pop("shown_default", default)
+    return click.option(*(flags or (f"--{key.replace('_', '-')}",)), key, type=typ, default=None,
+                        help=f"{help} [{shown}]", **kw)
+
+
+def train_option(key: str, *flags, **kw):
+    """A ``TrainConfig`` key as an option (default None: the recipe's value stays unless given);
+    type, bounds, choices and help come from the key's declaration (``ferdata.train.config``)."""
+    from ferdata.train.config import TrainConfig
+
+    meta = TrainConfig.declared(key)
+    typ = kw.pop("type", None)
+    if typ is None and meta["choices"]:
+        typ = click.Choice(list(meta["choices"]))
+    elif typ is None and (meta["lo"] is not None or meta["hi"] is not None):
+        f = TrainConfig.__dataclass_fields__[key]
+        rng = click.IntRange if "int" in str(f.type) else click.FloatRange
+        typ = rng(meta["lo"], meta["hi"], min_open=meta["lo_open"], max_open=meta["hi_open"])
+    return click.option(*(flags or (f"--{key.replace('_', '-')}",)), key, type=typ, default=None,
+                        help=TrainConfig.help_text(key), **kw)

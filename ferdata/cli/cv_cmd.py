@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import progress
+from ._common import progress, train_option
 from .train_cmd import load_train_config
 
 
@@ -47,10 +47,10 @@ def _echo_fold(n):
 @click.option("--folds", "folds", default=None, metavar="A:B",
               help="Only these folds now: A:B (half-open), N, or N,M,… [all]. The summary covers every finished fold.")
 @click.option("--name", default=None, help="Row label in cv.md and compare [the folder name].")
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default=None)
-@click.option("--epochs", type=int, default=None)
-@click.option("--workers", "num_workers", type=int, default=None, help="DataLoader workers.")
+@train_option("device")
+@train_option("amp")
+@train_option("epochs")
+@train_option("num_workers", "--workers")
 def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers):
     """Train and test every fold of the recipe's protocol; write cv.json and the Table 1 row.
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import click
 
@@ -52,49 +51,43 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
         return _warmup()
     if not path:
         raise click.BadParameter("missing (or use --warmup)", param_hint="PATH")
-
-    from ferdata.features import add_lbp_to_h5, dataset_name, lbp_image_folder
+    from ferdata.features.lbp import dataset_name
+    from ferdata.features.lbp_run import add_lbp, target_kind
 
     try:
         name = dataset_name(variant, P, R)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="-P/-R") from exc
+    kind = target_kind(path)
+    if kind is None:
+        raise click.BadParameter("expected a shard folder, a face store (.h5) or an image folder", param_hint="PATH")
+    if (kind == "images") != bool(out):
+        raise click.BadParameter("required for an image-folder input" if kind == "images"
+                                 else "only for an image-folder input", param_hint="--out")
     numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
-    path = Path(path)
-    if path.is_dir() and (path / "manifest.json").exists():
-        if out:
-            raise click.BadParameter("only for an image-folder input", param_hint="--out")
-        _shards(path, variant, P, R, workers, name)
-    elif path.is_dir():
-        if not out:
-            raise click.BadParameter("required for an image-folder input", param_hint="--out")
-        bar = progress(desc=f"lbp {name}", unit="img")
-        try:
-            res = lbp_image_folder(path, out, variant, P, R, workers=workers, progress=bar.update)
-        finally:
-            bar.close()
-        click.echo(f"{out}: wrote {res['written']} code images, skipped {res['skipped']} present")
-    elif path.suffix.lower() in (".h5", ".hdf5"):
-        if out:
-            raise click.BadParameter("only for an image-folder input", param_hint="--out")
-        if _listed_shard(path):  # one shard of a render folder: keep its manifest entry right
-            return _shards(path.parent, variant, P, R, workers, name, only=[path.name])
-        import h5py
+    bars = []
 
-        try:
-            with h5py.File(path, "r") as f:
-                n = len(f["image"]) if "image" in f and "image_offsets" not in f else None
-        except (OSError, RuntimeError) as exc:
-            raise FerdataError(f"{path}: cannot read as HDF5 ({exc})") from exc
-        bar = progress(total=n, desc=f"lbp {name}", unit="img")
-        try:
-            added = add_lbp_to_h5(path, variant, P, R, progress=bar.update)
-        finally:
+    def start(total, unit):
+        bars.append(progress(total=total, desc=f"lbp {name}", unit=unit))
+        return bars[-1].update
+
+    try:
+        res = add_lbp(path, variant, P, R, out=out, workers=workers, start=start)
+    except FerdataError as exc:
+        done = getattr(exc, "result", None)
+        if done:
+            added = sum(done.values())
+            click.echo(f"{path}: {name} added to {added} shards, {len(done) - added} already had it", err=True)
+        raise
+    finally:
+        for bar in bars:
             bar.close()
-        click.echo(f"{path}: {name} {'added' if added else 'already present, skipped'}")
+    if res["kind"] == "shards":
+        click.echo(f"{path}: {name} added to {res['added']} shards, {res['present']} already had it")
+    elif res["kind"] == "images":
+        click.echo(f"{out}: wrote {res['written']} code images, skipped {res['skipped']} present")
     else:
-        raise click.BadParameter("expected a shard folder, a face store (.h5) or an image folder",
-                                 param_hint="PATH")
+        click.echo(f"{path}: {name} {'added' if res['added'] else 'already present, skipped'}")
 
 
 def _warmup() -> None:
@@ -102,35 +95,6 @@ def _warmup() -> None:
 
     total = warmup(lambda what, sec: click.echo(f"{sec:7.2f} s  {what}"))
     click.echo(f"LBP kernels ready in {total:.1f} s (cached on disk for later processes)")
-
-
-def _listed_shard(path: Path) -> bool:
-    from ferdata.shards.manifest import load_manifest
-
-    if not (path.parent / "manifest.json").exists():
-        return False
-    return path.name in load_manifest(path.parent)["shards"]
-
-
-def _shards(folder: Path, variant, P, R, workers, name, only=None) -> None:
-    from ferdata.features import add_lbp_to_shards
-    from ferdata.shards.manifest import load_manifest
-
-    n = len(only) if only else len(load_manifest(folder)["shards"])
-    bar = progress(total=n, desc=f"lbp {name}", unit="shard")
-    try:
-        res = add_lbp_to_shards(folder, variant, P, R, workers=workers, progress=bar.update, only=only)
-    except FerdataError as exc:
-        bar.close()
-        res = getattr(exc, "result", None)
-        if res:
-            added = sum(res.values())
-            click.echo(f"{folder}: {name} added to {added} shards, {len(res) - added} already had it", err=True)
-        raise
-    finally:
-        bar.close()
-    added = sum(res.values())
-    click.echo(f"{folder}: {name} added to {added} shards, {len(res) - added} already had it")
 
 
 def register(main) -> None:

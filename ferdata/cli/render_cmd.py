@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ferdata.errors import FerdataError
 
-from ._common import parse_key_values, progress
+from ._common import parse_key_values, progress, render_option
+
+if TYPE_CHECKING:
+    from ferdata.config import RenderConfig
+
 
 def render_config(config_file, given: dict, sets) -> "RenderConfig":
     """The RenderConfig of the command line: TOML file < options < ``--set``, typed and
@@ -27,10 +32,6 @@ def render_config(config_file, given: dict, sets) -> "RenderConfig":
         raise click.BadParameter(str(exc).removeprefix("--set: "), param_hint="--set") from None
 
 
-def _opt(name, default, help, **kw):
-    return click.option(f"--{name.replace('_', '-')}", name, default=default, show_default=True, help=help, **kw)
-
-
 @click.command("render")
 @click.argument("faces", required=False, type=click.Path(dir_okay=False))
 @click.option("--backgrounds", type=click.Path(), default=None,
@@ -40,15 +41,15 @@ def _opt(name, default, help, **kw):
 @click.option("-o", "--out", "out", default="ferdata-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TOML file with RenderConfig keys (options given here override it).")
-@_opt("per_face", None, "Renders per face [9231].", type=click.IntRange(min=1))
-@_opt("size", None, "Output side in px, 16..4096 [128].", type=click.IntRange(16, 4096))
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Master seed [0].")
-@click.option("--luminance", type=click.Choice(["ratio", "reinhard", "none"]), default=None, help="[ratio]")
-@click.option("--blend", type=click.Choice(["alpha", "poisson", "hard"]), default=None, help="[alpha]")
-@click.option("--perspective", type=click.FloatRange(0, 1), default=None, help="Corner jitter fraction [0].")
-@click.option("--gray", is_flag=True, default=None, help="Gray output.")
-@click.option("--encoding", type=click.Choice(["raw", "jpeg"]), default=None, help="[jpeg at >=96 px, else raw]")
-@click.option("--shard-size", type=click.IntRange(min=1), default=None, help="Samples per shard [8192].")
+@render_option("per_face", "Renders per face.")
+@render_option("size", "Output side in px.")
+@render_option("seed", "Master seed.")
+@render_option("luminance", "Luminance matching.")
+@render_option("blend", "Compositing.")
+@render_option("perspective", "Corner jitter fraction.")
+@render_option("gray", "Gray output.", is_flag=True, shown_default="off")
+@render_option("encoding", "Image encoding in the shards.", shown_default="jpeg at >= 96 px, else raw")
+@render_option("shard_size", "Samples per shard.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any RenderConfig field.")
 @click.option("--shards", "shard_range", default=None, help="Only these shards, e.g. 0:40 (array jobs).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 
-from ._common import parse_key_values, progress
+from ._common import parse_key_values, progress, train_option
 
 
 def load_train_config(recipe, sets, **overrides):
@@ -19,10 +19,10 @@ def load_train_config(recipe, sets, **overrides):
 @click.option("--recipe", type=click.Path(dir_okay=False), default=None, help="TOML recipe (recipes/*.toml).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any TrainConfig key.")
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False), default=None, help="Run folder [runs/<name>].")
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default=None)
-@click.option("--epochs", type=int, default=None)
-@click.option("--workers", "num_workers", type=int, default=None, help="DataLoader workers.")
+@train_option("device")
+@train_option("amp")
+@train_option("epochs")
+@train_option("num_workers", "--workers")
 @click.option("--resume", is_flag=True, help="Continue from <out>/last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in <out> (default: refuse).")
 def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, overwrite):

@@ -9,5 +9,6 @@ See ``docs/torch.md``.
 """
 from . import transforms
 from .datasets import FaceStoreDataset, ShardDataset, ShardIterableDataset
+from .specs import Decode, Select
 
-__all__ = ["ShardDataset", "ShardIterableDataset", "FaceStoreDataset", "transforms"]
+__all__ = ["ShardDataset", "ShardIterableDataset", "FaceStoreDataset", "Select", "Decode", "transforms"]

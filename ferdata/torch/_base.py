@@ -184,12 +184,15 @@ class _Base:
 
 
 class _ShardBase(_Base):
-    def _init_shards(self, path, fields, transform, resize, gray, label_map, subjects, face_indices, split,
-                     faces, verify, allow_partial, locking, reduced_decode):
-        source = ShardSource(path, verify=verify, allow_partial=allow_partial, locking=locking)
+    def _init_shards(self, path, select, decode):
+        """Open the shards of ``path`` per a :class:`~ferdata.torch.specs.Select` and a
+        :class:`~ferdata.torch.specs.Decode`."""
+        s, d = select, decode
+        self.select_spec, self.decode_spec = s, d
+        source = ShardSource(path, verify=s.verify, allow_partial=s.allow_partial, locking=s.locking)
         self.path = Path(path)
-        self._setup(source, fields, transform, resize, gray, label_map, reduced_decode)
-        self._sel = self._select(subjects, face_indices, split, faces)
+        self._setup(source, d.fields, d.transform, d.resize, d.gray, d.label_map, d.reduced_decode)
+        self._sel = self._select(s.subjects, s.face_indices, s.split, s.faces)
         self._shard_counts = (np.diff(np.searchsorted(self._sel, source.start)) if self._sel is not None
                               else source.counts.copy())
         source.close()  # validated; each process (DataLoader worker) opens what it reads, lazily

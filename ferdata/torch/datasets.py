@@ -22,6 +22,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import FerdataError
+from .specs import Decode, Select, specs_from
 from ._base import _Base, _face_keep, _names, _ShardBase, _split_names, _to_tensors  # noqa: F401  (_to_tensors: re-exported)
 from ._io import FaceStoreSource
 from .iterable import ShardIterableDataset
@@ -91,12 +92,12 @@ class ShardDataset(_ShardBase, Dataset):
     (torch.Size([3, 32, 32]), torch.int64)
     """
 
-    def __init__(self, path, fields: Iterable[str] = ("image", "label"), transform: Optional[Callable] = None,
-                 resize=None, gray: bool = False, label_map="canonical", subjects=None, face_indices=None,
-                 split=None, faces=None, verify: bool = False, allow_partial: bool = False, locking=None,
-                 reduced_decode: bool = True):
-        self._init_shards(path, fields, transform, resize, gray, label_map, subjects, face_indices, split, faces,
-                          verify, allow_partial, locking, reduced_decode)
+    def __init__(self, path, fields: Optional[Iterable[str]] = None, *, select: Optional[Select] = None,
+                 decode: Optional[Decode] = None, **kw):
+        """``select`` / ``decode`` specs (:mod:`ferdata.torch.specs`), or their keys as keywords
+        (``transform``, ``resize``, ``gray``, ``label_map``, ``subjects``, ``face_indices``,
+        ``split``, ``faces``, ``verify``, ``allow_partial``, ``locking``, ``reduced_decode``)."""
+        self._init_shards(path, *specs_from("ShardDataset", select, decode, fields, kw))
 
     def __len__(self) -> int:
         return self._n_selected()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..errors import FerdataError
 from . import _order
 from ._base import _ShardBase, _split, _to_tensors
+from .specs import Decode, Select, specs_from
 
 _STATE_FORMAT = "ferdata.ShardIterableDataset/1"
 _DECODE_BATCH = 128  # per-sample mode decodes this many samples at a time
@@ -125,12 +126,12 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
     ...     for batch in loader: ...
     """
 
-    def __init__(self, path, fields: Iterable[str] = ("image", "label"), shuffle: bool = True, seed: int = 0,
-                 block: int = 64, buffer: int = 2048, batch_size: Optional[int] = None, drop_last: bool = False,
-                 rank: Optional[int] = None, world_size: Optional[int] = None,
-                 transform: Optional[Callable] = None, resize=None, gray: bool = False, label_map="canonical",
-                 subjects=None, face_indices=None, split=None, faces=None, verify: bool = False,
-                 allow_partial: bool = False, locking=None, reduced_decode: bool = True):
+    def __init__(self, path, fields: Optional[Iterable[str]] = None, *, select: Optional[Select] = None,
+                 decode: Optional[Decode] = None, shuffle: bool = True, seed: int = 0, block: int = 64,
+                 buffer: int = 2048, batch_size: Optional[int] = None, drop_last: bool = False,
+                 rank: Optional[int] = None, world_size: Optional[int] = None, **kw):
+        """``select`` / ``decode`` specs (:mod:`ferdata.torch.specs`) or their keys as keywords,
+        as for :class:`~ferdata.torch.ShardDataset`; the rest sets the epoch order."""
         if int(block) < 1:
             raise FerdataError(f"block must be >= 1, got {block}")
         if int(buffer) < 0:
@@ -139,8 +140,7 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
             raise FerdataError(f"batch_size must be >= 1 or None, got {batch_size}")
         if int(seed) < 0:
             raise FerdataError(f"seed must be >= 0, got {seed}")
-        self._init_shards(path, fields, transform, resize, gray, label_map, subjects, face_indices, split, faces,
-                          verify, allow_partial, locking, reduced_decode)
+        self._init_shards(path, *specs_from("ShardIterableDataset", select, decode, fields, kw))
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.block = int(block)

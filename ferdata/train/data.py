@@ -186,7 +186,7 @@ def _render_transform(cfg, inputs, spec, data, faces):
 
 def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int):
     """(dataset, map_style) of the training side."""
-    from ..torch import FaceStoreDataset, ShardDataset, ShardIterableDataset
+    from ..torch import Decode, FaceStoreDataset, Select, ShardDataset, ShardIterableDataset
 
     kw = dict(resize=tuple(spec["resize"]), gray=spec["gray"])
     faces_idx = split.train.faces
@@ -195,9 +195,9 @@ def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int
         fields = _train_fields(cfg, inputs, spec, "renders")
         tf = _render_transform(cfg, inputs, spec, data, split.faces)
         if cfg.train_on == "renders" and cfg.class_balance != "sample":
-            return ShardIterableDataset(data, fields=fields, shuffle=True, seed=cfg.seed, face_indices=faces_idx,
-                                        batch_size=cfg.batch_size, rank=rank, world_size=world, transform=tf,
-                                        **kw), False
+            return ShardIterableDataset(data, select=Select(face_indices=faces_idx),
+                                        decode=Decode(fields=fields, transform=tf, **kw), shuffle=True,
+                                        seed=cfg.seed, batch_size=cfg.batch_size, rank=rank, world_size=world), False
         parts.append(ShardDataset(data, fields=fields, face_indices=faces_idx, transform=tf, **kw))
     if cfg.train_on in ("faces", "both"):
         fields = _train_fields(cfg, inputs, spec, "faces")

@@ -1,0 +1,84 @@
+"""``ferdata lbp PATH``: one call that adds LBP codes to whatever PATH is.
+
+A render folder (``manifest.json``), one of its shards, a face store or any HDF5 file
+with ``image``, or a folder of images (PNG code images written under ``out``). The
+command line only sets threads and draws the progress (``docs/lbp.md``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import FerdataError
+from ..shards.manifest import load_manifest
+from .lbp import dataset_name
+from .lbp_io import add_lbp_to_h5, lbp_image_folder
+from .lbp_shards import add_lbp_to_shards
+
+Start = Callable[[Optional[int], str], Callable[[int], None]]
+
+
+def target_kind(path) -> Optional[str]:
+    """``"shards"`` (a render folder), ``"images"`` (any other folder), ``"h5"`` or None."""
+    path = Path(path)
+    if path.is_dir():
+        return "shards" if (path / "manifest.json").exists() else "images"
+    return "h5" if path.suffix.lower() in (".h5", ".hdf5") else None
+
+
+def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=None, workers: int = 1,
+            start: Optional[Start] = None) -> dict:
+    """Add codes ``lbp/<variant>_P<P>_R<R>`` to ``path`` (or write PNGs to ``out`` for an image folder).
+
+    ``start(total, unit)`` is called once the kind of ``path`` is known and returns the
+    progress callback (items done). Returns ``{"kind": "shards"|"h5"|"images", "name":
+    dataset name, ...counts}``. A failure after some shards were done raises with
+    ``exc.result`` holding the per-shard outcome so far.
+    """
+    name = dataset_name(variant, P, R)  # ValueError for bad P/R
+    path = Path(path)
+    start = start or (lambda total, unit: None)
+    kind = target_kind(path)
+    if kind == "shards":
+        _no_out(out, path)
+        return _shards(path, variant, P, R, workers, name, None, start)
+    if kind == "images":
+        if not out:
+            raise FerdataError(f"{path}: an image folder needs an output folder for the code images (out)")
+        res = lbp_image_folder(path, out, variant, P, R, workers=workers, progress=start(None, "img"))
+        return {"kind": "images", "name": name, **res}
+    if kind == "h5":
+        _no_out(out, path)
+        if _listed_shard(path):  # one shard of a render folder: keep its manifest entry right
+            return _shards(path.parent, variant, P, R, workers, name, [path.name], start)
+        added = add_lbp_to_h5(path, variant, P, R, progress=start(_h5_images(path), "img"))
+        return {"kind": "h5", "name": name, "added": added}
+    raise FerdataError(f"{path}: expected a shard folder, a face store (.h5) or an image folder")
+
+
+def _no_out(out, path: Path) -> None:
+    if out:
+        raise FerdataError(f"{path}: an output folder (out) is only for an image-folder input")
+
+
+def _h5_images(path: Path) -> Optional[int]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return len(f["image"]) if "image" in f and "image_offsets" not in f else None
+    except (OSError, RuntimeError) as exc:
+        raise FerdataError(f"{path}: cannot read as HDF5 ({exc})") from exc
+
+
+def _listed_shard(path: Path) -> bool:
+    if not (path.parent / "manifest.json").exists():
+        return False
+    return path.name in load_manifest(path.parent)["shards"]
+
+
+def _shards(folder: Path, variant, P, R, workers, name, only, start) -> dict:
+    n = len(only) if only else len(load_manifest(folder)["shards"])
+    res = add_lbp_to_shards(folder, variant, P, R, workers=workers, progress=start(n, "shard"), only=only)
+    added = sum(res.values())
+    return {"kind": "shards", "name": name, "added": added, "present": len(res) - added}
