@@ -99,26 +99,15 @@ class TrainConfig(TypedConfig):
 
     _what = "train config"
 
-    # ---------------------------------------------------------------- outputs
+    # Declaration order is the order of config.json (unchanged); each key names its group.
     name: str = setting("run", "outputs", "run name (default run folder runs/<name>, table row)")
-    overwrite: bool = setting(False, "outputs", "fit into a folder that already holds a run: replace it")
-    # ---------------------------------------------------------------- model
     model: str = setting("preactresnet18", "model", _MODELS_HELP)
     model_kwargs: dict = setting({}, "model", "keyword arguments of the model's constructor")
-    lbp: str = setting("circle_P8_R1", "model", "LBP variant for models with an lbp input (shard or on the fly)")
-    # ---------------------------------------------------------------- data
     data: Optional[str] = setting(None, "data", "shard folder; none: render the built-in sample")
     faces: Optional[str] = setting(None, "data", "face store the renders were made from (faces, subjects, splits)")
     val_data: Optional[str] = setting(None, "data", "holdout: shard folder of validation renders")
     test_data: Optional[str] = setting(None, "data", "holdout: test renders; kfold/official: renders for eval_on=renders")
-    train_on: TrainOn = setting(TrainOn.RENDERS, "data", "what the training side is made of", choices=_TRAIN_ON)
-    backgrounds: Optional[str] = setting(None, "data", "live: COCO root / image folder (default: the sample's)")
-    live_render: dict = setting({}, "data", "live: RenderConfig keys (size default sample_size)")
-    live_epoch_size: Optional[int] = setting(None, "data", "live: renders per epoch (default 64 per training face)",
-                                             lo=1)
-    sample_per_face: int = setting(300, "data", "renders per face when data is none (built-in sample)", lo=1)
-    sample_size: int = setting(64, "data", "render size when data is none (built-in sample)", lo=16, hi=4096)
-    # ---------------------------------------------------------------- protocol
+    lbp: str = setting("circle_P8_R1", "model", "LBP variant for models with an lbp input (shard or on the fly)")
     protocol: str = setting("kfold", "protocol", "kfold (subject-independent) | official (dataset splits) | holdout",
                             choices=("kfold", "official", "holdout"))
     folds: Optional[int] = setting(None, "protocol", "k for kfold (default 5 unless subjects_per_fold)", lo=2)
@@ -128,15 +117,21 @@ class TrainConfig(TypedConfig):
                                           lo=1)
     val_fraction: float = setting(0.1, "protocol", "kfold: else this fraction of the training subjects (>= 1)",
                                   lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    train_on: TrainOn = setting(TrainOn.RENDERS, "data", "what the training side is made of", choices=_TRAIN_ON)
+    backgrounds: Optional[str] = setting(None, "data", "live: COCO root / image folder (default: the sample's)")
+    live_render: dict = setting({}, "data", "live: RenderConfig keys (size default sample_size)")
+    live_epoch_size: Optional[int] = setting(None, "data", "live: renders per epoch (default 64 per training face)",
+                                             lo=1)
     eval_on: str = setting("auto", "protocol", "faces | renders | auto (faces when a face store is given)",
                            choices=("auto", "faces", "renders"))
+    augment: str = setting("none", "augmentation", "online augmentation of real faces: none | seed001 | seed002 | seed004",
+                           choices=("none", "seed001", "seed002", "seed004"))
     select_metric: str = setting("val_macro_f1", "protocol", "model selection metric (a val_* key)")
     classes: Optional[list] = setting(None, "protocol", "keep only these classes (e.g. VA-CNN drops contempt)")
     neutral_subjects: Optional[int] = setting(None, "protocol", "neutral: first frame of N seeded subjects (CK+: 33)",
                                               lo=1)
     intensity: Optional[int] = setting(None, "protocol", "BU-3DFE: expressive faces of this intensity + one neutral",
                                        lo=1, hi=4)
-    # ---------------------------------------------------------------- optimisation
     epochs: int = setting(60, "optimisation", "training epochs", lo=1)
     batch_size: int = setting(200, "optimisation", "samples per step", lo=1)
     optimizer: str = setting("adam", "optimisation", "adam | sgd (nesterov)", choices=("adam", "sgd"))
@@ -162,14 +157,6 @@ class TrainConfig(TypedConfig):
                               choices=("clean", "masked"))
     label_smoothing: float = setting(0.0, "optimisation", "label smoothing of CE", lo=0.0, hi=1.0, hi_open=True)
     max_steps_per_epoch: Optional[int] = setting(None, "optimisation", "cap on steps per epoch", lo=1)
-    # ---------------------------------------------------------------- augmentation
-    augment: str = setting("none", "augmentation", "online augmentation of real faces: none | seed001 | seed002 | seed004",
-                           choices=("none", "seed001", "seed002", "seed004"))
-    noise: tuple = setting((), "augmentation", "noise sweep sigmas of the final test evaluation", items_lo=0.0)
-    noise_train: tuple = setting((), "augmentation", "FERAtt §4.4: fine-tune from best.pt with each sigma, then test",
-                                 items_lo=0.0)
-    noise_epochs: int = setting(5, "augmentation", "epochs of each noise fine-tuning", lo=1)
-    # ---------------------------------------------------------------- runtime
     seed: int = setting(0, "runtime", "seed of weights, order and augmentation", lo=0)
     device: str = setting("auto", "runtime", "auto | cpu | cuda | cuda:N")
     amp: str = setting("none", "runtime", "none | bf16 | fp16 (CUDA)", choices=("none", "bf16", "fp16"))
@@ -177,6 +164,13 @@ class TrainConfig(TypedConfig):
     compile: bool = setting(False, "runtime", "torch.compile the model")
     num_workers: int = setting(2, "runtime", "DataLoader workers", lo=0)
     eval_batch_size: int = setting(256, "runtime", "samples per evaluation batch", lo=1)
+    noise: tuple = setting((), "augmentation", "noise sweep sigmas of the final test evaluation", items_lo=0.0)
+    noise_train: tuple = setting((), "augmentation", "FERAtt §4.4: fine-tune from best.pt with each sigma, then test",
+                                 items_lo=0.0)
+    noise_epochs: int = setting(5, "augmentation", "epochs of each noise fine-tuning", lo=1)
+    overwrite: bool = setting(False, "outputs", "fit into a folder that already holds a run: replace it")
+    sample_per_face: int = setting(300, "data", "renders per face when data is none (built-in sample)", lo=1)
+    sample_size: int = setting(64, "data", "render size when data is none (built-in sample)", lo=16, hi=4096)
 
     def __post_init__(self):
         super().__post_init__()
