@@ -1,25 +1,96 @@
 """Run-folder files: checkpoints and JSON written tmp -> fsync -> rename; the run-folder guard."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
 import torch
 
 from ..errors import FerdataError
-from ..atomic import append_line, atomic_write
+from ..atomic import append_line, atomic_write, file_lock, publish
 
-__all__ = ["CKPT_VERSION", "save_checkpoint", "load_checkpoint", "write_json", "append_jsonl",
-           "prepare_run_folder", "RUN_FILES"]
+__all__ = ["CKPT_VERSION", "save_checkpoint", "save_epoch", "settle_best", "load_checkpoint", "write_json",
+           "append_jsonl", "prepare_run_folder", "run_lock", "RUN_FILES"]
 
 CKPT_VERSION = 1
-RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json", "confusion.json",
+RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "best.next.pt", "eval.json", "confusion.json",
              "confusion.png", "embeddings.npz")
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """``torch.save`` to a temporary file, fsync, rename over ``path``."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    """``torch.save`` to a temporary file, fsync, rename over ``path``.
+
+    Serialised in memory first: a write error (a full disk) is then an OSError naming the
+    file and its cause, not a RuntimeError from inside torch's writer.
+    """
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    try:
+        atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    except OSError as exc:
+        raise FerdataError(f"{path}: cannot write the checkpoint ({exc.strerror or exc}); "
+                           "the previous one is unchanged") from exc
+
+
+BEST_NEXT = "best.next.pt"
+
+
+def save_epoch(out: Path, state: dict, improved: bool) -> None:
+    """Checkpoint an epoch so that the set on disk is consistent whatever the kill point.
+
+    A new best goes to ``best.next.pt`` first, then ``last.pt`` (which names the best
+    epoch), then ``best.next.pt`` is renamed over ``best.pt``. Killed before ``last.pt``:
+    the old ``best.pt`` still matches the old ``last.pt``; killed after it:
+    :func:`settle_best` finishes the rename on resume.
+    """
+    out = Path(out)
+    if improved:
+        save_checkpoint(out / BEST_NEXT, state)
+    save_checkpoint(out / "last.pt", state)
+    if improved:
+        publish(out / BEST_NEXT, out / "best.pt")
+
+
+def settle_best(out: Path, best_epoch: int) -> None:
+    """Make ``best.pt`` the weights of ``best_epoch`` (what ``last.pt`` records) after a kill.
+
+    A ``best.next.pt`` of that epoch is put in place; one of a later, unfinished epoch
+    is removed. A ``best.pt`` of another epoch is an error naming both files.
+    """
+    out = Path(out)
+    nxt = out / BEST_NEXT
+    if nxt.exists():
+        try:
+            epoch = torch.load(nxt, map_location="cpu", weights_only=False).get("epoch")
+        except Exception:  # noqa: BLE001 - a torn temp of a killed run
+            epoch = None
+        if epoch == best_epoch:
+            publish(nxt, out / "best.pt")
+        else:
+            nxt.unlink()
+    if best_epoch < 0:
+        return
+    best = out / "best.pt"
+    held = load_checkpoint(best).get("epoch") if best.exists() else None
+    if held != best_epoch:
+        raise FerdataError(f"{best}: holds epoch {held}, but {out / 'last.pt'} selected epoch {best_epoch}; "
+                           "the checkpoint set is inconsistent (start again with --overwrite)")
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold ``<out>/run.lock`` while training into ``out``: a second run into the same folder
+    (another ``ferdata train``, a cv of the same fold) is one error, not two writers."""
+    from filelock import Timeout
+
+    try:
+        with file_lock(Path(out) / "run", timeout=0):
+            yield
+    except Timeout:
+        raise FerdataError(f"{out}: another run is writing this folder (lock {Path(out) / 'run.lock'}); "
+                           "wait for it to finish or choose another -o") from None
 
 
 def write_json(path, obj) -> None:

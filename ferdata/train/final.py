@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, write_json
+from .checkpoint import load_checkpoint, settle_best, write_json
 from .engine import predict, report, train_epoch
 from .metrics import plot_confusion
 
@@ -73,6 +73,7 @@ def noise_finetune(run, data, sigma: float, epochs: int) -> dict:
 def final_evaluation(run, data, out: Path, prog) -> dict:
     """Load ``best.pt``; evaluate val and test once; write and return eval.json."""
     best = Path(out) / "best.pt"
+    settle_best(out, prog.best_epoch)  # best.pt holds exactly the selected epoch (or none was selected)
     if best.exists():
         run.model.load_state_dict(load_checkpoint(best)["model"])
     val = report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)

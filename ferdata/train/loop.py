@@ -17,6 +17,7 @@ it, a folder that already holds a run is refused unless ``cfg.overwrite``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,8 +32,8 @@ from ..atomic import atomic_write_text
 from .config import TrainConfig
 from ..errors import FerdataError
 from . import data as tdata
-from .checkpoint import (CKPT_VERSION, append_jsonl, load_checkpoint, prepare_run_folder, save_checkpoint,
-                         write_json)
+from .checkpoint import (CKPT_VERSION, append_jsonl, load_checkpoint, prepare_run_folder, run_lock, save_epoch,
+                         settle_best, write_json)
 from .engine import predict, report, train_epoch, val_record
 from .losses import FERAttLoss
 
@@ -147,6 +148,7 @@ def resume_from(run: Run, out: Path) -> Progress:
     if run.scaler is not None and ck.get("scaler"):
         run.scaler.load_state_dict(ck["scaler"])
     set_rng_state(ck["rng"])
+    settle_best(out, ck["best_epoch"])
     _trim_metrics(out / "metrics.jsonl", ck["epoch"])
     return Progress(ck["epoch"] + 1, ck["best"], ck["best_epoch"], ck["bad_epochs"], bool(ck.get("stopped")),
                     ck["epoch"])
@@ -198,10 +200,7 @@ def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int
         prog.stopped = bool(cfg.early_stopping and prog.bad_epochs >= cfg.early_stopping)
         if rank == 0:
             append_jsonl(out / "metrics.jsonl", rec)
-            state = _state(run, prog, epoch)
-            save_checkpoint(out / "last.pt", state)
-            if improved:
-                save_checkpoint(out / "best.pt", state)
+            save_epoch(out, _state(run, prog, epoch), improved)
         if prog.stopped:
             log.info("early stopping at epoch %d (best %s %.4f at %d)", epoch, cfg.select_metric, prog.best,
                      prog.best_epoch)
@@ -224,15 +223,21 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
     check_model_name(cfg.model)
     out = Path(out)
     rank, world, local_rank = dist_info()
-    if rank == 0:
-        prepare_run_folder(out, resume, cfg.overwrite)
+    if resume and cfg.overwrite:
+        raise FerdataError("resume and overwrite exclude each other: --resume continues the run in the folder, "
+                           "--overwrite replaces it")
     device = resolve_device(cfg.device if world == 1 or cfg.device != "auto" else
                             (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
     threads_before = torch.get_num_threads()
-    try:
-        return _fit(cfg, out, resume, on_step, rank, world, device)
-    finally:
-        torch.set_num_threads(threads_before)  # the run's choice does not outlive it
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    with (run_lock(out) if rank == 0 else contextlib.nullcontext()):
+        if rank == 0:
+            prepare_run_folder(out, resume, cfg.overwrite)
+        try:
+            return _fit(cfg, out, resume, on_step, rank, world, device)
+        finally:
+            torch.set_num_threads(threads_before)  # the run's choice does not outlive it
 
 
 def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: int, device) -> dict:
