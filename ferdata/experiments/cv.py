@@ -102,6 +102,23 @@ def _check_run_record(out: Path, ident: dict, n: int, meta: dict) -> dict:
     return rec
 
 
+def check_fold_configs(out: Path, ident: dict, n: int) -> None:
+    """Each fold folder's own ``config.json`` is the truth: a fold trained with another
+    configuration is refused, naming the keys (whatever ``cv_run.json`` says or lacks)."""
+    for i in range(n):
+        path = fold_dir(out, i) / "config.json"
+        if not path.exists():
+            continue
+        got = _read_json(path)
+        if got is None:
+            raise FerdataError(f"{path}: unreadable; the fold cannot be matched to this configuration "
+                               "(delete the fold folder to train it again)")
+        diff = sorted(k for k in ident if k in got and got[k] != ident[k])
+        if diff:
+            raise FerdataError(f"{path}: fold {i} was trained with another configuration ({', '.join(diff)} "
+                               "differ); use another -o folder")
+
+
 # ---------------------------------------------------------------- run
 
 def _default_fit():
@@ -148,6 +165,7 @@ def run_cv(cfg, out, fit: Optional[Callable] = None, folds=None, n_folds: Option
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         rec = _check_run_record(out, ident, n, {"name": name, **meta})
+        check_fold_configs(out, ident, n)
         name = name or rec.get("name")              # a later call without --name keeps the label
     emit = on_fold or (lambda ev: None)
     for i in todo:
@@ -159,8 +177,8 @@ def run_cv(cfg, out, fit: Optional[Callable] = None, folds=None, n_folds: Option
         emit({"fold": i, "status": "resumed" if state == "resume" else "started"})
         # a "new" fold folder may hold the remains of a start that died before its first
         # checkpoint (config.json, …): it belongs to this cv run, so it is replaced
-        fit(dataclasses.replace(cfg, fold=i, overwrite=(state == "new") or cfg.overwrite), d,
-            resume=(state == "resume"))
+        fit(dataclasses.replace(cfg, fold=i, overwrite=(state == "new") or (cfg.overwrite and state != "resume")),
+            d, resume=(state == "resume"))
         if rank == 0:
             ev = read_eval(d)
             if ev is None:

@@ -256,7 +256,7 @@ def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
 def test_cv_and_compare_end_to_end_with_the_real_trainer(tmp_path):
     """`ferdata cv` with ferdata.train.fit on a 10-subject store for two tiny models, then
     `ferdata compare`: every face tested once, mean/sd from the folds' eval.json, resume skips."""
-    import train_fixtures as tf
+    from fixtures import train_fixtures as tf
 
     store = tf.make_store(tmp_path / "faces.h5", n_subjects=10)
     common = ["--set", f"faces={store}", "--set", "train_on=faces", "--set", "eval_on=faces",
@@ -288,3 +288,26 @@ def test_cv_and_compare_end_to_end_with_the_real_trainer(tmp_path):
     assert res["folds_checked_by"] == "test subjects" and [x["name"] for x in res["rows"]] == ["preact", "deep"]
     assert res["per_fold"]["deep"] == [f["accuracy"] for f in
                                        json.loads((tmp_path / "deep" / "cv.json").read_text())["folds"]]
+
+
+@pytest.mark.parametrize("record", ["corrupt", "deleted"])
+def test_cv_never_relabels_finished_folds_of_another_configuration(tmp_path, record):
+    """Each fold's own config.json is the truth, whatever cv_run.json says or lacks."""
+    class RealConfigFit(FakeFit):
+        def __call__(self, c, out, resume=False, on_step=None):
+            ev = super().__call__(c, out, resume, on_step)
+            d = json.loads((out / "config.json").read_text())
+            d.update(json.loads(json.dumps(__import__("dataclasses").asdict(c), default=str)))
+            (out / "config.json").write_text(json.dumps(d))
+            return ev
+
+    run_cv(cfg(lr=1e-3), tmp_path, fit=RealConfigFit([0.8, 0.6, 0.7]), n_folds=3, folds="0:2")
+    if record == "corrupt":
+        (tmp_path / "cv_run.json").write_text("{not json")
+    else:
+        (tmp_path / "cv_run.json").unlink()
+    fit = RealConfigFit([0.8, 0.6, 0.7])
+    with pytest.raises(FerdataError, match=r"fold-00/config.json: fold 0 was trained with another configuration "
+                                           r"\(lr differ\)"):
+        run_cv(cfg(lr=5e-3), tmp_path, fit=fit, n_folds=3)
+    assert fit.calls == [] and not (tmp_path / "cv.json").read_text().count("0.005")
