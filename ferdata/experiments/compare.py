@@ -8,6 +8,8 @@ one row per run (mean ± sample sd of accuracy and macro P / R / F1) plus the te
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import List, Sequence
 
@@ -15,17 +17,29 @@ import numpy as np
 
 from ..errors import FerdataError
 from . import stats
-from .cv_summary import METRICS, load_cv, noise_curves, table_header, table_row
+from .cv_summary import METRICS, fold_dir, load_cv, noise_curves, read_eval, table_header, table_row
 
 __all__ = ["load_runs", "check_same_folds", "compare_runs", "markdown", "plot_noise"]
 
 
 def load_runs(outs: Sequence) -> List[dict]:
-    """The ``cv.json`` of each folder, with ``"path"`` added and names made unique."""
-    runs = []
+    """The ``cv.json`` of each folder, with ``"path"`` added and names made unique.
+
+    Runs are told apart by resolved folder (``runs/a``, ``runs/a/``, ``./runs/a`` and a
+    symlink to it are one run) and by content (a copy of a run is the same run); every
+    fold that ``cv.json`` lists must still have its ``eval.json``.
+    """
+    runs, seen = [], {}
     for o in outs:
         d = load_cv(o)
         d["path"] = str(o)
+        for key in (("folder", str(Path(o).resolve())),
+                    ("configuration and results",
+                     json.dumps([d.get("config_hash"), d["folds"]], sort_keys=True, default=str))):
+            if key in seen:
+                raise FerdataError(f"{o} and {seen[key]} are the same run (same {key[0]}); compare different runs")
+            seen[key] = o
+        _check_folds_present(Path(o), d)
         runs.append(d)
     names = [r.get("name") or Path(r["path"]).name for r in runs]
     for r, nm in zip(runs, names):
@@ -33,6 +47,13 @@ def load_runs(outs: Sequence) -> List[dict]:
     if len({r["name"] for r in runs}) != len(runs):
         raise FerdataError("the same run folder is given twice")
     return runs
+
+
+def _check_folds_present(out: Path, d: dict) -> None:
+    for i in d["folds_done"]:
+        if read_eval(fold_dir(out, i)) is None:
+            raise FerdataError(f"{fold_dir(out, i) / 'eval.json'}: fold {i} is listed in {out / 'cv.json'} but its "
+                               "results are gone; run `ferdata cv` again to retrain it")
 
 
 def check_same_folds(runs: Sequence[dict]) -> str:

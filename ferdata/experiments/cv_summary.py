@@ -243,6 +243,8 @@ def load_cv(out) -> dict:
     if not path.exists():
         raise FerdataError(f"{path}: does not exist (run `ferdata cv -o {out}` first)")
     d = _read_json(path)
-    if d is None or "folds" not in d or "mean" not in d:
-        raise FerdataError(f"{path}: not a ferdata cv summary")
+    missing = [k for k in ("folds", "mean", "std", "n_folds", "folds_done") if d is None or k not in d]
+    if missing:
+        raise FerdataError(f"{path}: not a ferdata cv summary (corrupt or unreadable; "
+                           f"{'missing ' + ', '.join(missing) if d is not None else 'not JSON'})")
     return d

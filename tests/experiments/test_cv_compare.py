@@ -246,7 +246,7 @@ def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "fig9.png").read_bytes()[:8] == PNG
     run_cv(cfg(), tmp_path / "C", fit=FakeFit(accs), n_folds=3, name="C")
-    run_cv(cfg(), tmp_path / "D", fit=FakeFit(accs), n_folds=3, name="D")
+    run_cv(cfg(lr=5e-4), tmp_path / "D", fit=FakeFit(accs), n_folds=3, name="D")  # same scores, another run
     r = CliRunner().invoke(main, ["compare", str(tmp_path / "C"), str(tmp_path / "D"), "--noise-plot", "x.png"])
     assert r.exit_code == 1 and "no run has a noise study" in r.output
 
@@ -311,3 +311,23 @@ def test_cv_never_relabels_finished_folds_of_another_configuration(tmp_path, rec
                                            r"\(lr differ\)"):
         run_cv(cfg(lr=5e-3), tmp_path, fit=fit, n_folds=3)
     assert fit.calls == [] and not (tmp_path / "cv.json").read_text().count("0.005")
+
+
+def test_compare_refuses_one_run_spelled_twice_a_copy_and_missing_folds(tmp_path, fake_train):
+    import os
+    import shutil
+
+    a = _cv(tmp_path, "A", ORDERED["A"], fake_train)
+    b = _cv(tmp_path, "B", ORDERED["B"], fake_train)
+    os.symlink(a, tmp_path / "link")
+    shutil.copytree(a, tmp_path / "copy")
+    for other in (str(a) + "/", f"{tmp_path}/./A", str(tmp_path / "link"), str(tmp_path / "copy")):
+        r = CliRunner().invoke(main, ["compare", str(a), str(b), other])
+        assert r.exit_code == 1 and r.output.startswith("Error: ") and "are the same run" in r.output, (other, r.output)
+        assert len(r.output.strip().splitlines()) == 1
+    shutil.rmtree(b / "fold-03")
+    r = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert r.exit_code == 1 and "fold-03/eval.json: fold 3 is listed" in r.output
+    (b / "cv.json").write_text("{}")
+    r = CliRunner().invoke(main, ["compare", str(a), str(b)])
+    assert r.exit_code == 1 and "B/cv.json: not a ferdata cv summary" in r.output and "KeyError" not in r.output
