@@ -89,6 +89,8 @@ def check_model_name(name: str, what: str = "train config") -> None:
         raise FerdataError(f"{what}: model {name!r} is not a registered model (known: {', '.join(known)})")
 
 
+#: The validation metrics logged every epoch (``ferdata.train.engine.val_record``), any of which selects.
+SELECT_METRICS = ("val_acc", "val_macro_f1", "val_macro_precision", "val_macro_recall")
 _MODELS_HELP = "a registered model (ferdata.train.models.list_models())"
 _TRAIN_ON = tuple(t.value for t in TrainOn)
 
@@ -126,7 +128,8 @@ class TrainConfig(TypedConfig):
                            choices=("auto", "faces", "renders"))
     augment: str = setting("none", "augmentation", "online augmentation of real faces: none | seed001 | seed002 | seed004",
                            choices=("none", "seed001", "seed002", "seed004"))
-    select_metric: str = setting("val_macro_f1", "protocol", "model selection metric (a val_* key)")
+    select_metric: str = setting("val_macro_f1", "protocol", "model selection metric (logged every epoch)",
+                                 choices=SELECT_METRICS)
     classes: Optional[list] = setting(None, "protocol", "keep only these classes (e.g. VA-CNN drops contempt)")
     neutral_subjects: Optional[int] = setting(None, "protocol", "neutral: first frame of N seeded subjects (CK+: 33)",
                                               lo=1)
@@ -223,8 +226,6 @@ class TrainConfig(TypedConfig):
             raise FerdataError(f"train config: {k} {why}")
         if self.folds is not None and self.subjects_per_fold is not None:
             bad("folds/subjects_per_fold", "give one of them, not both")
-        if not self.select_metric.startswith("val_"):
-            bad("select_metric", f"must be a validation metric (val_acc, val_macro_f1, ...), got {self.select_metric!r}")
         if self.train_on in (TrainOn.FACES, TrainOn.BOTH) and self.protocol == "holdout":
             bad("train_on", "faces/both need a face store with subjects or splits (protocol kfold or official)")
 

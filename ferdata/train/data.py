@@ -288,6 +288,11 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
     describe = {"split": split.describe(), "train_on": cfg.train_on, "eval_on": eval_on, "data": data,
                 "faces": split.faces, "val_n": len(loaders[0].dataset), "test_n": len(loaders[1].dataset),
                 "train_n": len(train_ds) if map_style else train_ds.num_samples}
-    return TrainData(split, classes, _class_counts(train_ds.labels, classes), train_ds, train_loader,
+    counts = _class_counts(train_ds.labels, classes)
+    present = [c for c, n in zip(classes, counts) if n > 0]
+    if len(present) < 2:
+        raise FerdataError(f"the training side holds {len(present)} class(es) ({', '.join(present) or 'none'}): "
+                           "accuracy would be meaningless; check classes, the fold and the composition")
+    return TrainData(split, classes, counts, train_ds, train_loader,
                      loaders[0], loaders[1], spec, Augmenter(cfg.augment, inputs.input_size, cfg.seed),
                      describe, sampler)

@@ -53,7 +53,7 @@ def report(logits, labels, classes, emb=None) -> dict:
 
 def val_record(rep: dict) -> dict:
     """The per-epoch validation metrics logged to metrics.jsonl (``select_metric`` is one of them)."""
-    m = rep["macro"]
+    m = rep["macro"]   # the keys but val_n are ferdata.train.config.SELECT_METRICS
     return {"val_acc": rep["accuracy"], "val_macro_f1": m["f1"], "val_macro_precision": m["precision"],
             "val_macro_recall": m["recall"], "val_n": rep["n"]}
 

@@ -103,3 +103,12 @@ def test_a_full_disk_while_checkpointing_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(ck, "atomic_write", full)
     with pytest.raises(FerdataError, match=r"last\.pt: cannot write the checkpoint \(No space left on device\)"):
         ck.save_checkpoint(tmp_path / "last.pt", {"x": torch.zeros(3)})
+
+
+def test_a_one_class_experiment_is_refused_before_training(tmp_path):
+    store = tf.make_store(tmp_path / "one.h5", n_subjects=6, classes=("happiness",), size=32)
+    cfg = TrainConfig(**{**TINY, "faces": str(store), "protocol": "kfold", "folds": 3, "train_on": "faces",
+                         "eval_on": "faces"})
+    with pytest.raises(FerdataError, match=r"training side holds 1 class\(es\) \(happiness\)"):
+        fit(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
