@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import FerdataError
+from .render import sample_indices
 
 
 def to_global(local: np.ndarray, face_indices: np.ndarray, n_faces: int) -> np.ndarray:
@@ -58,14 +59,22 @@ class LiveRenderLoader:
         if not 0 <= rank < world_size:
             raise FerdataError(f"rank {rank} is not in 0..{world_size - 1}")
         self.renderer = renderer
-        self.faces = (np.arange(renderer.n_faces, dtype=np.int64) if face_indices is None
-                      else np.unique(np.asarray(face_indices, np.int64)))
-        if self.faces.size == 0 or self.faces[0] < 0 or self.faces[-1] >= renderer.n_faces:
-            raise FerdataError(f"face_indices must name faces 0..{renderer.n_faces - 1} (at least one)")
+        self.faces = np.arange(renderer.n_faces, dtype=np.int64)
+        if face_indices is not None:
+            try:
+                self.faces = np.unique(sample_indices(face_indices, renderer.n_faces, "face"))
+            except (TypeError, IndexError, ValueError) as exc:
+                raise FerdataError(f"face_indices: {exc} (the face store has {renderer.n_faces} faces)") from None
         self.batch_size = int(batch_size)
+        if epoch_size is not None and int(epoch_size) < 1:
+            raise FerdataError(f"epoch_size must be >= 1 (or None for 64 per face), got {epoch_size}")
         self.epoch_size = int(epoch_size or self.faces.size * 64)
         if self.epoch_size < world_size:
             raise FerdataError(f"epoch_size {self.epoch_size} is smaller than the world size {world_size}")
+        if drop_last and self.epoch_size // world_size < self.batch_size:
+            raise FerdataError(f"epoch_size {self.epoch_size} gives {self.epoch_size // world_size} samples per rank, "
+                               f"fewer than one batch of {self.batch_size} (drop_last): no batch at all; "
+                               "raise epoch_size or lower batch_size")
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.drop_last, self.clean, self.photometric = drop_last, clean, photometric
         self.epoch, self._start, self._served = 0, 0, 0

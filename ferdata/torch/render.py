@@ -91,6 +91,32 @@ def device_uniforms(seed: int, faces: torch.Tensor, samples: torch.Tensor) -> to
     return (((hi >> 6) << 27) | (lo >> 5)).to(torch.float64) / 9007199254740992.0  # 53 bits
 
 
+
+def sample_indices(indices, n: int, what: str = "sample") -> np.ndarray:
+    """``indices`` as int64 in ``0..n-1``, checked like a Python sequence's subscripts.
+
+    Integers only (Python ints, NumPy/torch integer arrays; a float, a bool or a string is a
+    TypeError naming it, never truncated); ``-n <= i < n`` (negatives count from the end),
+    else IndexError naming the index given; an empty batch is a ValueError.
+    """
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    arr = np.asarray(indices)
+    if arr.size == 0 and not isinstance(indices, str):
+        raise ValueError(f"empty batch: give at least one {what} index")
+    if arr.dtype == object or arr.dtype.kind not in "iu":
+        flat = arr.ravel().tolist() if arr.dtype != object else list(np.ravel(arr))
+        bad = next((x for x in flat if isinstance(x, bool) or not isinstance(x, (int, np.integer))), flat[:1] or [indices])
+        raise TypeError(f"{what} indices must be integers, got {bad!r} ({type(bad).__name__})")
+    g = arr.astype(np.int64, copy=False).ravel()
+    if g.size == 0:
+        raise ValueError(f"empty batch: give at least one {what} index")
+    bad = (g < -n) | (g >= n)
+    if bad.any():
+        raise IndexError(f"{what} index {int(g[np.argmax(bad)])} out of range (0..{n - 1}, or -{n}..-1)")
+    return np.where(g < 0, g + n, g)
+
+
 class TorchRenderer:
     """Render batches of global sample indices on ``device`` (see the module docstring).
 
@@ -209,7 +235,7 @@ class TorchRenderer:
         """Render global samples ``indices`` (see :meth:`_render`); on a CPU in chunks of
         :attr:`CPU_CHUNK`, ``torch.get_num_threads()`` chunks at a time (a sample does not
         depend on its batch or its thread, so the result is the same)."""
-        g = np.asarray(indices, np.int64).ravel()
+        g = sample_indices(indices, len(self), "sample")
         if self.device.type != "cpu":
             return self._render(g, photometric, clean)
         with fork_safe():  # one thread in a child forked from a multi-threaded torch

@@ -10,16 +10,9 @@ from scipy import stats
 from ferdata.config import RenderConfig
 from ferdata.errors import FerdataError
 from ferdata.render.params import N_UNIFORMS, P, PARAM_NAMES, params_from_uniforms, sample_params, sample_rng
-from ferdata.render.run import RenderContext, RenderJob
 from ferdata.torch import _render_ops as ops
 from ferdata.torch.render import TorchRenderer, device_uniforms
-
-
-def _pair(sample_dir, tmp_path, **kw):
-    cfg = dataclasses.replace(RenderConfig(size=64, per_face=500), **kw).resolved()
-    faces, bgs = str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds")
-    ctx = RenderContext(RenderJob(faces, bgs, str(tmp_path), cfg))
-    return ctx, TorchRenderer(faces, bgs, cfg, device="cpu")
+from fixtures.torch_renders import _pair
 
 
 def _compare(ctx, tr, idx):
@@ -284,7 +277,7 @@ def test_live_renders_only_the_given_faces(sample_dir):
 def test_train_on_live_learns_on_the_sample(tmp_path):
     import json
 
-    import train_fixtures as tf
+    from fixtures import train_fixtures as tf
     from ferdata.train.config import TrainConfig
     from ferdata.train import fit
 
@@ -301,7 +294,7 @@ def test_train_on_live_learns_on_the_sample(tmp_path):
 
 def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
     """kfold + live: the renderer only ever draws faces of the training side."""
-    import train_fixtures as tf
+    from fixtures import train_fixtures as tf
     from ferdata.train.config import TrainConfig
     from ferdata.faces.store import FaceStore
     from ferdata.train import data as tdata
@@ -322,3 +315,28 @@ def test_train_on_live_keeps_held_out_subjects_out(tmp_path):
     held = set(d.split.val.subjects) | set(d.split.test.subjects)
     seen = {subjects[int(f)] for b in d.train_loader for f in b["face_index"]}
     assert seen and not seen & held
+
+
+# ---------------------------------------------------------------- indices like a sequence's
+def test_render_indices_are_checked_like_a_sequence(sample_dir):
+    from ferdata.torch.live import LiveRenderLoader
+
+    tr = TorchRenderer(str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds"),
+                       RenderConfig(size=32, per_face=10), device="cpu")
+    n = len(tr)
+    a, b = tr.render([n - 1]), tr.render([-1])
+    assert torch.equal(a["image"], b["image"]) and int(a["face_index"][0]) == (n - 1) % tr.n_faces
+    for bad, err, text in (([n], IndexError, f"sample index {n} out of range"),
+                           ([2**63 - 1], IndexError, "out of range"), ([-n - 1], IndexError, "out of range"),
+                           ([1.7], TypeError, "got 1.7"), (np.array([0.5]), TypeError, "got 0.5"),
+                           ([True], TypeError, "got True"), ([], ValueError, "empty batch")):
+        with pytest.raises(err, match=text):
+            tr.render(bad)
+    for bad, text in (([0.5], "got 0.5"), ([2], "face index 2 out of range"), ([], "empty batch")):
+        with pytest.raises(FerdataError, match=text):
+            LiveRenderLoader(tr, batch_size=4, epoch_size=8, face_indices=bad)
+    with pytest.raises(FerdataError, match="fewer than one batch"):
+        LiveRenderLoader(tr, batch_size=16, epoch_size=8)
+    with pytest.raises(FerdataError, match="epoch_size must be >= 1"):
+        LiveRenderLoader(tr, batch_size=4, epoch_size=0)
+    assert len(LiveRenderLoader(tr, batch_size=16, epoch_size=8, drop_last=False)) == 1
