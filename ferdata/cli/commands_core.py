@@ -47,7 +47,9 @@ def sample_cmd(out, size):
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True)
 @click.option("--workers", type=WORKERS, default=1, show_default=True, help="Processes for detection/alignment.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Reader option (e.g. peak_frames=3).")
-def ingest_cmd(dataset, root, out, size, forehead, upsample, detector, detect_aligned, on_error, workers, options):
+@click.option("--overwrite", is_flag=True, help="Replace a face store already at -o (once the new one is complete).")
+def ingest_cmd(dataset, root, out, size, forehead, upsample, detector, detect_aligned, on_error, workers, options,
+               overwrite):
     """Read DATASET at ROOT, align faces, write a face store.
 
     DATASET: ckplus, fer2013, ferplus, jaffe, bu3dfe, rafd, affectnet, rafdb, kdef, expw, folder, sample.
@@ -74,7 +76,7 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detector, detect_al
 
     try:
         rep = ingest(records, out, dataset, cfg, workers=workers, root=root or "", skipped=skipped,
-                     on_progress=tick)
+                     on_progress=tick, overwrite=overwrite)
     finally:
         bar.close()
     click.echo(f"{out}: {rep['ingested']} faces ({rep['faces_per_s']} faces/s), {rep['skipped']} skipped "

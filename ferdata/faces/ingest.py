@@ -116,7 +116,7 @@ def _work(args):
 
 def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig | None = None,
            workers: int = 1, root: str = "", skipped: Optional[list] = None,
-           on_progress: Optional[Callable[[int, int], None]] = None) -> dict:
+           on_progress: Optional[Callable[[int, int], None]] = None, overwrite: bool = False) -> dict:
     """Ingest ``records`` into the face store ``out`` and write its report.
 
     Parameters
@@ -135,6 +135,9 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
         are merged into the report.
     on_progress : callable(ok, failed), optional
         Called after every face.
+    overwrite : bool
+        Replace a face store already at ``out`` (once the new one is complete); without
+        it an existing ``out`` is an error before any work.
 
     Returns
     -------
@@ -147,6 +150,9 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
     if cfg.detector not in lmk.DETECTORS:
         raise FerdataError(f"detector must be one of {', '.join(lmk.DETECTORS)}, got {cfg.detector!r}")
     out = Path(out)
+    if out.exists() and not overwrite:
+        raise FerdataError(f"{out}: a face store is already there; replace it with --overwrite "
+                           "(the old one stays until the new one is complete) or choose another -o")
     skipped = skipped if skipped is not None else []
     t0 = time.perf_counter()
     it = iter(records)

@@ -15,7 +15,7 @@ def make_sample(out="sample", size: int = 256, workers: int = 1) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     faces = out / "faces.h5"
     rep = ingest(read_sample(), faces, "sample", IngestConfig(size=size, on_error="raise"), workers=workers,
-                 root="built-in sample")
+                 root="built-in sample", overwrite=True)  # the sample is made anew, never edited by hand
     bg = make_sample_backgrounds(out / "backgrounds")
     n_bg = len(list((bg / "sample").glob("*.jpg")))
     return {"faces": str(faces), "n_faces": rep["ingested"], "backgrounds": str(bg), "n_backgrounds": n_bg}

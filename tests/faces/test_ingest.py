@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import dataset_fixtures as fx
+from fixtures import dataset_fixtures as fx
 from ferdata.cli import main
 from ferdata.config import IngestConfig
 from ferdata.datasets import read_dataset
@@ -79,6 +79,7 @@ def test_ingest_every_format(tmp_path, faces, name):
     assert r.exit_code == 0 and png.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_workers_give_identical_store(tmp_path, faces):
     root = fx.make_folder(tmp_path / "data", faces, n_per_class=2)
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
@@ -109,6 +110,13 @@ def test_unreadable_and_faceless_files_are_reported(tmp_path, faces):
     assert r.output.startswith("Error: ") and ("broken.png" in r.output or "wall.png" in r.output)
     assert "Traceback" not in r.output
     assert not out2.exists() and not list(tmp_path.glob("y.h5.tmp-*"))
+    # an existing face store is never replaced silently: one error before any work, then --overwrite
+    before = out.read_bytes()
+    r = run("ingest", "folder", root, "-o", out)
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and "already there" in r.output
+    assert "--overwrite" in r.output and out.read_bytes() == before
+    r = run("ingest", "folder", root, "-o", out, "--overwrite")
+    assert r.exit_code == 0, r.output
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "badcsv", "unknown"])
