@@ -21,3 +21,18 @@ class NoFaceError(FerdataError):
 
 class ShardError(FerdataError):
     """A shard or manifest is missing, corrupt, or from a different configuration."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised where the work can stop cleanly (``ferdata.signals``).
+
+    A KeyboardInterrupt, so code that handles one handles this; ``signum`` is the signal.
+    """
+
+    def __init__(self, signum: int, where: str = ""):
+        super().__init__(signum, where)
+        self.signum, self.where = int(signum), where
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ferdata.errors import FerdataError
+from ferdata.errors import FerdataError, Interrupted
 
 
 DEBUG_HINT = "(run with --debug for the traceback)"
@@ -18,6 +18,18 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, (FerdataError, OSError)):
         return f"Error: {msg}"
     return f"Error: {type(exc).__name__}: {msg} {DEBUG_HINT}"
+
+
+def interrupted_line(exc: Interrupted) -> str:
+    """``Interrupted (SIGINT) at epoch 2, step 5: <what to run to continue>``."""
+    import signal
+
+    try:
+        name = signal.Signals(exc.signum).name
+    except ValueError:
+        name = f"signal {exc.signum}"
+    where = f" at {exc.where}" if exc.where else ""
+    return f"Interrupted ({name}){where}: {getattr(exc, 'hint', 'the finished work is kept')}"
 
 
 class FerdataGroup(click.Group):
@@ -32,6 +44,11 @@ class FerdataGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
             raise
+        except Interrupted as exc:  # Ctrl-C / SIGTERM seen at a clean point (ferdata.signals)
+            if debug or (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(interrupted_line(exc), err=True)
+            sys.exit(exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line, never a traceback
             if debug or (ctx.obj or {}).get("debug"):
                 raise

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from ferdata.errors import Interrupted
+from ferdata.signals import stop_on_signals
+
 from ._common import progress, train_option
 from .train_cmd import load_train_config
 
@@ -62,8 +65,13 @@ def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers)
     cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers)
     n = n_folds_of(cfg)
     meta = {"recipe": str(recipe) if recipe else None, "sets": list(sets)}
-    summary = run_cv(cfg, out, fit=_fit_with_progress, folds=folds, n_folds=n, name=name, meta=meta,
-                     on_fold=_echo_fold(n))
+    try:
+        with stop_on_signals():
+            summary = run_cv(cfg, out, fit=_fit_with_progress, folds=folds, n_folds=n, name=name, meta=meta,
+                             on_fold=_echo_fold(n))
+    except Interrupted as exc:
+        exc.hint = f"finished folds and the fold's last epoch are kept in {out}; run the same command to continue"
+        raise
     if not summary:  # a DDP rank other than 0
         return
     click.echo((Path(out) / "cv.md").read_text().rstrip())

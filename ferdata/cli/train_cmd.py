@@ -6,6 +6,9 @@ from pathlib import Path
 import click
 
 
+from ferdata.errors import Interrupted
+from ferdata.signals import stop_on_signals
+
 from ._common import parse_key_values, progress, train_option
 
 
@@ -47,7 +50,13 @@ def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, o
         bar.set_postfix(epoch=s["epoch"], refresh=False)
 
     try:
-        res = fit(cfg, out, resume=resume, on_step=on_step)
+        with stop_on_signals():
+            res = fit(cfg, out, resume=resume, on_step=on_step)
+    except Interrupted as exc:
+        last = out / "last.pt"
+        exc.hint = (f"{out} is kept; continue with the same command and --resume" if last.exists() else
+                    f"no epoch was finished, nothing to resume in {out}")
+        raise
     finally:
         bar.close()
     if not res:  # a DDP rank other than 0: rank 0 reports

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, List, Optional
 
 from ..config import config_hash
 from ..errors import FerdataError
+from ..signals import check as check_stop
 from .cv_summary import (CV_VERSION, METRICS, _read_json, fold_dir, fold_record, fold_split, load_cv,  # noqa: F401
                          mean_std, read_eval, summarize, table_header, table_row, write_json_atomic,
                          write_outputs, write_text_atomic)
@@ -169,6 +170,7 @@ def run_cv(cfg, out, fit: Optional[Callable] = None, folds=None, n_folds: Option
         name = name or rec.get("name")              # a later call without --name keeps the label
     emit = on_fold or (lambda ev: None)
     for i in todo:
+        check_stop(f"before fold {i}")
         d = fold_dir(out, i)
         state = fold_state(d)
         if state == "done":

@@ -7,6 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import FerdataError
+from ..signals import check as check_stop
 from .metrics import classification_report, retrieval_topk_accuracy
 from .models import forward_batch
 
@@ -27,6 +28,7 @@ def predict(model, loader, prep, amp_ctx, noise: float = 0.0, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     logits, labels, embs = [], [], []
     for batch in loader:
+        check_stop("evaluation")
         x = prep(batch, train=False)
         if noise > 0:
             x = prep.with_noise(x, noise, g)
@@ -83,6 +85,7 @@ def train_epoch(model, loader, prep, crit, opt, scaler, amp_ctx, epoch: int, max
     sums: dict = {}
     it = iter(loader)
     while max_steps is None or steps < max_steps:
+        check_stop(f"epoch {epoch}, step {steps}")
         tw = time.perf_counter()
         try:
             batch = next(it)

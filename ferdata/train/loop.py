@@ -31,6 +31,7 @@ import torch
 from ..atomic import atomic_write_text
 from .config import TrainConfig
 from ..errors import FerdataError
+from ..signals import check as check_stop
 from . import data as tdata
 from .checkpoint import (CKPT_VERSION, append_jsonl, load_checkpoint, prepare_run_folder, run_lock, save_epoch,
                          settle_best, write_json)
@@ -201,6 +202,7 @@ def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int
         if rank == 0:
             append_jsonl(out / "metrics.jsonl", rec)
             save_epoch(out, _state(run, prog, epoch), improved)
+        check_stop(f"after epoch {epoch} (saved)")
         if prog.stopped:
             log.info("early stopping at epoch %d (best %s %.4f at %d)", epoch, cfg.select_metric, prog.best,
                      prog.best_epoch)
