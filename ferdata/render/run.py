@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .backgrounds import BackgroundSource
-from ..config import RenderConfig
+from ..config import MAX_SHARDS, RenderConfig
 from ..errors import FerdataError
 from ..faces.store import FaceStore
 from ..shards.manifest import complete_shards, init_manifest, record_shard, shard_name
@@ -263,6 +263,10 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split,
                     device, context)
     ctx = get_context(job)  # validates face store and backgrounds in this process, before any worker
+    if ctx.n_shards() > MAX_SHARDS:
+        raise FerdataError(f"{ctx.n_faces} faces x per_face {cfg.per_face} = {ctx.total} samples make "
+                           f"{ctx.n_shards()} shards of {cfg.shard_size}, more than {MAX_SHARDS}: lower per_face "
+                           "or raise shard_size")
     wanted = parse_shard_range(shards, ctx.n_shards())
     header = _header(cfg, ctx, faces, backgrounds, coco_split)
     manifest = init_manifest(out, header, accept=lambda m: legacy_matches(m, header["identity"], faces))
