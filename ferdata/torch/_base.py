@@ -160,14 +160,15 @@ class _Base:
     # map-style access shared by ShardDataset and FaceStoreDataset
     def _getitem(self, i):
         n = self._n_selected()
-        if isinstance(i, (torch.Tensor, np.integer)):
+        if isinstance(i, (torch.Tensor, np.integer)) and not isinstance(i, bool) and getattr(i, "ndim", 0) == 0:
             i = int(i)
-        if not isinstance(i, int):
+        if not isinstance(i, int) or isinstance(i, bool):
             raise TypeError(f"index must be an int, got {type(i).__name__}")
+        given = i
         if i < 0:
             i += n
         if not 0 <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} samples")
+            raise IndexError(f"index {given} out of range for a dataset of {n} samples")
         sample = next(_split(_to_tensors(self._read(np.array([i]))), 1))
         return self.transform(sample) if self.transform is not None else sample
 

@@ -92,6 +92,23 @@ def device_uniforms(seed: int, faces: torch.Tensor, samples: torch.Tensor) -> to
 
 
 
+def _usable(device) -> torch.device:
+    """``device`` as a torch.device that this machine has (one error line otherwise)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise FerdataError(f"device {device!r}: not a torch device ({exc})") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise FerdataError(f"device {device!r}: CUDA is not available here (use cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise FerdataError(f"device {device!r}: this machine has {n} CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise FerdataError(f"device {device!r}: the torch renderer runs on cpu or cuda")
+    return dev
+
+
 def sample_indices(indices, n: int, what: str = "sample") -> np.ndarray:
     """``indices`` as int64 in ``0..n-1``, checked like a Python sequence's subscripts.
 
@@ -143,7 +160,7 @@ class TorchRenderer:
         if params not in ("replay", "device"):
             raise FerdataError(f"params must be 'replay' or 'device', got {params!r}")
         self.params_mode = params
-        self.device = torch.device(device)
+        self.device = _usable(device)
         self._load_faces(faces)
         self._load_backgrounds(backgrounds, coco_split, max_backgrounds)
         self.noise = ops.noise_planes(noise_bank(cfg.size, 3), self.device)   # (3, 4S, 4S)

@@ -2,7 +2,6 @@
 import json
 import shutil
 import threading
-from types import SimpleNamespace
 
 import cv2
 import h5py
@@ -15,28 +14,12 @@ from ferdata.config import RenderConfig
 from ferdata.errors import FerdataError, ShardError
 from ferdata.faces.store import FaceStore, FaceStoreWriter
 from ferdata.labels import CLASSES
-from ferdata.render.run import RenderJob, get_context, render
+from ferdata.render.run import get_context, render
 from ferdata.shards.manifest import rewrite_shard_entry
 from ferdata.shards.reader import read_images
 from ferdata.shards.schema import decode_jpeg, encode_jpeg, unpack_masks
 from ferdata.torch import FaceStoreDataset, ShardDataset, ShardIterableDataset
-
-N = 80  # 2 faces x 40 renders, 5 shards of 16
-
-
-def _render(sample_dir, out, **kw):
-    cfg = RenderConfig(per_face=40, shard_size=16, **kw)
-    render(sample_dir / "faces.h5", sample_dir / "backgrounds", out, cfg, workers=1)
-    return RenderJob(str((sample_dir / "faces.h5").resolve()), str((sample_dir / "backgrounds").resolve()),
-                     str(out.resolve()), cfg.validate().resolved())
-
-
-@pytest.fixture(scope="module")
-def renders(sample_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("torch_renders")
-    raw = _render(sample_dir, d / "raw64", size=64, encoding="raw")
-    jpg = _render(sample_dir, d / "jpeg128", size=128, encoding="jpeg")
-    return SimpleNamespace(raw=d / "raw64", jpeg=d / "jpeg128", raw_job=raw, jpeg_job=jpg, root=d)
+from fixtures.torch_renders import N  # the renders fixture: conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +37,6 @@ def split_render(sample_dir, tmp_path_factory):
 def _copy(src, dst):
     shutil.copytree(src, dst)
     return dst
-
-
-def _indices(ds):
-    return [int(s["index"]) for s in ds]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +157,7 @@ def test_stored_lbp_field(renders, tmp_path):
     assert set(np.unique(small[20]["lbp/circle_P8_R1"].numpy())) <= set(np.unique(written["shard-000001.h5"][4]))
 
 
+@pytest.mark.slow
 def test_on_the_fly_lbp(renders, tmp_path):
     try:
         from ferdata.features import add_lbp_to_shards
@@ -213,6 +193,7 @@ def test_on_the_fly_lbp(renders, tmp_path):
             list(mk("fork"))
 
 
+@pytest.mark.slow
 def test_threads_get_their_own_handles(renders):
     ds = ShardDataset(renders.jpeg, fields=("image", "index"))
     want = {i: ds[i]["image"] for i in range(0, N, 5)}
@@ -331,3 +312,15 @@ def test_split_face_store_is_checked_by_content(split_render, tmp_path):
     moved = tmp_path / "moved.h5"
     shutil.copy(split_render / "faces.h5", moved)         # the same content elsewhere is accepted
     assert len(ShardDataset(split_render / "shards", split="train", faces=moved)) == 8
+
+
+def test_out_of_range_index_is_reported_as_given(renders):
+    ds = ShardDataset(renders.raw, fields=("label",))
+    n = len(ds)
+    with pytest.raises(IndexError, match=f"index {-n - 1} out of range for a dataset of {n} samples"):
+        ds[-n - 1]
+    with pytest.raises(TypeError, match="index must be an int, got float"):
+        ds[1.0]
+    with pytest.raises(TypeError, match="got bool"):
+        ds[True]
+    assert int(ds[-1]["label"]) == int(ds[n - 1]["label"])
