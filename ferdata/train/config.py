@@ -226,6 +226,9 @@ class TrainConfig(TypedConfig):
             raise FerdataError(f"train config: {k} {why}")
         if self.folds is not None and self.subjects_per_fold is not None:
             bad("folds/subjects_per_fold", "give one of them, not both")
+        if self.live_epoch_size is not None and self.live_epoch_size < self.batch_size:
+            bad("live_epoch_size", f"({self.live_epoch_size}) is smaller than batch_size ({self.batch_size}): "
+                                   "an epoch would hold no full batch")
         if self.train_on in (TrainOn.FACES, TrainOn.BOTH) and self.protocol == "holdout":
             bad("train_on", "faces/both need a face store with subjects or splits (protocol kfold or official)")
 

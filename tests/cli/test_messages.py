@@ -24,3 +24,9 @@ def test_render_on_a_device_this_machine_lacks(sample_dir, tmp_path):
     r = CliRunner().invoke(main, ["render", str(sample_dir / "faces.h5"), "--backgrounds",
                                   str(sample_dir / "backgrounds"), "-o", str(tmp_path / "o"), "--device", "cuda"])
     assert r.exit_code == 1 and r.output.strip() == "Error: device 'cuda': CUDA is not available here (use cpu)"
+
+
+def test_live_epoch_smaller_than_a_batch_names_both_keys(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--set", "train_on=live", "--set", "live_epoch_size=8",
+                                  "--set", "batch_size=16", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "live_epoch_size (8) is smaller than batch_size (16)" in r.output, r.output
