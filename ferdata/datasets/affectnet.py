@@ -17,6 +17,9 @@ facial_landmarks,expression`` (then ``valence,arousal``, kept in ``extra``).
 (:data:`ferdata.labels.AFFECTNET`); 8 none, 9 uncertain, 10 non-face are skipped
 and recorded. Split = ``"train"`` from training.csv, ``"val"`` from
 validation.csv. AffectNet has no subject ids (``subject=""``).
+
+A csv without its header row is read with the published columns
+(:data:`PUBLISHED_COLUMNS`); the header is recognised by content (:func:`is_header`).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ from .base import ErrorPolicy, FaceRecord, check_row_length, csv_rows, register_
 
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
            "facial_landmarks", "expression")
+#: The columns of the published csv files, in order (read so when a file has no header row).
+PUBLISHED_COLUMNS = COLUMNS + ("valence", "arousal")
 NOT_FACES = {8: "none", 9: "uncertain", 10: "non-face"}
 CSV_SPLITS = {"training": "train", "validation": "val"}
 LIST_DIRS = ("", "Manually_Annotated_file_lists")
@@ -51,6 +56,19 @@ def parse_landmarks(text: str) -> Optional[np.ndarray]:
     if values.size != 136:
         raise ValueError(f"facial_landmarks: expected 136 values (68 points), found {values.size}")
     return values.reshape(68, 2).astype(np.float32)
+
+
+def is_header(fields: list) -> bool:
+    """Whether the first row of an AffectNet csv is its header, judged by content.
+
+    Some public loaders read ``validation.csv`` as having no header row: a first row
+    whose first field is not ``subDirectory_filePath`` and that reads as data (the
+    published number of fields, an integer ``expression``) is data. Anything else is
+    taken as a header and checked for the expected columns."""
+    if fields and fields[0].strip() == COLUMNS[0]:
+        return True
+    i_expr = COLUMNS.index("expression")
+    return not (len(fields) == len(PUBLISHED_COLUMNS) and fields[i_expr].strip().lstrip("-").isdigit())
 
 
 def _default_csvs(root: Path) -> list[Path]:
@@ -124,7 +142,8 @@ def read_affectnet(root, *, csv=None, images=None, on_error: str = "raise",
         return
     csv_paths = _csv_paths(root, csv)
     img_dir = _image_dir(root, images)
-    opened = [(p, *csv_rows(p, COLUMNS, "AffectNet")) for p in csv_paths]  # check every header first
+    headerless = (PUBLISHED_COLUMNS, is_header)
+    opened = [(p, *csv_rows(p, COLUMNS, "AffectNet", headerless)) for p in csv_paths]  # check every header first
     for path, header, rows in opened:
         yield from _csv_records(path, header, rows, root, img_dir, policy)
 

@@ -1,6 +1,8 @@
 """The record every dataset reader yields, and helpers shared by the readers."""
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +11,8 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from ..errors import DatasetFormatError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
 
@@ -146,7 +150,8 @@ def rel_source(path: Path, root: Path) -> str:
         return Path(path).as_posix()
 
 
-def csv_rows(path: Path, required: tuple, what: str) -> tuple[list, Iterator[tuple[int, list]]]:
+def csv_rows(path: Path, required: tuple, what: str,
+             headerless: Optional[tuple] = None) -> tuple[list, Iterator[tuple[int, list]]]:
     """Open a csv file, check its header, and return ``(header, rows)``.
 
     ``rows`` yields ``(row_number, fields)`` with 1-based data row numbers (the
@@ -154,6 +159,10 @@ def csv_rows(path: Path, required: tuple, what: str) -> tuple[list, Iterator[tup
     file when the header lacks a ``required`` column or the file is not text.
     Each yielded ``fields`` list is not length-checked: callers use
     :func:`check_row_length` with their :class:`ErrorPolicy`.
+
+    ``headerless=(columns, is_header)`` accepts a file shared without its header
+    row: when ``is_header(first_row)`` is False the columns are ``columns`` (the
+    published order) and the first row is data row 1.
     """
     import csv
 
@@ -168,6 +177,11 @@ def csv_rows(path: Path, required: tuple, what: str) -> tuple[list, Iterator[tup
     if header is None:
         f.close()
         raise DatasetFormatError(f"{path}: empty file; expected a {what} csv with columns {','.join(required)}")
+    pending = []
+    if headerless is not None and not headerless[1](header):
+        log.info("%s: no header row; reading the columns in the published order %s",
+                 path, ",".join(headerless[0]))
+        pending, header = [header], list(headerless[0])
     header = [h.strip() for h in header]
     missing = [c for c in required if c not in header]
     if missing:
@@ -183,7 +197,7 @@ def csv_rows(path: Path, required: tuple, what: str) -> tuple[list, Iterator[tup
         with f:
             n = 0
             try:
-                for fields in reader:
+                for fields in itertools.chain(pending, reader):
                     if not fields or (len(fields) == 1 and not fields[0].strip()):
                         continue  # blank line
                     n += 1

@@ -11,9 +11,15 @@ Labels: 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral
 (:data:`ferdata.labels.EXPW`). ExpW has neither subject ids nor an official
 split: ``subject=""``, ``split=""``. ``source`` is
 ``image/origin/<name>:face<face_id>``.
+
+Bad items besides malformed rows: a ``nan`` or infinite confidence (it would
+decide ``min_confidence`` by accident) and a box entirely outside its image (the
+size read from the file header, EXIF rotation applied); a box partly outside is kept.
 """
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Iterator, Optional
 
 from .. import labels
@@ -34,14 +40,42 @@ def parse_row(fields: list[str]) -> dict:
     try:
         top, left, right, bottom = (int(round(float(v))) for v in nums)
         confidence = float(conf)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an infinite coordinate
         raise ValueError("top/left/right/bottom/confidence must be numbers") from None
+    if not math.isfinite(confidence):  # nan < min_confidence is False: it would pass any threshold
+        raise ValueError(f"confidence {conf!r} is not a finite number")
     if not code.isdigit() or int(code) not in labels.EXPW:
         raise ValueError(f"label {code!r} is not an ExpW code (0-6)")
     if right <= left or bottom <= top:
         raise ValueError(f"empty face box (top {top}, left {left}, right {right}, bottom {bottom})")
     return {"name": name, "face_id": face_id, "box": (left, top, right - left, bottom - top),
             "confidence": confidence, "code": int(code)}
+
+
+def image_size(path: Path) -> Optional[tuple[int, int]]:
+    """``(width, height)`` of an image as ingest decodes it (EXIF orientation applied),
+    read from the file header without decoding the pixels; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                w, h = h, w
+    except Exception:  # noqa: BLE001 -- unreadable or too large a header: ingest reports the file
+        return None
+    return w, h
+
+
+def box_outside(box: tuple, size: Optional[tuple[int, int]]) -> Optional[str]:
+    """Why the (x, y, w, h) ``box`` holds no pixel of an image of ``size``, or None."""
+    if size is None:
+        return None
+    (x, y, w, h), (width, height) = box, size
+    if x < width and y < height and x + w > 0 and y + h > 0:
+        return None
+    return (f"face box (left {x}, top {y}, right {x + w}, bottom {y + h}) lies entirely "
+            f"outside the {width}x{height} image")
 
 
 @register_reader("expw")
@@ -56,9 +90,10 @@ def read_expw(root, *, min_confidence: float = 0.0, on_error: str = "raise",
     min_confidence : float
         Leave out (and record) faces whose detector confidence is below this.
     on_error : {"raise", "skip"}
-        A bad row (field count, non-numeric box, unknown label, missing image)
-        raises a DatasetFormatError naming ``label.lst`` and the line, or is
-        skipped and recorded.
+        A bad row (field count, non-numeric box, a ``nan`` or infinite
+        confidence, unknown label, missing image, a box entirely outside its
+        image) raises a DatasetFormatError naming ``label.lst`` and the line, or
+        is skipped and recorded.
     skipped : list, optional
         Receives ``(source, reason)`` for skipped faces.
 
@@ -77,6 +112,7 @@ def read_expw(root, *, min_confidence: float = 0.0, on_error: str = "raise",
     if not img_dir.is_dir():
         raise DatasetFormatError(f"{root}: not an ExpW folder: missing {IMAGE_DIR}/")
     lsrc = rel_source(lst, root)
+    sizes: dict = {}
     for n, fields in list_lines(lst):
         where = f"{lst} line {n}"
         path = img_dir / fields[0]
@@ -86,6 +122,11 @@ def read_expw(root, *, min_confidence: float = 0.0, on_error: str = "raise",
             row = parse_row(fields)
             if not path.is_file():
                 raise ValueError(f"image file {path} does not exist")
+            if path not in sizes:
+                sizes[path] = image_size(path)
+            outside = box_outside(row["box"], sizes[path])
+            if outside:
+                raise ValueError(outside)
         except ValueError as exc:
             policy.error(where, source, str(exc))
             continue

@@ -46,6 +46,26 @@ def _image_set(root: Path, images: str) -> str:
     return images
 
 
+def _check_line(fields: list[str], stem: str, path: Path) -> tuple[int, str]:
+    """``(code, split)`` of a list line; ValueError with a reason for a bad line."""
+    if len(fields) != 2:
+        raise ValueError(f"expected 'image_name label', found {len(fields)} fields")
+    code = fields[1]
+    if not code.isdigit() or int(code) not in labels.RAFDB:
+        raise ValueError(f"label {code!r} is not a RAF-DB code (1-7)")
+    split = NAME_SPLITS.get(stem.split("_", 1)[0].lower())
+    if split is None:
+        raise ValueError(f"image name {fields[0]!r} does not start with train_ or test_")
+    if not path.is_file():
+        raise ValueError(f"image file {path} does not exist")
+    return int(code), split
+
+
+def _repeated(name: str, code: int, line: int, first_code: int) -> str:
+    labels_differ = f", with label {first_code} there and {code} here" if code != first_code else ""
+    return f"image {name} is listed again (read from line {line}{labels_differ})"
+
+
 @register_reader("rafdb")
 def read_rafdb(root, *, images: str = "auto", on_error: str = "raise",
                skipped: Optional[list] = None) -> Iterator[FaceRecord]:
@@ -61,8 +81,9 @@ def read_rafdb(root, *, images: str = "auto", on_error: str = "raise",
         ``auto`` (default) takes ``aligned`` when that folder exists.
     on_error : {"raise", "skip"}
         A bad line (wrong field count, unknown code, name without train/test
-        prefix, missing image) raises a DatasetFormatError naming the list file
-        and line, or is skipped and recorded.
+        prefix, missing image, an image listed a second time) raises a
+        DatasetFormatError naming the list file and line, or is skipped and
+        recorded (a repeated image is read once, from its first line).
     skipped : list, optional
         Receives ``(source, reason)`` for skipped items.
 
@@ -81,27 +102,20 @@ def read_rafdb(root, *, images: str = "auto", on_error: str = "raise",
     which = _image_set(root, images)
     folder = root / "Image" / which
     lsrc = rel_source(lst, root)
+    first_line: dict = {}  # image name -> (line, code) of the line it was read from
     for n, fields in list_lines(lst):
-        where = f"{lst} line {n}"
         name = fields[0]
         stem, ext = name.rsplit(".", 1) if "." in name else (name, "jpg")
-        fname = f"{stem}_aligned.{ext}" if which == "aligned" else name
-        path = folder / fname
+        path = folder / (f"{stem}_aligned.{ext}" if which == "aligned" else name)
         source = rel_source(path, root) if len(fields) == 2 else f"{lsrc}:line{n}"
         try:
-            if len(fields) != 2:
-                raise ValueError(f"expected 'image_name label', found {len(fields)} fields")
-            code = fields[1]
-            if not code.isdigit() or int(code) not in labels.RAFDB:
-                raise ValueError(f"label {code!r} is not a RAF-DB code (1-7)")
-            split = NAME_SPLITS.get(stem.split("_", 1)[0].lower())
-            if split is None:
-                raise ValueError(f"image name {name!r} does not start with train_ or test_")
-            if not path.is_file():
-                raise ValueError(f"image file {path} does not exist")
+            code, split = _check_line(fields, stem, path)
+            if name in first_line:
+                raise ValueError(_repeated(name, code, *first_line[name]))
         except ValueError as exc:
-            policy.error(where, source, str(exc))
+            policy.error(f"{lst} line {n}", source, str(exc))
             continue
-        yield FaceRecord(source=source, label=labels.CLASS_INDEX[labels.RAFDB[int(code)]], subject="",
+        first_line[name] = (n, code)
+        yield FaceRecord(source=source, label=labels.CLASS_INDEX[labels.RAFDB[code]], subject="",
                          split=split, path=path, aligned=which == "aligned",
-                         extra={"image_name": name, "rafdb_code": int(code)})
+                         extra={"image_name": name, "rafdb_code": code})
