@@ -1,8 +1,20 @@
-import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).parent))
+"""Session fixtures shared by every test folder (tests/<stage>/ mirrors ferdata/<stage>/).
+
+Shared helpers that are not fixtures live in the package tests/fixtures/; tests import them as
+``from fixtures import dataset_fixtures as fx``. No test file imports another test file.
+"""
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+# tests/ on sys.path (also when pytest is run from elsewhere), so ``fixtures`` is importable;
+# spawned worker processes get the same sys.path and can unpickle functions of fixtures._pool_tasks.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 

@@ -19,7 +19,7 @@ from ferdata.shards.inspect import verify
 from ferdata.shards.manifest import load_manifest
 
 SMALL = dict(per_face=24, shard_size=16, size=64)  # 2 faces -> 48 samples, 3 shards
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent  # on sys.path: holds the fixtures package (fixtures._pool_tasks)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_full_disk_during_manifest_write_leaves_no_temp(rendered, tmp_path, monk
 # ---- workers: a dead worker, a dead parent --------------------------------------------------
 
 def test_killed_worker_is_one_error_and_finished_results_are_kept():
-    from _pool_tasks import die_on_two
+    from fixtures._pool_tasks import die_on_two
 
     from ferdata.parallel import run_tasks
     got = {}
@@ -115,7 +115,7 @@ def _state(pid):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_die_with_their_parent(tmp_path):
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from _pool_tasks import sleeper; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from fixtures._pool_tasks import sleeper; "
             "from ferdata.parallel import run_tasks; list(run_tasks(sleeper, [sys.argv[2]] * 2, workers=2))")
     parent = subprocess.Popen([sys.executable, "-c", code, str(TESTS), str(tmp_path)])
     deadline = time.time() + 60

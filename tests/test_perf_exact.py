@@ -10,7 +10,7 @@ from ferdata.render import run as render_run
 from ferdata.render.bg_lightness import LightnessCache
 from ferdata.render.compose import compose, lab_lightness, prepare_face
 from ferdata.render.params import sample_params, sample_rng
-from test_render import dataset_hashes  # one definition of "same shard bytes"
+from fixtures.shard_hashes import dataset_hashes  # one definition of "same shard bytes"
 
 
 def _lab_L_as_before(rgb):

@@ -1,7 +1,6 @@
-"""Dataset readers on fixture trees in each real layout (tests/dataset_fixtures.py)."""
+"""Dataset readers on fixture trees in each real layout (tests/fixtures/dataset_fixtures.py)."""
 from __future__ import annotations
 
-import csv
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -13,54 +12,10 @@ from ferdata import labels
 from ferdata.datasets import READERS, FaceRecord, read_dataset, reader_options
 from ferdata.errors import DatasetFormatError
 
-try:
-    from tests import dataset_fixtures as fx
-except ImportError:  # tests/ on sys.path instead of the repo root
-    import dataset_fixtures as fx
+from fixtures import dataset_fixtures as fx
+from fixtures.dataset_readers import C, raises, read, rewrite_csv  # noqa: F401
 
-C = labels.CLASS_INDEX
 NAMES = ("ckplus", "fer2013", "ferplus", "jaffe", "bu3dfe", "rafd", "affectnet", "folder")
-BUILDERS = {"ckplus": fx.make_ckplus, "fer2013": fx.make_fer2013, "ferplus": fx.make_ferplus,
-            "jaffe": fx.make_jaffe, "bu3dfe": fx.make_bu3dfe, "rafd": fx.make_rafd,
-            "affectnet": fx.make_affectnet, "folder": fx.make_folder}
-
-
-@pytest.fixture(scope="module")
-def faces():
-    return fx.sample_faces()
-
-
-@pytest.fixture(scope="module")
-def trees(tmp_path_factory, faces):
-    """One read-only tree per dataset, built once for the module."""
-    base = tmp_path_factory.mktemp("datasets")
-    return {name: build(base / name, faces) for name, build in BUILDERS.items()}
-
-
-def read(name, root, **options):
-    return list(read_dataset(name, root, **options))
-
-
-def raises(match_path, fn, *args, **kwargs):
-    """Assert a one-line DatasetFormatError naming ``match_path``; return its message."""
-    with pytest.raises(DatasetFormatError) as info:
-        out = fn(*args, **kwargs)
-        if not isinstance(out, (list, FaceRecord)):
-            list(out)
-    msg = str(info.value)
-    assert "\n" not in msg
-    assert str(match_path) in msg, msg
-    return msg
-
-
-def rewrite_csv(path: Path, edit):
-    """Rewrite a csv: ``edit(rows)`` mutates the list of rows (header first)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    edit(rows)
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
-
 
 # --------------------------------------------------------------------------- registry
 

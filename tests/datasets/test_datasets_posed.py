@@ -1,6 +1,7 @@
-"""Dataset readers on fixture trees in each real layout (tests/dataset_fixtures.py): JAFFE,
+"""Dataset readers on fixture trees in each real layout (tests/fixtures/dataset_fixtures.py): JAFFE,
 BU-3DFE, RaFD, AffectNet and the folder-per-class reader. The registry, CK+, FER2013 and
-FER+ are in test_datasets.py, whose fixtures and helpers these tests share."""
+FER+ are in test_datasets.py; the shared fixtures (faces, trees) are in conftest.py, the
+helpers in fixtures/dataset_readers.py."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,8 @@ from collections import Counter
 import numpy as np
 
 from ferdata import labels
-from test_datasets import C, faces, fx, raises, read, rewrite_csv, trees  # noqa: F401  (fixtures)
+from fixtures import dataset_fixtures as fx
+from fixtures.dataset_readers import C, raises, read, rewrite_csv
 
 # --------------------------------------------------------------------------- JAFFE
 

@@ -1,5 +1,5 @@
 """Readers of the formats FER research uses today, on fixture trees in the real
-published layouts (tests/fixtures_wild.py): RAF-DB, KDEF, ExpW, AffectNet-8,
+published layouts (tests/fixtures/fixtures_wild.py): RAF-DB, KDEF, ExpW, AffectNet-8,
 FER+ (Microsoft's majority rule and image layout), FER2013's Kaggle releases,
 CK+ copied on macOS."""
 from __future__ import annotations
@@ -15,11 +15,8 @@ from ferdata.datasets import READERS, read_dataset
 from ferdata.datasets.ferplus_labels import label_votes
 from ferdata.errors import DatasetFormatError
 
-try:
-    from tests import dataset_fixtures as fx, fixtures_wild as fw
-except ImportError:
-    import dataset_fixtures as fx
-    import fixtures_wild as fw
+from fixtures import dataset_fixtures as fx, fixtures_wild as fw
+from fixtures.fixtures_wild import majority_tree  # the FER+ majority-rule table: MAJORITY_ROWS there
 
 C = labels.CLASS_INDEX
 
@@ -205,27 +202,7 @@ def test_ckplus_macos_copy_same_faces(tmp_path, faces):
 
 
 # --------------------------------------------------------------------------- FER+
-
-#: (votes in fer2013new.csv order: 8 emotions, unknown, NF; the majority-rule outcome by hand)
-MAJORITY_ROWS = (
-    ((5, 1, 1, 1, 1, 1, 0, 0, 0, 0), "neutral"),     # 5/10 is not > 50 %, but singles dropped: 5/5
-    ((4, 2, 2, 0, 0, 0, 0, 0, 1, 1), None),          # exactly half after dropping singles (4 of 8)
-    ((6, 2, 2, 0, 0, 0, 0, 0, 0, 0), "neutral"),     # 6/10 > 50 %
-    ((4, 4, 1, 1, 0, 0, 0, 0, 0, 0), None),          # tie after dropping singles
-    ((1, 1, 1, 1, 1, 1, 1, 1, 1, 1), None),          # only single votes
-    ((0, 0, 2, 0, 0, 0, 0, 0, 7, 1), None),          # unknown holds the majority
-    ((0, 0, 0, 0, 0, 0, 0, 2, 0, 8), None),          # not a face
-    ((0, 0, 0, 0, 0, 0, 0, 3, 1, 0), "contempt"),    # 3/3 after the single unknown vote is dropped
-    ((0, 7, 2, 0, 0, 0, 0, 0, 1, 0), "happiness"),
-    ((0, 0, 3, 0, 0, 0, 3, 0, 2, 2), None),          # 3 of 10: plurality tie, no majority
-    ((0, 0, 0, 4, 3, 0, 0, 0, 3, 0), None),          # plurality (sadness) but 4 of 10 is no majority
-    ((0, 0, 0, 0, 2, 6, 0, 0, 0, 0), "disgust"),
-    ((0, 0, 0, 0, 0, 0, 9, 1, 0, 0), "fear"),
-    ((0, 0, 6, 0, 0, 0, 0, 0, 0, 0), "surprise"),
-    ((3, 0, 0, 2, 0, 0, 0, 0, 0, 0), "neutral"),     # 3/5 > 50 %
-)
-USAGES = ("Training",) * 9 + ("PublicTest",) * 3 + ("PrivateTest",) * 3
-
+# The majority-rule table (MAJORITY_ROWS) and majority_tree: fixtures/fixtures_wild.py.
 
 def independent_majority(votes):
     """Microsoft's rule written again from its description, sharing no code with ferdata."""
@@ -236,13 +213,6 @@ def independent_majority(votes):
         if total and 2 * v > total:
             return cols[i] if i < 8 else None
     return None
-
-
-def majority_tree(path, faces, with_dropped=True):
-    rows = [(u, f"fer{i:07d}.png", v, o) for i, (u, (v, o)) in enumerate(zip(USAGES, MAJORITY_ROWS))]
-    if with_dropped:
-        rows.insert(3, ("Training", "", (0,) * 10, None))          # a face FER+ dropped
-    return rows, fx.make_ferplus(path, faces, rows=rows)
 
 
 @pytest.mark.parametrize("layout", ["csv", "images"])

@@ -253,6 +253,7 @@ def test_cv_noise_studies_and_compare_noise_plot(tmp_path):
 
 # ---------------------------------------------------------------- the real trainer, end to end
 
+@pytest.mark.slow
 def test_cv_and_compare_end_to_end_with_the_real_trainer(tmp_path):
     """`ferdata cv` with ferdata.train.fit on a 10-subject store for two tiny models, then
     `ferdata compare`: every face tested once, mean/sd from the folds' eval.json, resume skips."""

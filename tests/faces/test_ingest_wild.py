@@ -1,5 +1,5 @@
 """``ferdata ingest <fmt> ROOT -o x.h5`` end to end on the new formats' fixture trees
-(tests/fixtures_wild.py): exact counts, labels of named files, subjects, splits,
+(tests/fixtures/fixtures_wild.py): exact counts, labels of named files, subjects, splits,
 the ``classes`` attribute, and which detector placed each face."""
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from ferdata.faces.store import FaceStore
 from ferdata.faces.ingest import report_path
 from ferdata.labels import CLASSES
 
-try:
-    from tests import dataset_fixtures as fx, fixtures_wild as fw
-except ImportError:
-    import dataset_fixtures as fx
-    import fixtures_wild as fw
+from fixtures import dataset_fixtures as fx, fixtures_wild as fw
+from fixtures.fixtures_wild import majority_tree
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +90,6 @@ def test_ingest_affectnet8(tmp_path, faces):
 
 
 def test_ingest_ferplus_images_and_fer2013_releases(tmp_path, faces):
-    from test_datasets_wild import majority_tree
-
     rows, _ = majority_tree(tmp_path / "csv", faces)
     root = fw.make_ferplus_images(tmp_path / "FERPlus", faces, rows)
     fs, rep, by = ingest("ferplus", root, tmp_path / "fp.h5")

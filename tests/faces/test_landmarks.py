@@ -37,11 +37,7 @@ def test_bad_image_dtype():
 def _portrait(i, deg=0):
     import cv2
 
-    try:
-        from tests import dataset_fixtures as fx, fixtures_wild as fw
-    except ImportError:
-        import dataset_fixtures as fx
-        import fixtures_wild as fw
+    from fixtures import dataset_fixtures as fx, fixtures_wild as fw
     img, pts = fw.portrait(fx.sample_faces()[i], (240, 180))
     M = cv2.getRotationMatrix2D((90, 120), deg, 1.0)
     return cv2.warpAffine(img, M, (180, 240), borderMode=cv2.BORDER_REPLICATE), pts @ M[:, :2].T + M[:, 2]

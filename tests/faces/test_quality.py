@@ -12,11 +12,7 @@ from ferdata.cli import main
 from ferdata.faces.quality import (MAX_ALIGNED_ANGLE, eye_line, face_quality, pre_alignment, template_residual,
                              worst_faces)
 
-try:
-    from tests import dataset_fixtures as fx, fixtures_wild as fw
-except ImportError:
-    import dataset_fixtures as fx
-    import fixtures_wild as fw
+from fixtures import dataset_fixtures as fx, fixtures_wild as fw
 
 
 def _rotate(pts, deg, centre):

@@ -10,6 +10,7 @@ import pytest
 from skimage.feature import local_binary_pattern
 
 from ferdata.features import code_dtype, dataset_name, lbp, lbp_histogram, n_bins
+from fixtures.lbp_reference import original_reference
 
 SKIMAGE_METHOD = {"circle": "default", "uniform": "uniform", "ror": "ror", "nri_uniform": "nri_uniform"}
 
@@ -33,21 +34,6 @@ def rough_image(rng, shape, dtype):
     if dtype == np.uint8:
         return levels.astype(np.uint8)
     return levels / 255.0 + rng.random(shape) * (rng.random(shape) < 0.5)
-
-
-def original_reference(img):
-    """The 3x3 definition in plain NumPy: bit k for neighbour k >= centre, outside reads 0."""
-    H, W = img.shape
-    pad = np.zeros((H + 2, W + 2), np.float64)
-    pad[1:-1, 1:-1] = img
-    center = pad[1:-1, 1:-1]
-    # bit 0 east, then counter-clockwise: NE, N, NW, W, SW, S, SE  (dr, dc)
-    offsets = [(0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1)]
-    code = np.zeros((H, W), np.int64)
-    for bit, (dr, dc) in enumerate(offsets):
-        nb = pad[1 + dr:1 + dr + H, 1 + dc:1 + dc + W]
-        code |= (nb >= center).astype(np.int64) << bit
-    return code
 
 
 @pytest.fixture(scope="module")

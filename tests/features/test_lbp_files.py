@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ferdata.features import add_lbp_to_h5, add_lbp_to_shards, lbp, lbp_image_folder
 from ferdata.features.lbp_io import to_gray
-from test_lbp import original_reference
+from fixtures.lbp_reference import original_reference
 # ---------------------------------------------------------------- files and CLI
 
 def _faces_rgb(n=3, size=40):

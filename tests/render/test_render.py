@@ -22,19 +22,9 @@ from ferdata.shards.inspect import verify
 from ferdata.shards.manifest import load_manifest
 from ferdata.shards.reader import read_images
 from ferdata.shards.schema import unpack_masks
+from fixtures.shard_hashes import dataset_hashes
 
 SMALL = dict(per_face=24, shard_size=16, size=64)
-
-
-def dataset_hashes(folder):
-    """sha256 of every dataset's bytes per shard (independent of HDF5 metadata)."""
-    import hashlib
-    out = {}
-    for name in sorted(load_manifest(folder)["shards"]):
-        with h5py.File(folder / name, "r") as f:
-            for k in sorted(f.keys()):
-                out[(name, k)] = hashlib.sha256(f[k][:].tobytes()).hexdigest()
-    return out
 
 
 def manifest_hashes(folder):
@@ -80,6 +70,7 @@ def test_workers_and_sharding_do_not_change_samples(sample_dir, tmp_path, encodi
     assert verify(tmp_path / "w1")["problems"] == []
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_is_identical(sample_dir, tmp_path):
     faces, bg = sample_dir / "faces.h5", sample_dir / "backgrounds"
     args = ["render", str(faces), "--backgrounds", str(bg), "--per-face", "400", "--shard-size", "16",

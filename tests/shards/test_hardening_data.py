@@ -77,6 +77,7 @@ add_lbp_to_shards(folder, variant, 8, 1)
 """
 
 
+@pytest.mark.slow
 def test_two_lbp_runs_on_one_folder_keep_both_variants(rendered, tmp_path):
     """Two processes add different variants to one shard at the same moment: neither is lost."""
     folder = _copy(rendered / "raw", tmp_path / "f")

@@ -1,5 +1,5 @@
 """ShardIterableDataset (docs/torch.md): every sample once per epoch over DDP ranks x DataLoader
-workers, order a function of (seed, epoch), resume mid-epoch. Fixtures: test_torch_datasets.py."""
+workers, order a function of (seed, epoch), resume mid-epoch. Fixtures: conftest.py."""
 import json
 from collections import Counter
 from types import SimpleNamespace
@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 import ferdata.torch.iterable as tds
 from ferdata.errors import FerdataError
 from ferdata.torch import ShardDataset, ShardIterableDataset
-from test_torch_datasets import N, _indices, renders  # noqa: F401  (renders: a fixture)
+from fixtures.torch_renders import N, _indices  # the renders fixture: conftest.py
 
 
 class _FakeWorker:
@@ -112,6 +112,7 @@ def test_batch_mode_order_does_not_depend_on_workers(renders):
     assert len(ds) == N // 8
 
 
+@pytest.mark.slow
 def test_spawn_persistent_workers_follow_set_epoch(renders):
     ds = ShardIterableDataset(renders.jpeg, fields=("image", "label", "index"), block=4, buffer=8, batch_size=10)
     ref = ShardDataset(renders.jpeg, fields=("image",))
@@ -129,6 +130,7 @@ def test_spawn_persistent_workers_follow_set_epoch(renders):
     assert not np.array_equal(orders[0], orders[1])
 
 
+@pytest.mark.slow
 def test_map_style_dataloader_spawn_and_getitems(renders):
     ds = ShardDataset(renders.raw, fields=("image", "label", "index"))
     dl = DataLoader(ds, batch_size=16, shuffle=True, num_workers=2, multiprocessing_context="spawn")

@@ -3,10 +3,7 @@ same batch, and renders survive a fork (docs/rendering.md, "The torch renderer")
 import numpy as np
 import torch
 
-try:
-    from tests.test_torch_render import _pair
-except ImportError:
-    from test_torch_render import _pair
+from fixtures.torch_renders import _pair
 
 
 def test_cpu_chunks_give_the_same_batch(sample_dir, tmp_path):

@@ -1,5 +1,5 @@
 """Batch transforms of ferdata.torch.transforms (docs/torch.md), run on CPU here.
-Fixtures: test_torch_datasets.py."""
+Fixtures: conftest.py."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,6 @@ import torch
 from ferdata.labels import MIRROR68
 from ferdata.torch import ShardDataset
 from ferdata.torch import transforms as T
-from test_torch_datasets import renders  # noqa: F401  (a fixture)
 
 
 # ---------------------------------------------------------------------------------------------

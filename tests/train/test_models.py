@@ -44,7 +44,7 @@ def test_registry_has_every_seed_model():
     assert list_models("feratt*") == ["feratt_cls", "feratt_rep_cls"]
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "lbp_attention" else n for n in ALL])
 def test_forward_backward_true_config(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=8)

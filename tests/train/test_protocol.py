@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import train_fixtures as tf
+from fixtures import train_fixtures as tf
 from ferdata.config import RenderConfig
 from ferdata.train.config import TrainConfig
 from ferdata.errors import FerdataError
@@ -289,6 +289,7 @@ def test_augmentation_presets():
     assert torch.equal(g({"image": img.clone()}, train=True)["image"], o1)   # a function of (seed, epoch)
 
 
+@pytest.mark.slow
 def test_train_on_both_mixes_renders_and_faces_with_clean_targets(store, renders, tmp_path):
     kw = {"input_size": 32, "att_width": 4, "width": 8, "embedding_dim": 8, "ft_filters": 8, "rec_filters": 8}
     cfg = TrainConfig(faces=str(store), data=str(renders), folds=4, val_subjects=2, train_on="both",

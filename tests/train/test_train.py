@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import train_fixtures as tf
+from fixtures import train_fixtures as tf
 from ferdata.cli import main
 from ferdata.config import RenderConfig
 from ferdata.train.config import TrainConfig
@@ -36,6 +36,7 @@ def test_demo_loop_learns_and_writes_run_folder(tmp_path):
     assert seeds == {0, 1000, 2000}                      # val and test renders: two other seeds
 
 
+@pytest.mark.slow
 def test_resume_continues_identically(tmp_path):
     base = dict(eval_on="renders", protocol="holdout", **TINY)
     torch.manual_seed(0)
@@ -75,6 +76,7 @@ def test_resume_without_checkpoint_is_clear(tmp_path):
         fit(TrainConfig(eval_on="renders", protocol="holdout", **TINY), tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_python_m_ferdata_train_is_the_click_command_and_reports_one_line():
     """``python -m ferdata train`` (what torchrun -m runs) is the ``ferdata train`` command itself."""
     r = subprocess.run([sys.executable, "-m", "ferdata", "train", "--set", "protocol=bogus"],
@@ -138,7 +140,8 @@ SMALL = {"feratt_rep_cls": {"input_size": 32, "att_width": 4, "width": 8, "embed
          "deep_emotion_msa": {}, "va_cnn": {"input_size": [36, 28]}}
 
 
-@pytest.mark.parametrize("model", sorted(SMALL))
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m == "feratt_rep_cls" else m
+                                   for m in sorted(SMALL)])
 def test_every_family_trains_a_step(model, tmp_path):
     cfg = TrainConfig(eval_on="renders", protocol="holdout", max_steps_per_epoch=2,
                       **{**TINY, "epochs": 1, "batch_size": 8, "model": model, "model_kwargs": SMALL[model]})
