@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import dataset_fixtures as fx  # noqa: E402
-import fixtures_wild as fw  # noqa: E402
+from fixtures import dataset_fixtures as fx  # noqa: E402
+from fixtures import fixtures_wild as fw  # noqa: E402
 
 from ferdata.errors import NoFaceError  # noqa: E402
 from ferdata.faces.landmarks import locate_face  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import dataset_fixtures as fx  # noqa: E402
+from fixtures import dataset_fixtures as fx  # noqa: E402
 
 from ferdata.config import IngestConfig  # noqa: E402
 from ferdata.datasets import read_dataset  # noqa: E402

@@ -13,7 +13,7 @@ from .errors import FerdataError
 from .typed import TypedConfig, check_choice, check_ranges, coerce_fields
 
 MIN_SIZE, MAX_SIZE = 16, 4096   # bounds of every image side (face store, render)
-MAX_PER_FACE = 10_000_000       # renders per face (FERAtt: 9,231); more is a typo, not a plan
+MAX_PER_FACE = 10_000_000       # shard renders per face (FERAtt: 9,231); more is a typo (live renders: unbounded)
 MAX_SHARDS = 1_000_000          # shards of one render (8e9 samples at the default shard size)
 
 
@@ -133,7 +133,7 @@ class RenderConfig(TypedConfig):
         return RenderConfig(**d)
 
     RANGES = {
-        "size": (MIN_SIZE, MAX_SIZE), "per_face": (1, MAX_PER_FACE), "seed": (0, None),
+        "size": (MIN_SIZE, MAX_SIZE), "per_face": (1, None), "seed": (0, None),
         "scale_min": (1e-3, None), "scale_max": (1e-3, None), "rotation": (0.0, 180.0),
         "translate": (0.0, 1.0), "perspective": (0.0, 0.5), "flip": (0.0, 1.0),
         "lum_min": (1e-3, None), "lum_max": (1e-3, None), "erode": (0.0, None), "feather": (0.0, None),

@@ -92,15 +92,17 @@ def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers)
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
 @click.option("--noise-plot", "noise_png", type=click.Path(dir_okay=False), default=None,
               help="Draw the runs' noise studies (accuracy vs sigma, FERAtt Fig. 9) to this PNG.")
-def compare_command(runs, json_path, md_path, metric, alpha, noise_png):
-    """Compare `ferdata cv` runs over the same folds: mean ± sd rows, Friedman test,
-    Nemenyi (two-tailed) and Bonferroni-Dunn (one-tailed, against the first run)."""
+@click.option("--one-tailed", is_flag=True,
+              help="Bonferroni-Dunn one-tailed (H1: better than the first run, FERAtt's wording) [two-tailed].")
+def compare_command(runs, json_path, md_path, metric, alpha, noise_png, one_tailed):
+    """Compare `ferdata cv` runs over the same folds: mean ± sd rows, the Friedman verdict,
+    Nemenyi (two-tailed) and Bonferroni-Dunn (two-tailed, against the first run)."""
     from ..experiments.compare import compare_runs, markdown, plot_noise
     from ..experiments.cv_summary import write_json_atomic, write_text_atomic
 
     if not 0 < alpha < 1:
         raise click.BadParameter(f"{alpha}: must be in (0, 1)", param_hint="--alpha")
-    res = compare_runs(list(runs), alpha=alpha, metric=metric)
+    res = compare_runs(list(runs), alpha=alpha, metric=metric, tails=1 if one_tailed else 2)
     text = markdown(res)
     click.echo(text.rstrip())
     if md_path:

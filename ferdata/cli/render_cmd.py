@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ferdata.config import MAX_PER_FACE
 from ferdata.errors import FerdataError
 
 from ._common import parse_key_values, progress, render_option
@@ -41,7 +42,7 @@ def render_config(config_file, given: dict, sets) -> "RenderConfig":
 @click.option("-o", "--out", "out", default="ferdata-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TOML file with RenderConfig keys (options given here override it).")
-@render_option("per_face", "Renders per face.")
+@render_option("per_face", "Renders per face.", type=click.IntRange(1, MAX_PER_FACE))
 @render_option("size", "Output side in px.")
 @render_option("seed", "Master seed.")
 @render_option("luminance", "Luminance matching.")

@@ -88,7 +88,7 @@ def check_same_folds(runs: Sequence[dict]) -> str:
     return checked
 
 
-def compare_runs(outs: Sequence, alpha: float = 0.05, metric: str = "accuracy") -> dict:
+def compare_runs(outs: Sequence, alpha: float = 0.05, metric: str = "accuracy", tails: int = 2) -> dict:
     """Rows and tests for the runs in ``outs`` (see the module doc). The JSON-able result has
     ``rows`` (name, path, mean, std per metric), ``metric``, ``folds_checked_by``,
     ``per_fold`` (name → scores), and the keys of :func:`ferdata.experiments.stats.compare`
@@ -108,7 +108,7 @@ def compare_runs(outs: Sequence, alpha: float = 0.05, metric: str = "accuracy") 
     if scores.shape[0] < 2:
         raise FerdataError(f"{scores.shape[0]} fold(s): the tests need at least 2 folds")
     try:
-        res = stats.compare(scores, names, alpha=alpha)
+        res = stats.compare(scores, names, alpha=alpha, tails=tails)
     except ValueError as exc:
         raise FerdataError(f"{', '.join(map(str, outs))}: {exc}") from exc
     res.update(metric=metric, folds_checked_by=checked,
@@ -124,32 +124,48 @@ def _fmt_p(p) -> str:
 
 
 def markdown(res: dict) -> str:
-    """The comparison as Markdown: the table, then one line per test."""
+    """The comparison as Markdown: the table, the omnibus verdict first, then the post-hoc
+    tests (differences marked only where the Friedman test rejects H0)."""
     lines = [table_header(), *res["table"], ""]
     n, a, metric = res["n_folds"], res["alpha"], res["metric"]
     ranks = ", ".join(f"{k} {v:.2f}" for k, v in res["average_ranks"].items())
+    if res.get("caution"):
+        lines.append(f"**Caution:** {res['caution']}.")
+    if res["test"] == "wilcoxon":
+        verdict = "rejects" if res["rejects_h0"] else "does not reject"
+        lines.append(f"Two runs (the Friedman test needs at least 3): Wilcoxon signed-rank (two-sided) "
+                     f"p = {_fmt_p(res['wilcoxon_p'])}, {verdict} H0 'equivalent' at alpha = {a}.")
+        lines.append(f"Per-fold {metric} over {n} folds (same folds, checked by {res['folds_checked_by']}); "
+                     f"average ranks (1 = best): {ranks}.")
+        return "\n".join(lines) + "\n"
+    lines += _friedman_lines(res, a)
     lines.append(f"Per-fold {metric} over {n} folds (same folds, checked by {res['folds_checked_by']}); "
                  f"average ranks (1 = best): {ranks}.")
-    if res["test"] == "wilcoxon":
-        lines.append(f"Two runs: the Friedman test needs at least 3; Wilcoxon signed-rank (two-sided) "
-                     f"p = {_fmt_p(res['wilcoxon_p'])}.")
-        return "\n".join(lines) + "\n"
+    lines += _posthoc_lines(res)
+    return "\n".join(lines) + "\n"
+
+
+def _friedman_lines(res: dict, a: float) -> list:
     verdict = "rejects" if res["rejects_h0"] else "does not reject"
-    lines.append(f"Friedman test: chi2 = {res['friedman_statistic']:.3f}, p = {_fmt_p(res['friedman_p'])} "
-                 f"({verdict} H0 'all runs equivalent' at alpha = {a}); Iman-Davenport F = "
-                 f"{res['iman_davenport_statistic']:.3f}, p = {_fmt_p(res['iman_davenport_p'])}.")
+    idv = ("undefined (every fold ranks the runs identically; no p measured)"
+           if res["iman_davenport_p"] is None else
+           f"F = {res['iman_davenport_statistic']:.3f}, p = {_fmt_p(res['iman_davenport_p'])}")
+    return [f"**Friedman test {verdict} H0** 'all runs equivalent' at alpha = {a}: chi2 = "
+            f"{res['friedman_statistic']:.3f}, p = {_fmt_p(res['friedman_p'])}; Iman-Davenport {idv}."]
+
+
+def _posthoc_lines(res: dict) -> list:
+    gate = "" if res["rejects_h0"] else " (not marked: the Friedman test did not reject H0)"
     nem = res["nemenyi"]
     sig = [f"{p['a']} vs {p['b']} (|dR| = {p['rank_diff']:.2f}, p = {_fmt_p(p['p'])})"
            for p in nem["pairs"] if p["significant"]]
-    lines.append(f"Nemenyi (two-tailed): CD = {nem['cd']:.3f} (q = {nem['q_alpha']:.3f}); significant: "
-                 + ("; ".join(sig) if sig else "none") + ".")
+    lines = [f"Nemenyi (two-tailed): CD = {nem['cd']:.3f} (q = {nem['q_alpha']:.3f}); significant: "
+             + ("; ".join(sig) if sig else "none") + gate + "."]
     bd = res["bonferroni_dunn"]
+    kind = "two-tailed, differs from" if bd["tails"] == 2 else "one-tailed, better than"
     items = [f"{r['name']} p = {_fmt_p(r['p_adjusted'])}{' *' if r['significant'] else ''}" for r in bd["runs"]]
-    lines.append(f"Bonferroni-Dunn (one-tailed, better than {bd['control']}; p x {len(bd['runs'])}): "
-                 + "; ".join(items) + ".")
-    if not res["rejects_h0"]:
-        lines.append("Post-hoc results are for reference only: the Friedman test did not reject H0.")
-    return "\n".join(lines) + "\n"
+    lines.append(f"Bonferroni-Dunn ({kind} {bd['control']}; p x {len(bd['runs'])}): " + "; ".join(items) + gate + ".")
+    return lines
 
 
 def plot_noise(outs: Sequence, path) -> str:

@@ -12,13 +12,18 @@ average ranks ``R_j`` feed every test:
   ``q_α = studentized_range.ppf(1 − α, k, ∞) / √2`` (Demšar's Table 5a values:
   1.960, 2.343, 2.569, 2.728 … for k = 2, 3, 4, 5). The pair's p-value is
   ``studentized_range.sf(√2 · |R_i − R_j| / se, k, ∞)``.
-* **Bonferroni-Dunn** post-hoc, one-tailed, each run against the first (the control,
-  e.g. the baseline): ``z = (R_1 − R_i) / se`` — positive when run *i* ranks better —,
-  ``p = 1 − Φ(z)``, adjusted ``× (k − 1)`` (capped at 1).
+* **Bonferroni-Dunn** post-hoc, each run against the first (the control, e.g. the
+  baseline): ``z = (R_1 − R_i) / se`` — positive when run *i* ranks better. Two-tailed
+  by default, as Demšar's Table 5b (``p = 2·(1 − Φ(|z|))``); one-tailed (``p = 1 − Φ(z)``,
+  H1 "run *i* is better") only when asked (FERAtt's wording). Adjusted ``× (k − 1)``
+  (capped at 1).
 
 ``se = sqrt(k(k+1) / (6N))``. Demšar: the post-hoc tests are meaningful only when the
-Friedman test rejects H0; :func:`compare` reports them always and says whether it did.
-numpy + scipy only.
+Friedman test rejects H0, so :func:`compare` marks a post-hoc difference significant only
+then (``significant``; the test's own decision is ``significant_alone``). The chi-square
+and normal approximations need enough folds: with N < 5 folds or N < k runs the result
+carries a ``caution``. When every fold ranks the runs identically the Iman-Davenport F is
+undefined: its p is ``None`` (not measured), never a printed 0. numpy + scipy only.
 """
 from __future__ import annotations
 
@@ -77,8 +82,8 @@ def iman_davenport(chi2: float, n: int, k: int) -> Dict[str, float]:
     from scipy.stats import f as f_dist
 
     denom = n * (k - 1) - chi2
-    if denom <= 0:                       # every fold ranks the runs identically
-        return {"statistic": math.inf, "p": 0.0}
+    if denom <= 0:  # every fold ranks the runs identically: F is undefined, no p to measure
+        return {"statistic": math.inf, "p": None}
     stat = (n - 1) * chi2 / denom
     return {"statistic": float(stat), "p": float(f_dist.sf(stat, k - 1, (k - 1) * (n - 1)))}
 
@@ -125,12 +130,15 @@ def nemenyi(ranks: Sequence[float], n: int, alpha: float = 0.05, names: Optional
 
 
 def bonferroni_dunn(ranks: Sequence[float], n: int, alpha: float = 0.05,
-                    names: Optional[Sequence[str]] = None, control: int = 0) -> dict:
-    """Bonferroni-Dunn one-tailed post-hoc test of every run against run ``control``.
+                    names: Optional[Sequence[str]] = None, control: int = 0, tails: int = 2) -> dict:
+    """Bonferroni-Dunn post-hoc test of every run against run ``control``.
 
-    H1 for run *i*: it ranks better than the control. Returns ``{"alpha", "control",
+    ``tails=2`` (default, Demšar's Table 5b): H1 "run *i* differs from the control";
+    ``tails=1``: H1 "run *i* ranks better". Returns ``{"alpha", "control", "tails",
     "runs": [{"name", "z", "p", "p_adjusted", "significant"}]}`` (the control excluded).
     """
+    if tails not in (1, 2):
+        raise ValueError(f"tails must be 1 or 2, got {tails}")
     from scipy.stats import norm
 
     r = np.asarray(ranks, dtype=np.float64)
@@ -142,13 +150,32 @@ def bonferroni_dunn(ranks: Sequence[float], n: int, alpha: float = 0.05,
         if i == control:
             continue
         z = float((r[control] - r[i]) / se)
-        p = float(norm.sf(z))
+        p = float(norm.sf(z)) if tails == 1 else float(min(1.0, 2.0 * norm.sf(abs(z))))
         p_adj = min(1.0, p * (k - 1))
         out.append({"name": names[i], "z": z, "p": p, "p_adjusted": p_adj, "significant": bool(p_adj < alpha)})
-    return {"alpha": alpha, "control": names[control], "runs": out}
+    return {"alpha": alpha, "control": names[control], "tails": tails, "runs": out}
 
 
-def compare(scores, names: Sequence[str], alpha: float = 0.05) -> dict:
+def caution(n: int, k: int) -> Optional[str]:
+    """Why the tests' approximations are unreliable for ``n`` folds and ``k`` runs (None when fine)."""
+    why = [w for w, bad in ((f"{n} folds < 5", n < 5), (f"{n} folds < {k} runs", n < k)) if bad]
+    if not why:
+        return None
+    return (f"{' and '.join(why)}: the chi-square and normal approximations behind these tests are unreliable "
+            "(Demšar 2006); read the p-values as indicative only")
+
+
+def _gate(posthoc: Optional[dict], rejects: bool, key: str) -> Optional[dict]:
+    """Post-hoc decisions count only when the omnibus test rejects H0 (Demšar 2006 §3.2.2)."""
+    if posthoc is None:
+        return None
+    for item in posthoc[key]:
+        item["significant_alone"] = item["significant"]
+        item["significant"] = bool(item["significant"] and rejects)
+    return posthoc
+
+
+def compare(scores, names: Sequence[str], alpha: float = 0.05, tails: int = 2) -> dict:
     """All of the above over ``(N folds, k runs)`` scores.
 
     Returns ``{"n_folds", "runs", "average_ranks", "test", "friedman_p", "friedman_statistic",
@@ -161,7 +188,7 @@ def compare(scores, names: Sequence[str], alpha: float = 0.05) -> dict:
     if len(names) != k:
         raise ValueError(f"{len(names)} names for {k} runs")
     ranks = average_ranks(s)
-    res: dict = {"n_folds": n, "runs": names, "alpha": alpha,
+    res: dict = {"n_folds": n, "runs": names, "alpha": alpha, "caution": caution(n, k),
                  "average_ranks": {nm: float(r) for nm, r in zip(names, ranks)}}
     if k == 2:
         w = wilcoxon_pair(s[:, 0], s[:, 1])
@@ -172,10 +199,11 @@ def compare(scores, names: Sequence[str], alpha: float = 0.05) -> dict:
         return res
     f = friedman(s)
     idv = iman_davenport(f["statistic"], n, k)
+    rejects = bool(f["p"] < alpha)
     res.update(test="friedman", friedman_p=f["p"], friedman_statistic=f["statistic"],
-               iman_davenport_p=idv["p"], iman_davenport_statistic=idv["statistic"],
-               rejects_h0=bool(f["p"] < alpha),
-               nemenyi=nemenyi(ranks, n, alpha, names), bonferroni_dunn=bonferroni_dunn(ranks, n, alpha, names))
+               iman_davenport_p=idv["p"], iman_davenport_statistic=idv["statistic"], rejects_h0=rejects,
+               nemenyi=_gate(nemenyi(ranks, n, alpha, names), rejects, "pairs"),
+               bonferroni_dunn=_gate(bonferroni_dunn(ranks, n, alpha, names, tails=tails), rejects, "runs"))
     return res
 
 

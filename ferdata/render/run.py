@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .backgrounds import BackgroundSource
-from ..config import MAX_SHARDS, RenderConfig
+from ..config import MAX_PER_FACE, MAX_SHARDS, RenderConfig
 from ..errors import FerdataError
 from ..faces.store import FaceStore
 from ..shards.manifest import complete_shards, init_manifest, record_shard, shard_name
@@ -262,6 +262,9 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
         raise FerdataError(f"{out}: output folder is not writable ({exc.strerror or exc})") from exc
     job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split,
                     device, context)
+    if cfg.per_face > MAX_PER_FACE:
+        raise FerdataError(f"per_face {cfg.per_face}: a shard render makes at most {MAX_PER_FACE} per face "
+                           "(FERAtt: 9231); live renders (train_on=live) have no such bound")
     ctx = get_context(job)  # validates face store and backgrounds in this process, before any worker
     if ctx.n_shards() > MAX_SHARDS:
         raise FerdataError(f"{ctx.n_faces} faces x per_face {cfg.per_face} = {ctx.total} samples make "

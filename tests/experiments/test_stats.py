@@ -26,7 +26,7 @@ def test_known_ordering_friedman_and_posthoc_match_scipy():
     assert res["friedman_p"] < 0.05 and res["rejects_h0"]
     chi2 = ref.statistic                                  # Iman-Davenport: (N-1)chi2 / (N(k-1) - chi2)
     assert chi2 == pytest.approx(2 * n)                   # perfect agreement: chi2 = N(k-1)
-    assert res["iman_davenport_p"] == 0.0
+    assert res["iman_davenport_p"] is None          # F undefined: not printed as a measured p = 0
     assert res["average_ranks"] == {"A": 3.0, "B": 2.0, "C": 1.0}
     # Nemenyi: CD from the studentized range; Demšar's table gives q_0.05 = 2.343 for k = 3
     se = math.sqrt(k * (k + 1) / (6 * n))
@@ -38,19 +38,37 @@ def test_known_ordering_friedman_and_posthoc_match_scipy():
     for p in res["nemenyi"]["pairs"]:
         assert p["p"] == pytest.approx(ss.studentized_range.sf(math.sqrt(2) * p["rank_diff"] / se, k, np.inf))
         assert (p["p"] < 0.05) == p["significant"]
-    # Bonferroni-Dunn, one-tailed against A: z = (R_A - R_i) / se, p x (k - 1)
+    # Bonferroni-Dunn against A, two-tailed by default (Demšar Table 5b): p = 2(1 - Phi(|z|)), x (k - 1)
     bd = {r["name"]: r for r in res["bonferroni_dunn"]["runs"]}
-    assert set(bd) == {"B", "C"}
+    assert set(bd) == {"B", "C"} and res["bonferroni_dunn"]["tails"] == 2
     assert bd["B"]["z"] == pytest.approx(1 / se)
-    assert bd["B"]["p_adjusted"] == pytest.approx(2 * ss.norm.sf(1 / se))   # 0.0253
-    assert bd["C"]["p_adjusted"] == pytest.approx(2 * ss.norm.sf(2 / se))
-    assert bd["B"]["significant"] and bd["C"]["significant"]
+    assert bd["B"]["p_adjusted"] == pytest.approx(2 * 2 * ss.norm.sf(1 / se))   # 0.0506: not significant two-tailed
+    assert bd["C"]["p_adjusted"] == pytest.approx(2 * 2 * ss.norm.sf(2 / se))
+    assert not bd["B"]["significant"] and bd["C"]["significant"]
+    # Demšar's two-tailed critical value for k = 3 at 0.05 is 2.241: C's z = 4.47 passes, B's 2.24 does not
+    assert ss.norm.isf(0.05 / (2 * (k - 1))) == pytest.approx(2.241, abs=1e-3)
+    one = {r["name"]: r for r in stats.compare(s, ["A", "B", "C"], tails=1)["bonferroni_dunn"]["runs"]}
+    assert one["B"]["p_adjusted"] == pytest.approx(2 * ss.norm.sf(1 / se)) and one["B"]["significant"]  # 0.0253
 
 
 def test_one_tailed_direction_worse_run_is_not_significant():
     s = ordered_scores()[:, ::-1]            # now A is best, C worst: nothing beats the control
-    res = stats.compare(s, ["A", "B", "C"])
+    res = stats.compare(s, ["A", "B", "C"], tails=1)
     assert all(r["z"] < 0 and r["p"] > 0.5 and not r["significant"] for r in res["bonferroni_dunn"]["runs"])
+    two = stats.compare(s, ["A", "B", "C"])             # two-tailed: C is significantly *worse*
+    assert {r["name"]: r["significant"] for r in two["bonferroni_dunn"]["runs"]} == {"B": False, "C": True}
+
+
+def test_posthoc_marked_only_where_friedman_rejects_and_small_samples_flagged():
+    ph = {"pairs": [{"a": "A", "b": "C", "significant": True}, {"a": "A", "b": "B", "significant": False}]}
+    gated = stats._gate(ph, False, "pairs")["pairs"]
+    assert [(p["significant"], p["significant_alone"]) for p in gated] == [(False, True), (False, False)]
+    s = ordered_scores()
+    res = stats.compare(s, ["A", "B", "C"])
+    assert res["rejects_h0"] and all(p["significant"] == p["significant_alone"] for p in res["nemenyi"]["pairs"])
+    assert res["caution"] is None
+    assert "4 folds < 5" in stats.compare(s[:4], ["A", "B", "C"])["caution"]
+    assert "3 folds < 4 runs" in stats.compare(np.random.default_rng(0).uniform(size=(3, 4)), list("ABCD"))["caution"]
 
 
 def test_ties_share_ranks_like_scipy_rankdata():

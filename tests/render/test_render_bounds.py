@@ -17,3 +17,15 @@ def test_absurd_counts_are_refused_before_planning(sample_dir, tmp_path):
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "1125000 shards" in r.output
     assert time.monotonic() - t < 30
     assert not list((tmp_path / "b").glob("shard-*"))
+
+
+def test_the_library_bounds_shard_renders_but_not_live_ones(sample_dir, tmp_path):
+    import pytest
+
+    from ferdata.config import RenderConfig
+    from ferdata.errors import FerdataError
+    from ferdata.render.run import render
+
+    with pytest.raises(FerdataError, match="at most 10000000 per face"):
+        render(sample_dir / "faces.h5", sample_dir / "backgrounds", tmp_path / "c", RenderConfig(per_face=2**40))
+    RenderConfig(per_face=2**40).validate()  # live renders (train_on=live) index an unbounded sample space

@@ -124,7 +124,7 @@ def test_kfold_renders_never_render_a_test_or_val_subject(store, renders, tmp_pa
 
         def spy(*a, _cls=cls, _name=name, **kw):
             ds = _cls(*a, **kw)
-            seen.setdefault(_name, []).append(np.asarray(kw.get("face_indices")))
+            seen.setdefault(_name, []).append(np.asarray(ds.select_spec.face_indices))
             return ds
         monkeypatch.setattr(ft, name, spy)
     cfg = TrainConfig(faces=str(store), data=str(renders), folds=4, fold=2, val_subjects=2, eval_on="renders",
