@@ -217,3 +217,16 @@ def test_rank_from_torch_distributed(renders, tmp_path):
         dist.destroy_process_group()
     with pytest.raises(FerdataError, match="rank"):
         ShardIterableDataset(renders.raw, fields=("index",), rank=2, world_size=2)
+
+
+def test_built_from_select_and_decode_specs_like_the_keywords(renders):
+    from ferdata.torch import Decode, Select
+
+    kw = ShardIterableDataset(renders.raw, fields=("index", "label"), face_indices=[1], resize=16, seed=3, block=4)
+    sp = ShardIterableDataset(renders.raw, select=Select(face_indices=[1]),
+                              decode=Decode(fields=("index", "label"), resize=16), seed=3, block=4)
+    assert np.array_equal(kw.epoch_order(0), sp.epoch_order(0)) and sp.decode_spec.resize == 16
+    with pytest.raises(TypeError, match="inside select="):
+        ShardIterableDataset(renders.raw, select=Select(split="train"), face_indices=[1])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'fiels'"):
+        ShardIterableDataset(renders.raw, fiels=("image",))

@@ -86,3 +86,39 @@ def test_cli_help_shows_the_declared_bounds():
     assert bound_text(FIELDS["epochs"].metadata) in r.output     # ">= 1", the bound validate() uses
     r = CliRunner().invoke(main, ["train", "--epochs", "0"])
     assert r.exit_code == 2 and "--epochs" in r.output
+
+
+def test_group_tables_dotted_keys_and_renamed_keys(tmp_path, monkeypatch):
+    import warnings
+
+    import ferdata.train.config as tc
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[optimisation]\nlr = 0.002\nepochs = 3\n[model]\nmodel = "va_cnn"\n')
+    cfg = train_config(str(recipe), {"runtime.seed": 7})
+    assert (cfg.lr, cfg.epochs, cfg.model, cfg.seed) == (0.002, 3, "va_cnn", 7)
+    recipe.write_text('[model]\nlr = 0.002\n')
+    with pytest.raises(FerdataError, match=r"model.lr is not a key of \[model\] \(it belongs to \[optimisation\]\)"):
+        train_config(str(recipe))
+    monkeypatch.setattr(tc, "RENAMED", {"learning_rate": "lr"})
+    monkeypatch.setattr(tc, "_warned", set())
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        a = train_config(None, {"learning_rate": 0.01})
+        b = train_config(None, {"learning_rate": 0.02})
+    assert (a.lr, b.lr) == (0.01, 0.02)
+    assert [str(x.message) for x in w if issubclass(x.category, FutureWarning)] == [
+        "--set: key 'learning_rate' is now 'lr' (the old name still works)"]
+
+
+def test_train_on_is_an_enum_that_reads_and_writes_as_its_string():
+    import json
+
+    from ferdata.train.config import TrainOn
+
+    cfg = TrainConfig(train_on="faces", protocol="kfold")
+    assert cfg.train_on is TrainOn.FACES and cfg.train_on == "faces" and f"{cfg.train_on}" == "faces"
+    assert json.loads(json.dumps(dataclasses.asdict(cfg)))["train_on"] == "faces"
+    assert list(TrainConfig.groups()) == ["data", "protocol", "model", "optimisation", "augmentation", "runtime",
+                                          "outputs"]
+    assert sum(len(v) for v in TrainConfig.groups().values()) == len(FIELDS)
