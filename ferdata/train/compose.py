@@ -5,7 +5,10 @@ The readers ingest everything a dataset offers; an experiment keeps a subset:
 * ``classes = [...]`` — only these classes (VA-CNN on RaFD drops contempt);
 * ``neutral_subjects = N`` — neutral faces: the first frame (first by source path) of
   ``N`` subjects drawn at random with the run's seed, one per subject (FERAtt on CK+:
-  "the first frame of the sequence of 33 random selected subjects");
+  "the first frame of the sequence of 33 random selected subjects"). The draw is over
+  subject ids only — no label is read to make it, so relabelling any face (a test
+  subject's, say) cannot change which subjects are drawn; a drawn subject without a
+  neutral face contributes none (reported in the composition);
 * ``intensity = k`` — BU-3DFE: expressive faces of intensity ``k`` only, plus the one
   neutral face of each subject (FERAtt: 1 intensity × 6 expressions × 100 subjects +
   100 neutral).
@@ -40,18 +43,22 @@ def _class_mask(labels: np.ndarray, classes: Optional[Sequence[str]], present: S
     return np.isin(labels, [CLASS_INDEX[c] for c in classes])
 
 
+def draw_subjects(subjects, n: int, seed: int, where: str) -> list:
+    """``n`` subject ids drawn with ``seed`` from the sorted ids (labels play no part)."""
+    cand = sorted({s for s in np.asarray(subjects).astype(str).tolist() if s})
+    if len(cand) < n:
+        raise FerdataError(f"{where}: neutral_subjects={n} but the face store has only {len(cand)} subjects")
+    return sorted(np.random.default_rng(seed).permutation(np.array(cand, dtype=object))[:n].tolist())
+
+
 def _neutral_mask(labels, subjects, sources, n: int, seed: int, where: str) -> np.ndarray:
     """Keep every non-neutral face and the first neutral face of ``n`` seeded-random subjects."""
     neutral = labels == CLASS_INDEX["neutral"]
     keep = ~neutral
-    cand = sorted({s for s in subjects[neutral].tolist() if s})
-    if len(cand) < n:
-        raise FerdataError(f"{where}: neutral_subjects={n} but only {len(cand)} subjects have a neutral face")
-    chosen = set(np.random.default_rng(seed).permutation(np.array(cand, dtype=object))[:n].tolist())
-    for s in sorted(chosen):
+    for s in draw_subjects(subjects, n, seed, where):
         idx = np.flatnonzero(neutral & (subjects == s))
-        first = idx[np.argsort(sources[idx], kind="stable")[0]]
-        keep[first] = True
+        if idx.size:
+            keep[idx[np.argsort(sources[idx], kind="stable")[0]]] = True
     return keep
 
 

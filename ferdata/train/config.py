@@ -124,6 +124,8 @@ class TrainConfig(TypedConfig):
     live_render: dict = setting({}, "data", "live: RenderConfig keys (size default sample_size)")
     live_epoch_size: Optional[int] = setting(None, "data", "live: renders per epoch (default 64 per training face)",
                                              lo=1)
+    holdout_same_faces: bool = setting(False, "protocol", "holdout: allow train/val/test renders of the same faces "
+                                       "(measures render generalisation, not FER; recorded and flagged)")
     eval_on: str = setting("auto", "protocol", "faces | renders | auto (faces when a face store is given)",
                            choices=("auto", "faces", "renders"))
     augment: str = setting("none", "augmentation", "online augmentation of real faces: none | seed001 | seed002 | seed004",

@@ -137,15 +137,27 @@ def read_spec(cfg: TrainConfig, inputs, manifest: Optional[dict] = None) -> dict
     return spec
 
 
-def _classes(split: Split, data) -> list:
-    if split.composition is not None:
-        return [c for c in CLASSES if c in split.composition["per_class"]]
-    if data is None:  # train_on=live without renders: the face store's classes
-        from ..faces.store import FaceStore
+def _classes(cfg: TrainConfig, split: Split, data) -> list:
+    """The model's classes: the recipe's ``classes``, else those of the training side. Never
+    read from validation or test labels (a test face of a new class adds no output; it is
+    refused, naming the side, since no model of this run could predict it)."""
+    if split.faces is None or split.train.faces is None:  # holdout: the training renders' classes
+        return list(load_manifest(data)["classes"])
+    from ..faces.store import FaceStore
 
-        with FaceStore(split.faces) as fs:
-            return list(fs.classes)
-    return list(load_manifest(data)["classes"])
+    with FaceStore(split.faces) as fs:
+        labels = np.asarray(fs.labels)
+    present = set(labels[split.train.faces].tolist())
+    wanted = set(cfg.classes) if cfg.classes else {CLASSES[i] for i in present}
+    classes = [c for c in CLASSES if c in wanted]
+    for side in (split.val, split.test):
+        extra = sorted(set(labels[side.faces].tolist()) - {CLASS_INDEX[c] for c in classes})
+        if extra:
+            n = int(np.isin(labels[side.faces], extra).sum())
+            raise FerdataError(f"fold {cfg.fold}: the {side.name} side has {n} face(s) of "
+                               f"{', '.join(CLASSES[i] for i in extra)}, a class the training side lacks; "
+                               "set classes = [...] in the recipe to leave it out, or choose other folds")
+    return classes
 
 
 def _train_fields(cfg, inputs, spec, side: str) -> tuple:
@@ -252,7 +264,8 @@ def _class_counts(labels, classes) -> list:
 def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 1, device=None) -> TrainData:
     """Resolve the split once and make the three loaders (see the module docstring)."""
     faces, data, val_data, test_data = _paths(cfg, Path(out), rank, world_size)
-    split = resolve_split(cfg, faces=faces, data=data, val_data=val_data, test_data=test_data)
+    split = resolve_split(cfg, faces=faces, data=data, val_data=val_data, test_data=test_data,
+                          builtin_sample=not (cfg.data or (cfg.faces and cfg.protocol != "holdout")))
     eval_on = cfg.eval_on if cfg.eval_on != "auto" else ("renders" if split.protocol == "holdout" else "faces")
     if split.protocol == "holdout" and eval_on == "faces":
         raise FerdataError("protocol=holdout evaluates on renders (val_data, test_data): set eval_on=renders")
@@ -266,7 +279,7 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
             check_render_source(test_data, split.faces)
     manifest = load_manifest(data) if cfg.train_on in ("renders", "both") else None
     spec = read_spec(cfg, inputs, manifest)
-    classes = _classes(split, data)
+    classes = _classes(cfg, split, data)
     if cfg.train_on == "live":
         train_ds, map_style = _live_train(cfg, inputs, split, Path(out), device, world_size, rank), False
     else:

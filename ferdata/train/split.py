@@ -58,6 +58,7 @@ class Split:
     faces: Optional[str] = None          # the face store the indices refer to
     n_folds: int = 1
     composition: Optional[dict] = None
+    same_faces: bool = False             # holdout: the three sides render the same faces (allowed, flagged)
 
     def sides(self):
         return (self.train, self.val, self.test)
@@ -97,6 +98,8 @@ class Split:
                 d[f"{s.name}_faces"] = len(s)
         if self.protocol == "kfold":
             d["folds"] = self.n_folds
+        if self.same_faces:
+            d["same_faces"] = True  # renders of the training faces on every side: not a FER result
         if self.composition is not None:
             d["composition"] = self.composition
         return d
@@ -173,7 +176,7 @@ def _official(cfg, path) -> Split:
     return Split("official", *sides, faces=str(path), composition=describe_composition(labels, keep)).check()
 
 
-def _holdout(cfg, data, val_data, test_data, faces=None) -> Split:
+def _holdout(cfg, data, val_data, test_data, faces=None, same_faces: bool = False) -> Split:
     if not val_data or not test_data:
         raise FerdataError("protocol=holdout needs val_data and test_data (render folders made with two other seeds)")
     sp = Split("holdout", Side("train", renders=str(data)), Side("val", renders=str(val_data)),
@@ -181,17 +184,27 @@ def _holdout(cfg, data, val_data, test_data, faces=None) -> Split:
     sp.check()
     from ..shards.manifest import load_manifest
 
-    seeds = [load_manifest(s.renders)["config"]["seed"] for s in sp.sides()]
+    manifests = [load_manifest(s.renders) for s in sp.sides()]
+    seeds = [m["config"]["seed"] for m in manifests]
     if len(set(seeds)) != 3:
         raise FerdataError(f"holdout: train/val/test renders must use three different seeds, got {seeds}")
-    return sp
+    stores = [m.get("face_store", {}).get("content_sha256") for m in manifests]
+    shared = [s.name for s, h in zip(sp.sides()[1:], stores[1:]) if h is not None and h == stores[0]]
+    if shared and not same_faces:
+        raise FerdataError(f"holdout: the {' and '.join(shared)} renders are of the same faces as the training renders "
+                           "(same face store content): the test would measure render generalisation, not FER. "
+                           "Render them from held-out faces, use protocol kfold/official, or set "
+                           "holdout_same_faces = true to run it anyway (recorded)")
+    return dataclasses.replace(sp, same_faces=bool(shared))
 
 
-def resolve_split(cfg, faces=None, data=None, val_data=None, test_data=None) -> Split:
-    """The :class:`Split` of ``cfg`` (paths default to the config's; the built-in sample passes its own)."""
+def resolve_split(cfg, faces=None, data=None, val_data=None, test_data=None, builtin_sample: bool = False) -> Split:
+    """The :class:`Split` of ``cfg`` (paths default to the config's; the built-in sample passes its own
+    and ``builtin_sample``: its two faces are on every side, a loop check, recorded as such)."""
     faces = faces if faces is not None else cfg.faces
     if cfg.protocol == "holdout":
-        return _holdout(cfg, data or cfg.data, val_data or cfg.val_data, test_data or cfg.test_data, faces)
+        return _holdout(cfg, data or cfg.data, val_data or cfg.val_data, test_data or cfg.test_data, faces,
+                        same_faces=cfg.holdout_same_faces or builtin_sample)
     if faces is None:
         raise FerdataError(f"protocol={cfg.protocol} needs the face store (faces = ...)")
     return _kfold(cfg, Path(faces)) if cfg.protocol == "kfold" else _official(cfg, Path(faces))
