@@ -48,9 +48,12 @@ def _scale_lightness(face32: np.ndarray, hard: np.ndarray, w: float) -> np.ndarr
 
 
 def clean_render(image: np.ndarray, mask: np.ndarray, landmarks, params: np.ndarray, size: int,
-                 render_cfg: dict | None = None, gray: bool = False) -> np.ndarray:
+                 render_cfg: dict | None = None, gray: bool = False, released: bool = False) -> np.ndarray:
     """The clean face of one render, (size, size, C) uint8, from the face-store face and the render's
-    ``params``; ``render_cfg`` is the render's configuration (luminance, blend, alpha_mode)."""
+    ``params``; ``render_cfg`` is the render's configuration (luminance, blend, alpha_mode).
+
+    ``released=True``: the released FERAtt code's ``x_org`` instead — the warped face under
+    its hard (warped) mask, before luminance matching and with no soft alpha."""
     rc = render_cfg or {}
     face = prepare_face(image, mask, landmarks, size)
     M = geometry_matrix(params, size)
@@ -61,6 +64,8 @@ def clean_render(image: np.ndarray, mask: np.ndarray, landmarks, params: np.ndar
         def warp(a):
             return cv2.warpPerspective(a, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     f32, hard = warp(face.image).astype(np.float32), warp(face.mask) > 127
+    if released:
+        rc = {"luminance": "none", "blend": "hard"}
     if rc.get("luminance", "ratio") != "none":
         f32 = _scale_lightness(f32, hard, float(params[P["lum_w"]]))
     if rc.get("blend", "alpha") == "alpha":
@@ -81,8 +86,9 @@ class RenderClean:
     Faces are read and cached per process on first use.
     """
 
-    def __init__(self, faces, render_size: int, out_hw=None, gray: bool = False, render_cfg: dict | None = None):
-        self.faces, self.size, self.gray = str(faces), int(render_size), bool(gray)
+    def __init__(self, faces, render_size: int, out_hw=None, gray: bool = False, render_cfg: dict | None = None,
+                 released: bool = False):
+        self.faces, self.size, self.gray, self.released = str(faces), int(render_size), bool(gray), bool(released)
         self.render_cfg = dict(render_cfg or {})
         self.out_hw = tuple(out_hw) if out_hw is not None else None
         self._store = None
@@ -102,7 +108,7 @@ class RenderClean:
 
     def _one(self, params: np.ndarray, f: int) -> np.ndarray:
         img, m, lm = self._face(int(f))
-        c = clean_render(img, m, lm, params.astype(np.float64), self.size, self.render_cfg, self.gray)
+        c = clean_render(img, m, lm, params.astype(np.float64), self.size, self.render_cfg, self.gray, self.released)
         if self.out_hw is not None and c.shape[:2] != self.out_hw:
             h, w = self.out_hw
             interp = cv2.INTER_AREA if h < c.shape[0] else cv2.INTER_LINEAR

@@ -158,8 +158,14 @@ class TrainConfig(TypedConfig):
                             choices=("ce", "bce"))
     rep_sigma: float = setting(1.0, "optimisation", "sigma of the Gaussian manifold loss (FERAtt's code: 1.0)",
                                lo=0.0, lo_open=True)
-    att_target: str = setting("clean", "optimisation", "clean (the face on black) | masked (input * mask)",
-                              choices=("clean", "masked"))
+    att_target: str = setting("clean", "optimisation", "FERAtt attention target: masked (eq. 1: input * mask) | "
+                              "released (the warped face under its mask, before luminance matching: the released "
+                              "code's x_org) | clean (the luminance-matched face on black)",
+                              choices=("clean", "masked", "released"))
+    att_loss: str = setting("paper", "optimisation", "FERAtt attention loss: paper (pixel-wise MSE, §3.1) | released "
+                            "(the released Attloss: 5 mean tanh(3|d|), clamped at 30) | released_mse (its AttMSEloss: "
+                            "10 MSE clamped at 30, defined there but not used)",
+                            choices=("paper", "released", "released_mse"))
     label_smoothing: float = setting(0.0, "optimisation", "label smoothing of CE", lo=0.0, hi=1.0, hi_open=True)
     max_steps_per_epoch: Optional[int] = setting(None, "optimisation", "cap on steps per epoch", lo=1)
     seed: int = setting(0, "runtime", "seed of weights, order and augmentation", lo=0)

@@ -187,13 +187,13 @@ def eval_dataset(kind: str, path, spec: dict, faces=None, split=None, subjects=N
 
 
 def _render_transform(cfg, inputs, spec, data, faces):
-    if "reconstruction" not in inputs.outputs or cfg.att_target != "clean":
+    if "reconstruction" not in inputs.outputs or cfg.att_target == "masked":
         return None
     if faces is None:
-        raise FerdataError("att_target=clean needs the face store the renders were made from (faces = ...)")
+        raise FerdataError(f"att_target={cfg.att_target} needs the face store the renders were made from (faces = ...)")
     c = load_manifest(data)["config"]
     return RenderClean(faces, c["size"], tuple(spec["resize"]), gray=bool(c.get("gray")) or spec["gray"],
-                       render_cfg=c)
+                       render_cfg=c, released=cfg.att_target == "released")
 
 
 def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int):
@@ -213,7 +213,7 @@ def _train_datasets(cfg, inputs, spec, split: Split, data, world: int, rank: int
         parts.append(ShardDataset(data, fields=fields, face_indices=faces_idx, transform=tf, **kw))
     if cfg.train_on in ("faces", "both"):
         fields = _train_fields(cfg, inputs, spec, "faces")
-        tf = FaceClean() if ("reconstruction" in inputs.outputs and cfg.att_target == "clean") else None
+        tf = FaceClean() if ("reconstruction" in inputs.outputs and cfg.att_target != "masked") else None
         parts.append(FaceStoreDataset(split.faces, fields=fields, face_indices=faces_idx, transform=tf, **kw))
     if len(parts) == 2:  # both give image, label[, lbp][, clean | mask]
         ds = torch.utils.data.ConcatDataset(parts)
@@ -235,7 +235,10 @@ def _live_train(cfg, inputs, split: Split, out: Path, device, world: int, rank: 
                            "image folder (the built-in sample's are used when neither data nor faces is given)")
     rc = {"size": cfg.sample_size, **cfg.live_render, "seed": cfg.seed, "per_face": 1 << 40}
     tr = TorchRenderer(faces, backgrounds, RenderConfig(**rc), device=device or "cpu")
-    clean = "reconstruction" in inputs.outputs and cfg.att_target == "clean"
+    clean = "reconstruction" in inputs.outputs and cfg.att_target != "masked"
+    if clean and cfg.att_target == "released":
+        raise FerdataError("att_target=released is made from shards (train_on=renders) and real faces; the live "
+                           "torch renderer gives att_target=clean or masked")
     return LiveRenderLoader(tr, cfg.batch_size, cfg.live_epoch_size, seed=cfg.seed, rank=rank, world_size=world,
                             clean=clean, face_indices=split.train.faces)
 

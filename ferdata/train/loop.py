@@ -107,7 +107,8 @@ def _criterion(cfg: TrainConfig, data, device) -> FERAttLoss:
         counts = np.maximum(np.asarray(data.class_counts, np.float64), 1)
         weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
     return FERAttLoss(w_cls=cfg.w_cls, w_rep=cfg.w_rep, w_att=cfg.w_att, cls_kind=cfg.cls_loss,
-                      class_weight=weight, label_smoothing=cfg.label_smoothing, sigma=cfg.rep_sigma).to(device)
+                      class_weight=weight, label_smoothing=cfg.label_smoothing, sigma=cfg.rep_sigma,
+                      att_kind=cfg.att_loss).to(device)
 
 
 def setup(cfg: TrainConfig, data, inputs, device) -> Run:

@@ -115,26 +115,39 @@ def masked_target(image: torch.Tensor, mask: Optional[torch.Tensor] = None) -> t
     return image * m
 
 
+ATT_LOSSES = ("paper", "released", "released_mse")
+
+
 def reconstruction_loss(reconstruction: torch.Tensor, image: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                        reduction: str = "mean") -> torch.Tensor:
-    """FERAtt's attention loss L_att: pixel-wise MSE between I_att and its target.
+                        reduction: str = "mean", kind: str = "paper") -> torch.Tensor:
+    """FERAtt's attention loss L_att between I_att and its target.
 
-    Eq. 1 prints the target as ``I ⊗ I_mask``; the released code (``Attloss``) compares
-    I_att with ``x_org``, the clean face of the synthetic sample (before background,
-    blur and noise), weighted by 10 and clamped at 30. The trainer passes that clean
-    face (:mod:`ferdata.train.clean`, ``att_target = "clean"``) as ``image`` with no
-    ``mask``; ``att_target = "masked"`` passes the input and its mask (eq. 1 as printed).
+    ``kind``: ``"paper"`` — "the pixel-wise MSE" of seed 000 §3.1; ``"released"`` — the
+    released code's ``Attloss``, the one its trainer builds: ``5·mean(tanh(3·|t − I_att|))``
+    (written there as ``(e^{6d} − 1)/(e^{6d} + 1)``) clamped at 30 before the ×5;
+    ``"released_mse"`` — its ``AttMSEloss`` (defined, not used there): ``10·MSE`` clamped
+    at 30. Eq. 1 prints the target as ``I ⊗ I_mask`` (``att_target = "masked"``: the
+    input and its ``mask`` are passed); the released code compares with ``x_org``
+    (``att_target = "released"``) — the trainer passes such a target as ``image`` with no
+    ``mask`` (docs/training.md, "FERAtt as published").
 
-    ``image`` must have the model input's normalisation. When
-    ``reconstruction`` is smaller than the image (e.g. the 32×32
-    ``reconstruction_small``), the target is average-pooled to its size.
+    ``image`` must have the model input's normalisation. When ``reconstruction`` is smaller
+    than the image (e.g. the 32×32 ``reconstruction_small``), the target is average-pooled
+    to its size. ``reduction`` applies to ``"paper"`` only (the released forms are means).
     """
+    if kind not in ATT_LOSSES:
+        raise ValueError(f"kind must be one of {', '.join(ATT_LOSSES)}, got {kind!r}")
     target = masked_target(image, mask)
     if reconstruction.shape[-2:] != target.shape[-2:]:
         target = F.adaptive_avg_pool2d(target, reconstruction.shape[-2:])
     if reconstruction.shape != target.shape:
         raise ValueError(f"reconstruction {tuple(reconstruction.shape)} vs target {tuple(target.shape)}")
-    return F.mse_loss(reconstruction, target.to(reconstruction.dtype), reduction=reduction)
+    target = target.to(reconstruction.dtype)
+    if kind == "paper":
+        return F.mse_loss(reconstruction, target, reduction=reduction)
+    if kind == "released":
+        return 5.0 * torch.clamp(torch.tanh(3.0 * (target - reconstruction).abs()).mean(), max=30.0)
+    return 10.0 * torch.clamp(F.mse_loss(reconstruction, target), max=30.0)
 
 
 def class_means(embedding: torch.Tensor, target_probs: torch.Tensor):
@@ -312,8 +325,11 @@ class FERAttLoss(nn.Module):
 
     def __init__(self, w_cls: float = 1.0, w_rep: float = 1.0, w_att: float = 1.0, cls_kind: str = "ce",
                  class_weight: Optional[torch.Tensor] = None, label_smoothing: float = 0.0, sigma: float = 1.0,
-                 means: Optional[torch.Tensor] = None):
+                 means: Optional[torch.Tensor] = None, att_kind: str = "paper"):
         super().__init__()
+        if att_kind not in ATT_LOSSES:
+            raise ValueError(f"att_kind must be one of {', '.join(ATT_LOSSES)}, got {att_kind!r}")
+        self.att_kind = att_kind
         if cls_kind not in ("ce", "bce"):
             raise ValueError(f"cls_kind must be 'ce' or 'bce', got {cls_kind!r}")
         for name, w in (("w_cls", w_cls), ("w_rep", w_rep), ("w_att", w_att)):
@@ -343,7 +359,8 @@ class FERAttLoss(nn.Module):
             parts["rep"] = self.manifold(outputs["embedding"].float(), target)
             total = total + self.w_rep * parts["rep"]
         if self.w_att > 0 and "reconstruction" in outputs and image is not None:
-            parts["att"] = reconstruction_loss(outputs["reconstruction"].float(), image.float(), mask)
+            parts["att"] = reconstruction_loss(outputs["reconstruction"].float(), image.float(), mask,
+                                               kind=self.att_kind)
             total = total + self.w_att * parts["att"]
         parts["loss"] = total
         return parts

@@ -137,3 +137,23 @@ def test_feratt_loss_combines_terms():
         L.FERAttLoss(w_att=-1.0)
     with pytest.raises(KeyError, match="logits"):
         crit({"embedding": out["embedding"]}, y)
+
+
+def test_attention_loss_kinds_match_the_paper_and_the_released_code():
+    import math
+
+    g = torch.Generator().manual_seed(0)
+    rec, img = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    d = (img - rec).abs()
+    assert L.reconstruction_loss(rec, img) == pytest.approx(float((d ** 2).mean()))          # §3.1 pixel-wise MSE
+    e = torch.exp(6.0 * d)                                                                     # released Attloss
+    assert L.reconstruction_loss(rec, img, kind="released") == pytest.approx(float(5 * ((e - 1) / (e + 1)).mean()))
+    assert L.reconstruction_loss(rec, img, kind="released_mse") == pytest.approx(float(10 * (d ** 2).mean()))
+    big = L.reconstruction_loss(rec * 0, img * 0 + 100, kind="released_mse")
+    assert float(big) == pytest.approx(300.0)                                                  # clamped at 30, x10
+    assert float(L.reconstruction_loss(rec * 0, img * 0 + 100, kind="released")) <= 5.0 + 1e-6
+    with pytest.raises(ValueError, match="kind must be one of"):
+        L.reconstruction_loss(rec, img, kind="l1")
+    loss = L.FERAttLoss(att_kind="released")({"logits": torch.zeros(2, 3), "reconstruction": rec},
+                                             torch.tensor([0, 1]), img)
+    assert float(loss["att"]) == pytest.approx(float(5 * torch.tanh(3 * d).mean())) and not math.isnan(loss["loss"])

@@ -311,3 +311,26 @@ def test_split_and_n_folds_do_not_import_torch(store):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["3", "False"], r.stderr
 
+
+
+def test_feratt_released_target_is_the_warped_face_before_luminance(store):
+    """att_target = released: the released code's x_org — the face warped into the render's pose
+    under its hard mask, with no luminance matching and no soft alpha."""
+    import cv2
+
+    from ferdata.render.compose import geometry_matrix, prepare_face
+    from ferdata.render.params import P, sample_params
+    from ferdata.train.clean import clean_render
+    with h5py.File(store, "r") as f:
+        img, m, lm = f["image"][5], f["mask"][5], f["landmarks"][5]
+    cfg = RenderConfig(size=32, perspective=0.0).resolved()
+    p = sample_params(np.random.default_rng(4), cfg)
+    p[P["lum_w"]] = 1.4                                     # a strong luminance step: released ignores it
+    face = prepare_face(img, m, lm, 32)
+    M = geometry_matrix(p, 32)
+    warp = cv2.warpAffine(face.image, M[:2], (32, 32), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    hard = cv2.warpAffine(face.mask, M[:2], (32, 32), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) > 127
+    rel = clean_render(img, m, lm, p, 32, cfg.__dict__, released=True)
+    assert np.array_equal(rel[hard], warp[hard]) and not rel[~hard].any()
+    lum = clean_render(img, m, lm, p, 32, cfg.__dict__)
+    assert not np.array_equal(rel, lum)
