@@ -105,6 +105,9 @@ class TrainConfig(TypedConfig):
     name: str = setting("run", "outputs", "run name (default run folder runs/<name>, table row)")
     model: str = setting("preactresnet18", "model", _MODELS_HELP)
     model_kwargs: dict = setting({}, "model", "keyword arguments of the model's constructor")
+    pretrained: str = setting("none", "model", "initial weights: none | a weight file in its published layout | "
+                              "a known name looked up in $TORCH_HOME/hub/checkpoints (resnet34, vgg16, vgg16_bn, "
+                              "vgg_face); never downloaded")
     data: Optional[str] = setting(None, "data", "shard folder; none: render the built-in sample")
     faces: Optional[str] = setting(None, "data", "face store the renders were made from (faces, subjects, splits)")
     val_data: Optional[str] = setting(None, "data", "holdout: shard folder of validation renders")
