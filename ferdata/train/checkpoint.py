@@ -16,7 +16,7 @@ __all__ = ["CKPT_VERSION", "save_checkpoint", "save_epoch", "settle_best", "load
 
 CKPT_VERSION = 1
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "best.next.pt", "eval.json", "confusion.json",
-             "confusion.png", "embeddings.npz")
+             "confusion.png", "embeddings.npz", "attention.png")
 
 
 def save_checkpoint(path, state: dict) -> None:

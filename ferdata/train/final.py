@@ -89,4 +89,8 @@ def final_evaluation(run, data, out: Path, prog) -> dict:
                                  for s in run.cfg.noise_train}
     write_json(Path(out) / "eval.json", result)
     write_pictures(out, seed=run.cfg.seed)
+    from .attention_fig import attention_figure
+
+    attention_figure(run.model, data.test_loader, run.prep, run.amp, run.cfg.noise, Path(out) / "attention.png",
+                     seed=run.cfg.seed, title=f"{run.cfg.name}: test faces (FERAtt Fig. 8)")
     return result

@@ -103,3 +103,44 @@ def test_write_eval_pictures_draws_what_the_folder_allows(tmp_path):
     small.mkdir()
     np.savez(small / "embeddings.npz", embedding=x[:3], label=y[:3])
     assert write_eval_pictures(small) == []                           # too few for t-SNE: skipped, no error
+
+
+@pytest.mark.slow
+def test_feratt_fig8_attention_png_per_noise_level(tmp_path):
+    """A FERAtt run writes attention.png: input, attention map and I_att for a few test faces,
+    one row per noise level; models without attention outputs draw nothing."""
+    import json
+
+    from fixtures import train_fixtures as tf
+    from ferdata.train import fit
+    from ferdata.train.attention_fig import attention_rows
+    from ferdata.train.config import TrainConfig
+
+    cfg = TrainConfig(model="feratt_cls", model_kwargs={"width": 8, "rep_size": 8}, epochs=1, batch_size=8,
+                      lr=1e-3, num_workers=0, sample_per_face=16, sample_size=32, eval_batch_size=32,
+                      eval_on="renders", protocol="holdout", noise=(0.1, 0.3), w_rep=0.0)
+    fit(cfg, tmp_path / "run")
+    png = tmp_path / "run" / "attention.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert set(ev["noise"]) == {"0.1", "0.3"}
+    fit(TrainConfig(model="preactresnet18", model_kwargs=tf.TINY_MODEL, epochs=1, batch_size=8, num_workers=0,
+                    sample_per_face=16, sample_size=32, eval_on="renders", protocol="holdout"), tmp_path / "base")
+    assert not (tmp_path / "base" / "attention.png").exists()
+    # one row per noise level, sigma 0 first, the three panels in [0, 1]
+    import torch
+
+    from ferdata.train.models import create_model, model_inputs
+    from ferdata.train.augment import Augmenter
+    from ferdata.train.prep import BatchPrep
+    m = create_model("feratt_cls", num_classes=2, width=8, rep_size=8)
+    prep = BatchPrep(model_inputs(m), ["neutral", "happiness"], torch.device("cpu"),
+                     {"resize": [128, 128], "gray": False, "lbp_eval": None, "lbp_train": None},
+                     Augmenter("none", (128, 128)), False)
+    batch = {"image": torch.randint(0, 255, (3, 3, 128, 128), dtype=torch.uint8), "label": torch.tensor([0, 1, 0])}
+    import contextlib
+    rows = attention_rows(m, batch, prep, contextlib.nullcontext, [0.3, 0.1], n=2)
+    assert [r[0] for r in rows] == [0.0, 0.1, 0.3]
+    assert rows[0][1].shape == (2, 128, 128, 3) and rows[0][2].shape == (2, 128, 128)
+    assert all(0 <= a.min() and a.max() <= 1 for r in rows for a in r[1:])
+    assert not np.array_equal(rows[0][1], rows[2][1])         # the noisy input differs
