@@ -185,15 +185,18 @@ def _pm(mean, std) -> str:
 
 
 def table_header() -> str:
-    return "| name | folds | Acc. | Prec. | Rec. | F1 |\n|---|---|---|---|---|---|"
+    """Columns in FERAtt Table 1's terms: macro P and R, F1 = 2PR/(P+R) of those (the paper's F1),
+    and the mean of per-class F1 (scikit-learn's macro F1) beside it."""
+    return ("| name | folds | Acc. | Prec. (macro) | Rec. (macro) | F1 = 2PR/(P+R) | F1 (mean per class) |\n"
+            "|---|---|---|---|---|---|---|")
 
 
 def table_row(summary: dict) -> str:
-    """``| name | folds | acc ± sd | P ± sd | R ± sd | F1 ± sd |`` in percent (F1: mean per-class F1)."""
+    """``| name | folds | acc | P | R | F1 of macro P, R | mean per-class F1 |``, each mean ± sd in percent."""
     m, s = summary["mean"], summary["std"]
     k = len(summary["folds"])
     folds = f"{k}" if summary.get("complete", True) else f"{k} of {summary['n_folds']}"
-    cells = [_pm(m.get(key), s.get(key)) for key in ("accuracy", "precision", "recall", "f1")]
+    cells = [_pm(m.get(key), s.get(key)) for key in ("accuracy", "precision", "recall", "f1_of_macro", "f1")]
     return f"| {summary['name']} | {folds} | " + " | ".join(cells) + " |"
 
 
@@ -204,8 +207,10 @@ def write_outputs(out, summary: dict) -> None:
     out = Path(out)
     write_json_atomic(out / "cv.json", summary)
     note = (f"\nTest metrics over {len(summary['folds'])} of {summary['n_folds']} folds: mean ± sample sd "
-            f"(ddof=1), percent. F1 = mean of per-class F1; FERAtt Table 1's F1 (harmonic mean of macro P "
-            f"and R): {_pm(summary['mean'].get('f1_of_macro'), summary['std'].get('f1_of_macro'))}.\n")
+            "(ddof=1), percent. Macro averages run over the run's classes present in a fold's test side "
+            "(a class with no test face and no prediction there is left out; 0/0 counts as 0). "
+            "F1 = 2PR/(P+R) is FERAtt Table 1's F1 (harmonic mean of macro P and R); the last column is "
+            "the mean of per-class F1.\n")
     write_text_atomic(out / "cv.md", table_header() + "\n" + table_row(summary) + "\n" + note)
     cm = summary.get("confusion_matrix")
     if cm is not None:

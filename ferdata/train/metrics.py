@@ -239,7 +239,8 @@ def classification_report(y_true, y_pred, classes: Optional[Sequence[str]] = Non
 
     Returns
     -------
-    dict with ``n``, ``accuracy``, ``classes``, ``per_class`` (name →
+    dict with ``n``, ``accuracy``, ``classes``, ``macro_over`` (the classes averaged: those
+    of ``classes`` with a test sample or a prediction, unless ``labels``), ``per_class`` (name →
     precision/recall/f1/support), ``macro`` (precision, recall, f1, f1_of_macro),
     ``weighted``, ``confusion_matrix`` (list of lists, rows = true) and ``topk``.
     """
@@ -255,10 +256,13 @@ def classification_report(y_true, y_pred, classes: Optional[Sequence[str]] = Non
     per = precision_recall_f1(cm)
     avg = averaged_scores(cm, labels)
     n = int(cm.sum())
+    over = (np.flatnonzero((cm.sum(axis=0) > 0) | (cm.sum(axis=1) > 0)) if labels is None
+            else sorted(set(int(i) for i in labels)))
     report = {
         "n": n,
         "accuracy": float(np.trace(cm) / n) if n else float("nan"),
         "classes": names,
+        "macro_over": [names[i] for i in over],   # the classes the macro averages ran over
         "per_class": {names[i]: {"precision": float(per["precision"][i]), "recall": float(per["recall"][i]),
                                  "f1": float(per["f1"][i]), "support": int(per["support"][i])} for i in range(c)},
         "macro": avg["macro"],

@@ -192,7 +192,7 @@ def test_compare_three_runs_known_ordering(tmp_path, fake_train):
     se = math.sqrt(k * (k + 1) / (6 * n))
     assert bd["C"]["p_adjusted"] == pytest.approx(2 * 2 * ss.norm.sf(2 / se)) and bd["C"]["significant"]
     table = (tmp_path / "t.md").read_text()
-    assert table.splitlines()[0].startswith("| name | folds | Acc.")
+    assert table.splitlines()[0].startswith("| name | folds | Acc. | Prec. (macro) | Rec. (macro) | F1 = 2PR/(P+R) |")
     assert [l.split("|")[1].strip() for l in table.splitlines()[2:5]] == ["A", "B", "C"]
     assert "Friedman test" in r.output and "A vs C" in r.output
 

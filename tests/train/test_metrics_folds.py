@@ -278,3 +278,21 @@ def test_official_fer2013_split():
         fo.official_split(["train", "Validation"])
     with pytest.raises(ValueError, match="unknown split"):
         fo.official_split(["train", ""])
+
+
+def test_macro_over_the_run_classes_present_in_a_fold_and_feratt_f1():
+    """A CK+ fold without contempt: macro averages run over the run's classes present there
+    (0/0 counts as 0), and FERAtt's F1 is the harmonic mean of macro P and R."""
+    classes = ["neutral", "happiness", "contempt"]
+    y = np.array([0, 0, 1, 1, 1])
+    p = np.array([0, 1, 1, 1, 0])
+    rep = M.classification_report(y, p, classes=classes)
+    assert rep["macro_over"] == ["neutral", "happiness"]               # contempt: no test face, no prediction
+    prec = (1 / 2 + 2 / 3) / 2
+    rec = (1 / 2 + 2 / 3) / 2
+    assert rep["macro"]["precision"] == pytest.approx(prec) and rep["macro"]["recall"] == pytest.approx(rec)
+    assert rep["macro"]["f1_of_macro"] == pytest.approx(2 * prec * rec / (prec + rec))
+    rep2 = M.classification_report(y, np.array([0, 2, 1, 1, 0]), classes=classes)   # contempt predicted once
+    assert rep2["macro_over"] == classes and rep2["per_class"]["contempt"]["precision"] == 0.0
+    # FERAtt Table 1, BU-3DFE baseline: P 71.48, R 69.56 -> F1 70.51 (the table prints 70.50)
+    assert 2 * 71.48 * 69.56 / (71.48 + 69.56) == pytest.approx(70.51, abs=0.005)
