@@ -113,7 +113,8 @@ def _criterion(cfg: TrainConfig, data, device) -> FERAttLoss:
 
 def setup(cfg: TrainConfig, data, inputs, device) -> Run:
     """Model, optimiser, schedule, loss and batch preparation of a run."""
-    model = create_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs).to(device)
+    model = create_model(cfg.model, num_classes=len(data.classes), pretrained=cfg.pretrained,
+                         **cfg.model_kwargs).to(device)
     cl = input_memory_format(model, device, cfg.channels_last) == torch.channels_last
     if cl:
         model = model.to(memory_format=torch.channels_last)
@@ -224,6 +225,10 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
 
     cfg.validate()
     check_model_name(cfg.model)
+    if cfg.pretrained != "none":  # the model takes such weights and the file is there: before any work
+        from .models.pretrained import resolve_pretrained
+
+        resolve_pretrained(cfg.model, cfg.pretrained)
     out = Path(out)
     rank, world, local_rank = dist_info()
     if resume and cfg.overwrite:
@@ -256,7 +261,8 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: i
         write_json(out / "config.json", {**_cfg_dict(cfg), "split": data.describe["split"], "resolved": {
             "classes": data.classes, "inputs": inputs.to_dict(), "parameters": run.parameters,
             "device": str(device), "world_size": world, "data": data.describe, "read": data.spec,
-            "torch_threads": threads, "memory_format": "channels_last" if run.prep.channels_last else "nchw"}})
+            "torch_threads": threads, "memory_format": "channels_last" if run.prep.channels_last else "nchw",
+            "pretrained": getattr(run.model, "pretrained_report", None)}})
     prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, on_step)
     if rank != 0:
         return {}

@@ -46,6 +46,13 @@ values they were built with. :func:`model_inputs` gives the same as a JSON-able
 the training loop can build the matching data transforms; :func:`forward_batch`
 calls a model on a batch dict.
 
+Pretrained weights
+------------------
+``create_model(name, pretrained="resnet34" | "vgg16" | "vgg16_bn" | "vgg_face" | PATH)``
+copies the published ImageNet / VGG-Face tensors into ``feratt_cls``/``feratt_rep_cls``
+(``att_encoder="resnet34"``), ``lbp_attention`` and ``vggface_stn_msa`` (``config="vgg16"``);
+files are never downloaded (:mod:`ferdata.train.models.pretrained`).
+
 Examples
 --------
 >>> from ferdata.train.models import create_model, list_models, model_inputs
@@ -66,7 +73,7 @@ from torch import nn
 
 __all__ = [
     "register_model", "create_model", "list_models", "model_entry", "model_inputs",
-    "ModelInputs", "forward_batch", "count_parameters",
+    "ModelInputs", "forward_batch", "count_parameters", "load_pretrained",
 ]
 
 _REGISTRY: Dict[str, "_Entry"] = {}
@@ -115,7 +122,7 @@ def list_models(pattern: str | None = None) -> List[str]:
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
-def create_model(name: str, num_classes: int = 8, **kwargs: Any) -> nn.Module:
+def create_model(name: str, num_classes: int = 8, pretrained: str | None = "none", **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``.
 
     Parameters
@@ -124,6 +131,12 @@ def create_model(name: str, num_classes: int = 8, **kwargs: Any) -> nn.Module:
         A name from :func:`list_models`.
     num_classes : int
         Output classes (default 8: the canonical FER+ order of :mod:`ferdata.labels`).
+    pretrained : str
+        ``"none"`` (default), a weight file in its published layout, or a known name
+        (``resnet34``, ``vgg16``, ``vgg16_bn``, ``vgg_face``) looked up in
+        ``$TORCH_HOME/hub/checkpoints``; never downloaded. What loads into which model:
+        :mod:`ferdata.train.models.pretrained`. The load report (file, sha256, loaded,
+        unused, missing keys) is ``model.pretrained_report`` (None without weights).
     **kwargs
         Model options (see each class's docstring), e.g. ``input_size=(64, 64)``,
         ``in_channels=3``, ``width_mult=0.25``.
@@ -132,6 +145,7 @@ def create_model(name: str, num_classes: int = 8, **kwargs: Any) -> nn.Module:
     kw = {**entry.defaults, **kwargs}
     model = entry.cls(num_classes=num_classes, **kw)
     model.model_name = name
+    model.pretrained_report = load_pretrained(model, pretrained, name)
     return model
 
 
@@ -203,3 +217,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 # Import the families last: their modules use ``register_model`` defined above.
 from . import preact, feratt, lbp_attention, va_cnn, deep_emotion  # noqa: E402,F401
+from .pretrained import load_pretrained  # noqa: E402

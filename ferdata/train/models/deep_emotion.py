@@ -124,8 +124,11 @@ class VGGFaceSTNMSA(FERModel):
     * Backbone ``config="seed"``: 4 stacks, each two 3×3 conv (stride 1, padding 1) –
       BatchNorm – ReLU then a 2×2/2 max-pool, widths 64, 128, 256, 512 → 512×3×3 at
       48 px. ``config="vgg16"`` gives the full VGG-16/VGG-Face conv part (2-2-3-3-3,
-      64…512) for 224×224 inputs (pass ``input_size=224``). **No pretrained VGG-Face
-      weights**: they cannot be downloaded here (and the seed trains from scratch too).
+      64…512) for 224×224 inputs (pass ``input_size=224``); with it,
+      ``create_model(..., config="vgg16", pretrained="vgg_face")`` (or ``"vgg16"``,
+      ``"vgg16_bn"``, or a path) copies the 13 published convs into ``features`` (the
+      gray input's first conv: RGB kernels summed; :mod:`ferdata.train.models.pretrained`).
+      Trained from scratch by default.
     * MSA (4 heads, choice) on the last feature map.
     * Head (the seed's Fig. 6 is not legible; choice, mirroring Deep-Emotion's two FC
       layers): dropout 0.5 → FC (512·h·w → 512) → ReLU → dropout 0.5 → FC → logits.

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from . import register_model
 from .blocks import FERModel, as_image_batch, conv_bn_relu, init_weights
 from .preact import PreActResNetTrunk
+from .resnet import ResNet34Encoder
 
 __all__ = ["AttentionUNet", "FeatureExtractor", "FERAttCls", "FERAttRepCls"]
 
@@ -33,24 +34,38 @@ class AttentionUNet(nn.Module):
 
     Seed 000 §3.1: "a variation of the fully convolutional model [U-Net] … four layers
     in the coder with skip connections and dilation of 2x"; the paper initialises it
-    from an ImageNet ResNet34. Choices where the paper is vague / impossible here:
+    from an ImageNet ResNet34. Choices where the paper is vague:
 
-    * four encoder levels of widths ``width·(1, 2, 4, 8)``, each conv3×3-BN-ReLU then
-      a *dilated* (rate 2) conv3×3-BN-ReLU — our reading of "dilation of 2x" — and a
+    * ``encoder="unet"`` (the default; trained from scratch, Kaiming init; input sides
+      divisible by 16): four encoder levels of widths ``width·(1, 2, 4, 8)``, each
+      conv3×3-BN-ReLU then a *dilated* (rate 2) conv3×3-BN-ReLU — our reading of "dilation of 2x" — and a
       2×2 max-pool; a bottleneck of two conv3×3-BN-ReLU at 1/16 resolution;
     * decoder: bilinear ×2 upsampling, concatenation with the skip, two conv3×3-BN-ReLU;
     * a final 1×1 conv to one channel, as the paper's Fig. 3 shows. The released code's
       final version differs: its attention map has one channel *per class*
       (``AttentionResNet(out_channels=num_classes)``), the feature module as many channels,
       and the reconstruction reads ``[σ(A)⊙F, I, A]``; only an early version had one channel;
-    * **no pretrained ResNet34**: no weights can be downloaded here, and torchvision is
-      not a dependency, so the encoder is trained from scratch (Kaiming init).
-
-    Input sides must be divisible by 16.
+    * ``encoder="resnet34"`` is the paper's reading: a ResNet34 encoder in torchvision's
+      key layout (:class:`~ferdata.train.models.resnet.ResNet34Encoder`, so ImageNet's
+      ``resnet34-b627a593.pth`` loads by name — ``create_model(..., pretrained="resnet34")``)
+      whose five features (1/2 … 1/32) are the skips of a U-Net decoder: five blocks, each
+      bilinear upsampling to the skip's size, concatenation with it, two conv3×3-BN-ReLU,
+      of widths ``width·(8, 4, 2, 2, 1)`` (the last one upsamples to the input size and has
+      no skip), then the 1×1 conv to one channel. The released code's ``AttentionResNet``
+      (TernausNet-style, ``DecoderBlockV2``: upsample ×2, two conv-ReLU, widths 256 … 32;
+      ``torchlib/models/ferattentionnet.py``) does not run as released (its ``super()``
+      call names another class, its centre block upsamples before the concatenation
+      with layer4); the widths follow it, the BN is ours. Input sides divisible by 32.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 32, levels: int = 4):
+    def __init__(self, in_channels: int = 3, width: int = 32, levels: int = 4, encoder: str = "unet"):
         super().__init__()
+        if encoder not in ("unet", "resnet34"):
+            raise ValueError(f"AttentionUNet encoder must be 'unet' or 'resnet34', got {encoder!r}")
+        self.encoder_kind = encoder
+        if encoder == "resnet34":
+            self._build_resnet34(in_channels, width)
+            return
         widths = [width * 2 ** i for i in range(levels)]
         self.enc = nn.ModuleList()
         cin = in_channels
@@ -66,7 +81,30 @@ class AttentionUNet(nn.Module):
         self.head = nn.Conv2d(cin, 1, 1)
         self.factor = 2 ** levels
 
+    def _build_resnet34(self, in_channels: int, width: int) -> None:
+        self.encoder = ResNet34Encoder(in_channels)
+        skips = ResNet34Encoder.channels[-2::-1]            # 256, 128, 64, 64 (layer3 … conv1)
+        cin = ResNet34Encoder.channels[-1]
+        self.dec = nn.ModuleList()
+        for w, skip in zip((width * 8, width * 4, width * 2, width * 2), skips):
+            self.dec.append(nn.Sequential(conv_bn_relu(cin + skip, w), conv_bn_relu(w, w)))
+            cin = w
+        self.dec.append(nn.Sequential(conv_bn_relu(cin, width), conv_bn_relu(width, width)))
+        self.head = nn.Conv2d(width, 1, 1)
+        self.factor = ResNet34Encoder.reduction
+
+    def _forward_resnet34(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.encoder(x)
+        y = feats[-1]
+        for block, skip in zip(self.dec[:-1], reversed(feats[:-1])):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(self.dec[-1](y))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.encoder_kind == "resnet34":
+            return self._forward_resnet34(x)
         skips = []
         for block in self.enc:
             x = block(x)
@@ -132,10 +170,13 @@ class FERAttCls(FERModel):
     Parameters
     ----------
     num_classes : int
-    input_size : (H, W), default (128, 128); sides divisible by 16.
+    input_size : (H, W), default (128, 128); sides divisible by 16 (32 with ``att_encoder="resnet34"``).
     in_channels : int, default 3
     rep_size : int, default 32 — side of the classifier input.
     att_width : int, default 32 — base width of the attention U-Net.
+    att_encoder : {"unet", "resnet34"}, default "unet" — the attention U-Net's encoder
+        (:class:`AttentionUNet`); ``"resnet34"`` takes ImageNet weights
+        (``create_model(..., pretrained="resnet34")``, seed 000 §3.1).
     ft_filters : int, default 32 — feature-extractor channels.
     rec_filters : int, default 32 — hidden channels of the reconstruction module.
     width : int, default 64 — PreActResNet18 base width.
@@ -147,14 +188,17 @@ class FERAttCls(FERModel):
     source = "seed 000 §3.1, §4.2 (FERAtt+Cls)"
 
     def __init__(self, num_classes: int = 8, input_size=None, in_channels=None, rep_size: int = 32,
-                 att_width: int = 32, ft_filters: int = 32, rec_filters: int = 32, width: int = 64):
+                 att_width: int = 32, ft_filters: int = 32, rec_filters: int = 32, width: int = 64,
+                 att_encoder: str = "unet"):
         super().__init__(num_classes, input_size, in_channels)
         h, w = self.input_size
-        if h % 16 or w % 16:
-            raise ValueError(f"FERAtt input sides must be divisible by 16 (U-Net with 4 levels), got {self.input_size}")
+        factor = 32 if att_encoder == "resnet34" else 16
+        if h % factor or w % factor:
+            raise ValueError(f"FERAtt input sides must be divisible by {factor} (attention encoder "
+                             f"{att_encoder!r}), got {self.input_size}")
         self.rep_size = int(rep_size)
         c = self.in_channels
-        self.attention_net = AttentionUNet(c, att_width)
+        self.attention_net = AttentionUNet(c, att_width, encoder=att_encoder)
         self.features = FeatureExtractor(c, ft_filters)
         self.reconstruct = nn.Sequential(
             nn.Conv2d(ft_filters, rec_filters, 3, padding=1), nn.ReLU(inplace=True),
@@ -174,8 +218,9 @@ class FERAttCls(FERModel):
     def attend(self, image: torch.Tensor) -> dict:
         """The attention part: returns I_att (full size and pooled) and σ(G_att)."""
         x = as_image_batch(image, "image")
-        if x.shape[-2] % 16 or x.shape[-1] % 16:
-            raise ValueError(f"FERAtt input sides must be divisible by 16, got {tuple(x.shape[-2:])}")
+        f = self.attention_net.factor
+        if x.shape[-2] % f or x.shape[-1] % f:
+            raise ValueError(f"FERAtt input sides must be divisible by {f}, got {tuple(x.shape[-2:])}")
         att = torch.sigmoid(self.attention_net(x))
         rec = self.reconstruct(att * self.features(x))
         small = F.adaptive_avg_pool2d(rec, self.rep_size)

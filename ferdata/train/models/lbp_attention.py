@@ -80,7 +80,12 @@ class LBPAttentionNet(FERModel):
        4×4 (choice: keeps the FC size independent of the input size) → FC 1024 → 256 →
        ReLU → dropout 0.5 → FC → logits (softmax lives in the loss).
 
-    No pretrained VGG-16 weights (none can be downloaded here): trained from scratch.
+    Trained from scratch by default. ``create_model("lbp_attention", pretrained="vgg16")``
+    (or ``"vgg16_bn"``, or a path to either file) initialises both streams' 10 convs from
+    ImageNet VGG-16 (seed 001 builds on it): conv1_1 … conv4_3 into ``image_stream.front``
+    and the same tensors into ``lbp_stream.front``, whose first conv gets the RGB kernels
+    summed (one channel); conv biases folded into the BN running means
+    (:mod:`ferdata.train.models.pretrained`). Needs ``width_mult=1``.
 
     Parameters
     ----------
