@@ -199,15 +199,17 @@ def show_cmd(path, n, out, landmarks, mask, tile, seed, worst):
 
 @click.command("verify")
 @click.argument("folder", type=click.Path(file_okay=False))
-def verify_cmd(folder):
-    """Recompute shard hashes and check counts and schema against the manifest."""
+@click.option("--partial", is_flag=True, help="An unfinished render is fine (an array job's share, a render running).")
+def verify_cmd(folder, partial):
+    """Recompute shard hashes and check counts and schema against the manifest; an unfinished
+    render fails (exit 1, naming the missing shards) unless --partial."""
     from ferdata.shards.inspect import verify
 
-    res = verify(folder)
+    res = verify(folder, partial=partial)
     for name, problem in res["problems"]:
         click.echo(f"{name}: {problem}", err=True)
-    click.echo(f"{folder}: {res['ok']} shard(s) ok, {len(res['problems'])} problem(s), "
-               f"{res['samples']} samples")
+    click.echo(f"{folder}: {res['ok']} of {res['num_shards']} shard(s) ok, {len(res['problems'])} problem(s), "
+               f"{res['samples']} samples" + (f", {len(res['missing'])} not made yet" if res["missing"] else ""))
     if res["problems"]:
         raise SystemExit(1)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ShardError
 from ..labels import CLASSES
-from .manifest import entry_problem, file_sha256, folder_lbp, load_manifest
+from .manifest import entry_problem, file_sha256, folder_lbp, load_manifest, shard_name
 from .reader import read_images
 from .schema import FIELDS, SCHEMA_VERSION, unpack_masks
 from ..atomic import describe_temp, temp_files
@@ -103,12 +103,13 @@ def _check_shard(folder: Path, name: str, e) -> list[str]:
         return [f"unreadable HDF5 ({exc})"]
 
 
-def verify(folder) -> dict:
+def verify(folder, partial: bool = False) -> dict:
     """Recompute every shard's sha256 and check counts, schema, attrs and LBP claims.
 
     Also reported: shard files the manifest does not list, temporary files left by
-    interrupted runs, and a folder-level ``lbp`` list that claims more than every
-    shard holds.
+    interrupted runs, a folder-level ``lbp`` list that claims more than every shard
+    holds, and — unless ``partial`` (an array job's share, a render still running) — the
+    shards an unfinished render has not made yet (``missing``).
     """
     folder = Path(folder)
     m = load_manifest(folder)
@@ -127,7 +128,13 @@ def verify(folder) -> dict:
     over = sorted(set(m.get("lbp", [])) - set(folder_lbp(m)))
     if over:
         problems.append(("manifest.json", f"lbp lists {', '.join(over)}, which not every shard has"))
-    return {"ok": ok, "problems": problems, "samples": samples}
+    n = int(m.get("num_shards") or 0)
+    missing = [shard_name(k) for k in range(n) if shard_name(k) not in m["shards"]]
+    if missing and not partial:
+        shown = ", ".join(missing[:5]) + (f", … ({len(missing) - 5} more)" if len(missing) > 5 else "")
+        problems.append(("manifest.json", f"unfinished render: {len(missing)} of {n} shards not made ({shown}); "
+                                          "rerun render to finish it, or verify --partial"))
+    return {"ok": ok, "problems": problems, "samples": samples, "missing": missing, "num_shards": n}
 
 
 def load_samples(folder, n: int, seed: int = 0) -> dict:

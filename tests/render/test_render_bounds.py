@@ -29,3 +29,22 @@ def test_the_library_bounds_shard_renders_but_not_live_ones(sample_dir, tmp_path
     with pytest.raises(FerdataError, match="at most 10000000 per face"):
         render(sample_dir / "faces.h5", sample_dir / "backgrounds", tmp_path / "c", RenderConfig(per_face=2**40))
     RenderConfig(per_face=2**40).validate()  # live renders (train_on=live) index an unbounded sample space
+
+
+def test_verify_fails_an_unfinished_render_unless_partial(sample_dir, tmp_path):
+    from ferdata.shards.inspect import verify
+
+    faces, bgs = str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds")
+    out = tmp_path / "r"
+    r = CliRunner().invoke(main, ["render", faces, "--backgrounds", bgs, "-o", str(out), "--size", "32",
+                                  "--per-face", "30", "--shard-size", "16", "--shards", "0:2"])
+    assert r.exit_code == 0, r.output
+    res = verify(out)
+    assert res["ok"] == 2 and res["missing"] == ["shard-000002.h5", "shard-000003.h5"]
+    v = CliRunner().invoke(main, ["verify", str(out)])
+    assert v.exit_code == 1 and "unfinished render: 2 of 4 shards not made (shard-000002.h5, shard-000003.h5)" in v.output
+    v = CliRunner().invoke(main, ["verify", str(out), "--partial"])
+    assert v.exit_code == 0 and "2 of 4 shard(s) ok, 0 problem(s)" in v.output and "2 not made yet" in v.output
+    CliRunner().invoke(main, ["render", faces, "--backgrounds", bgs, "-o", str(out), "--size", "32",
+                              "--per-face", "30", "--shard-size", "16"])
+    assert CliRunner().invoke(main, ["verify", str(out)]).exit_code == 0
