@@ -35,6 +35,7 @@ def save_checkpoint(path, state: dict) -> None:
 
 
 BEST_NEXT = "best.next.pt"
+RESUME_ONLY = ("optimizer", "scheduler", "scaler", "rng")   # in last.pt only
 
 
 def save_epoch(out: Path, state: dict, improved: bool) -> None:
@@ -43,11 +44,13 @@ def save_epoch(out: Path, state: dict, improved: bool) -> None:
     A new best goes to ``best.next.pt`` first, then ``last.pt`` (which names the best
     epoch), then ``best.next.pt`` is renamed over ``best.pt``. Killed before ``last.pt``:
     the old ``best.pt`` still matches the old ``last.pt``; killed after it:
-    :func:`settle_best` finishes the rename on resume.
+    :func:`settle_best` finishes the rename on resume. ``best.pt`` keeps the weights and what
+    reads them (config, classes, inputs, epoch), not the optimiser, scheduler, scaler and RNG
+    states that only ``last.pt`` needs to resume.
     """
     out = Path(out)
     if improved:
-        save_checkpoint(out / BEST_NEXT, state)
+        save_checkpoint(out / BEST_NEXT, {k: v for k, v in state.items() if k not in RESUME_ONLY})
     save_checkpoint(out / "last.pt", state)
     if improved:
         publish(out / BEST_NEXT, out / "best.pt")

@@ -112,3 +112,14 @@ def test_a_one_class_experiment_is_refused_before_training(tmp_path):
     with pytest.raises(FerdataError, match=r"training side holds 1 class\(es\) \(happiness\)"):
         fit(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_best_pt_holds_the_weights_not_the_optimiser(tmp_path):
+    fit(TrainConfig(**{**TINY, "epochs": 1, "model_kwargs": {"width": 16}}), tmp_path)
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert "optimizer" not in best and "rng" not in best and "optimizer" in last
+    assert best["epoch"] == 0 and best["config"] == last["config"]
+    for k, v in last["model"].items():
+        assert torch.equal(v, best["model"][k])
+    assert (tmp_path / "best.pt").stat().st_size < 0.6 * (tmp_path / "last.pt").stat().st_size
