@@ -8,20 +8,32 @@ target ``clean``, ``mask``), so they stay aligned.
 preset      what (source)
 ==========  ==========================================================================
 ``none``    nothing
-``seed001`` rotation uniform in ±20°, shift ±15 % of width / height, shear factor
-            ±0.15, zoom in [0.85, 1.15], horizontal flip p = 0.5 (seed 001 §3.4: "rotation
-            range is 0-20°, shifting 0-15 %, shear and zoom range 0-0.15"; Keras
-            ``ImageDataGenerator`` semantics, edge pixels repeated)
+``seed001`` Keras ``ImageDataGenerator(rotation_range=20, width_shift_range=0.15,
+            height_shift_range=0.15, shear_range=0.15, zoom_range=0.15,
+            horizontal_flip=True)`` in Keras' own units (seed 001 §3.4: "The rotation
+            range is 0-20° and the shifting ranges of width and height are set to
+            0-15%. Both the shear range and the zoom range are 0-0.15"; §4: "implemented
+            with Keras"): rotation uniform in ±20°; shifts uniform in ±15 % of the height
+            and of the width, drawn separately; shear angle uniform in ±0.15 **degrees**
+            (Keras' unit since 2.1.3, Dec. 2017 — the paper was written in 2019/20; old
+            Keras read it as radians, ±8.6°); zoom ``zx``, ``zy`` drawn separately per
+            axis, uniform in [0.85, 1.15], Keras' sampling scale (> 1: the face looks
+            smaller); composed as Keras does, ``rotation · shift · shear · zoom`` about
+            the image centre, then the horizontal flip (p = 0.5); bilinear, edge pixels
+            repeated (``fill_mode="nearest"``). Keras' centre is ``size/2 + 0.5`` in
+            pixel indices, ours the exact centre ``(size − 1)/2`` (< 1 px apart)
 ``seed004`` horizontal flip p = 0.5, "small rotation and small distortion" (seed 004
-            §III-A, after its ref. [4]); our reading: rotation ±10°, shear ±0.1,
-            zoom [0.9, 1.1]
-``seed002`` random 112×144 crops of the 125×160 aligned face and their mirror images
-            (seed 002 §4.2); evaluation uses the centre crop
+            §IV-B.1, "as done in [4]"); our reading: rotation ±10°, shear factor ±0.1,
+            isotropic zoom [0.9, 1.1]
+``seed002`` random 112×144 crops of the 125×160 aligned face (RaFD-FRONT), or random
+            272×272 crops of the 284×284 face (RaFD-POSE, model input 272×272), and their
+            mirror images (seed 002 §4.2); evaluation uses the centre crop
 ==========  ==========================================================================
 
 The geometric presets resample with ``affine_grid`` + ``grid_sample``; ``seed002``
 crops exactly (no resampling). :func:`load_size` gives the size the faces must be
-read at (larger than the model input for ``seed002``).
+read at (larger than the model input for ``seed002``); :func:`keras_params` returns
+the ``seed001`` draws in Keras' units.
 """
 from __future__ import annotations
 
@@ -30,13 +42,17 @@ import torch.nn.functional as F
 
 from ..errors import FerdataError
 
-__all__ = ["PRESETS", "load_size", "Augmenter"]
+__all__ = ["PRESETS", "load_size", "keras_params", "keras_theta", "Augmenter"]
 
 PRESETS = {
     "none": None,
-    "seed001": dict(rotation=20.0, shift=0.15, shear=0.15, zoom=0.15, flip=0.5),
+    # Keras ImageDataGenerator arguments, in Keras' units (degrees, fractions, zoom bounds).
+    "seed001": dict(keras=True, rotation_range=20.0, width_shift_range=0.15, height_shift_range=0.15,
+                    shear_range=0.15, zoom_range=(0.85, 1.15), horizontal_flip=0.5),
     "seed004": dict(rotation=10.0, shift=0.0, shear=0.1, zoom=0.1, flip=0.5),
-    "seed002": dict(crop=(160 / 144, 125 / 112), flip=0.5),
+    # model input (H, W) -> the face it is cut from (seed 002 §4.2); other inputs: the FRONT ratio.
+    "seed002": dict(crop=(160 / 144, 125 / 112), crops={(144, 112): (160, 125), (272, 272): (284, 284)},
+                    flip=0.5),
 }
 
 
@@ -46,8 +62,43 @@ def load_size(preset: str, input_size) -> tuple:
     spec = PRESETS.get(preset)
     if spec is None or "crop" not in spec:
         return (h, w)
+    if (h, w) in spec["crops"]:
+        return spec["crops"][(h, w)]
     kh, kw = spec["crop"]
     return (int(round(h * kh)), int(round(w * kw)))
+
+
+def keras_params(n: int, spec: dict, g: torch.Generator) -> dict:
+    """``n`` draws of Keras' ``ImageDataGenerator.get_random_transform`` for the ``spec``
+    arguments: ``theta`` and ``shear`` in degrees, ``tx`` / ``ty`` as fractions of the
+    height / width, ``zx`` / ``zy`` (row / column sampling scale), ``flip`` (bool)."""
+    def u(r):
+        return (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1) * r
+    zlo, zhi = spec["zoom_range"]
+    z = zlo + (zhi - zlo) * torch.rand(n, 2, generator=g, dtype=torch.float64)
+    return {"theta": u(spec["rotation_range"]), "tx": u(spec["height_shift_range"]),
+            "ty": u(spec["width_shift_range"]), "shear": u(spec["shear_range"]), "zx": z[:, 0], "zy": z[:, 1],
+            "flip": torch.rand(n, generator=g) < spec["horizontal_flip"]}
+
+
+def keras_theta(p: dict, h: int, w: int) -> torch.Tensor:
+    """(n, 2, 3) ``affine_grid`` maps of Keras' transform for the draws ``p`` on h×w images.
+
+    Keras (row, col) pixel coordinates about the centre c: ``in − c = R·Sh·Z·(out − c) + R·t``
+    with R = [[cos θ, −sin θ], [sin θ, cos θ]], Sh = [[1, −sin s], [0, cos s]],
+    Z = diag(zx, zy), t = (tx·h, ty·w); the horizontal flip follows the warp. Here in
+    (x = col, y = row) order and normalised coordinates (``align_corners=False``)."""
+    a, s = torch.deg2rad(p["theta"]), torch.deg2rad(p["shear"])
+    n = a.shape[0]
+    rot = torch.stack([torch.cos(a), -torch.sin(a), torch.sin(a), torch.cos(a)], 1).view(n, 2, 2)
+    shear = torch.stack([torch.ones_like(s), -torch.sin(s), torch.zeros_like(s), torch.cos(s)], 1).view(n, 2, 2)
+    m_rc = rot @ shear @ torch.diag_embed(torch.stack([p["zx"], p["zy"]], 1))
+    b_rc = (rot @ torch.stack([p["tx"] * h, p["ty"] * w], 1)[..., None])[..., 0]
+    m, b = m_rc.flip(1).flip(2), b_rc.flip(1)              # (row, col) -> (x, y)
+    half = torch.tensor([w / 2.0, h / 2.0], dtype=m.dtype)
+    m = m * half[None, None, :] / half[None, :, None]       # D^-1 · M · D
+    m[:, :, 0] = torch.where(p["flip"][:, None], -m[:, :, 0], m[:, :, 0])
+    return torch.cat([m, (b / half)[..., None]], 2).float()
 
 
 def _theta(n: int, spec: dict, g: torch.Generator) -> torch.Tensor:
@@ -103,8 +154,12 @@ class Augmenter:
             return self._crop(batch, train)
         if not train:
             return batch
-        n = batch["image"].shape[0]
-        theta = _theta(n, self.spec, self.g).to(batch["image"].device)
+        n, _, h, w = batch["image"].shape
+        if self.spec.get("keras"):
+            theta = keras_theta(keras_params(n, self.spec, self.g), h, w)
+        else:
+            theta = _theta(n, self.spec, self.g)
+        theta = theta.to(batch["image"].device)
         for k in self.FIELDS:
             if k in batch:
                 x = batch[k]

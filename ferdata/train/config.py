@@ -133,6 +133,9 @@ class TrainConfig(TypedConfig):
                            choices=("auto", "faces", "renders"))
     augment: str = setting("none", "augmentation", "online augmentation of real faces: none | seed001 | seed002 | seed004",
                            choices=("none", "seed001", "seed002", "seed004"))
+    illumination: str = setting("none", "data", "illumination normalisation of every image, training and evaluation "
+                                "alike: none | diffusion (isotropic diffusion, seed 002 §4.2; ferdata.train.illumination)",
+                                choices=("none", "diffusion"))
     select_metric: str = setting("val_macro_f1", "protocol", "model selection metric (logged every epoch)",
                                  choices=SELECT_METRICS)
     classes: Optional[list] = setting(None, "protocol", "keep only these classes (e.g. VA-CNN drops contempt)")

@@ -13,7 +13,8 @@ then each side independently:
   ``val_data`` / ``test_data`` folders.
 
 Every dataset decodes, resizes and converts to gray the same way (``read_spec``),
-which ``ferdata eval`` reuses, so a checkpoint is evaluated exactly as it was validated.
+which ``ferdata eval`` reuses, so a checkpoint is evaluated exactly as it was validated;
+the spec also carries ``illumination``, applied to every image by the one ``BatchPrep``.
 """
 from __future__ import annotations
 
@@ -126,9 +127,11 @@ def check_render_source(data, faces) -> None:
 
 
 def read_spec(cfg: TrainConfig, inputs, manifest: Optional[dict] = None) -> dict:
-    """How every dataset of the run reads samples: resize, gray, and the LBP field names."""
+    """How every dataset of the run reads samples: resize, gray, the LBP field names, and the
+    illumination normalisation that :class:`~ferdata.train.prep.BatchPrep` applies to every
+    image of every side (``ferdata eval`` rebuilds this spec from the checkpoint's config)."""
     spec = {"resize": list(load_size(cfg.augment, inputs.input_size)), "gray": inputs.in_channels == 1,
-            "lbp_eval": None, "lbp_train": None}
+            "lbp_eval": None, "lbp_train": None, "illumination": cfg.illumination}
     if "lbp" in inputs.fields:
         fly, stored = f"lbp:{cfg.lbp}", f"lbp/{cfg.lbp}"
         spec["lbp_eval"] = fly

@@ -1,9 +1,10 @@
 """Evaluate a checkpoint on a face store or a shard folder, prepared exactly as in training.
 
 The checkpoint's configuration rebuilds the run's read spec (resize, gray, the
-augmentation preset's evaluation crop, the LBP variant computed at the read size and
-scaled by its largest code) and its :class:`~ferdata.train.prep.BatchPrep`, so the
-numbers equal those ``fit`` reports for the same faces.
+illumination normalisation, the augmentation preset's evaluation crop, the LBP variant
+computed at the read size and scaled by its largest code) and its
+:class:`~ferdata.train.prep.BatchPrep`, so the numbers equal those ``fit`` reports for the
+same faces. A checkpoint made before ``illumination`` existed reads as ``"none"``.
 """
 from __future__ import annotations
 

@@ -5,12 +5,16 @@ The same :class:`BatchPrep` serves training, validation, the final test and
 computed on identically prepared inputs:
 
 * images: [0, 255] -> [-1, 1], NCHW, gray <-> RGB as the model wants, resized to the
-  read size if a source differs; then the augmentation preset (random in training;
-  ``seed002``'s centre crop otherwise);
+  read size if a source differs, illumination-normalised when the read spec says so
+  (``illumination = "diffusion"``: :mod:`ferdata.train.illumination` on the uint8 image at
+  the read size, after the gray conversion — the same for training, validation, test and
+  ``ferdata eval``); then the augmentation preset (random in training; ``seed002``'s
+  centre crop otherwise);
 * LBP codes: divided by the variant's largest code (``n_bins - 1``: 255 for
   ``circle_P8_R1``, 9 for ``uniform``, 58 for ``nri_uniform`` P=8) so every variant
   spans [0, 1]; recomputed from the augmented image when a geometric preset is active
-  (the LBP of a warped face is not the warped LBP map);
+  (the LBP of a warped face is not the warped LBP map) or the image is
+  illumination-normalised (the codes of the image the model sees);
 * labels: canonical class index -> position in the run's ``classes`` (a sample of
   another class is an error, not a silent −1);
 * memory format: the model inputs (image, LBP) are handed over in one format,
@@ -30,6 +34,8 @@ import torch.nn.functional as F
 from ..errors import FerdataError
 from ..labels import CLASS_INDEX, CLASSES
 from .augment import Augmenter
+from .illumination import MODES as ILLUMINATION_MODES
+from .illumination import normalise_illumination_batch
 
 __all__ = ["BatchPrep", "lbp_scale", "label_lut"]
 
@@ -66,6 +72,9 @@ class BatchPrep:
         self.lbp_max = lbp_scale(lbp) if lbp else None
         self.need_target = "reconstruction" in inputs.outputs
         self.att_target = att_target
+        self.illumination = spec.get("illumination", "none")
+        if self.illumination not in ILLUMINATION_MODES:
+            raise FerdataError(f"illumination must be {'|'.join(ILLUMINATION_MODES)}, got {self.illumination!r}")
 
     def _image(self, x: torch.Tensor, channels: int) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -78,9 +87,18 @@ class BatchPrep:
             x = F.interpolate(x, size=self.read_hw, mode="bilinear", align_corners=False, antialias=True)
         if channels == 1 and x.shape[1] == 3:
             x = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-        elif channels == 3 and x.shape[1] == 1:
+        if self.illumination != "none":
+            x = self._illuminate(x)
+        if channels == 3 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         return (x - 0.5) / 0.5
+
+    def _illuminate(self, x: torch.Tensor) -> torch.Tensor:
+        """``illumination = "diffusion"`` on a [0, 1] NCHW batch: through uint8 on the CPU (a
+        decoded image comes back exactly) and back, still [0, 1]."""
+        u8 = (x * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = torch.from_numpy(normalise_illumination_batch(u8)).to(self.device)
+        return out.permute(0, 3, 1, 2).to(dtype=torch.float32, memory_format=self.memory_format).div_(255.0)
 
     def _mask(self, m: torch.Tensor) -> torch.Tensor:
         m = m.to(self.device, non_blocking=True)
@@ -137,7 +155,8 @@ class BatchPrep:
             out["mask"] = self._mask(batch["mask"])
         out = self.augment(out, train=train)
         if self.lbp_max is not None:
-            fresh = self.augment.active or not any(k.startswith("lbp") for k in batch)  # live renders: none stored
+            stored = any(k.startswith("lbp") for k in batch)  # live renders: none stored
+            fresh = self.augment.active or self.illumination != "none" or not stored
             out["lbp"] = self._lbp_from_image(out["image"]) if fresh else self._lbp(batch)
         if self.need_target:
             if "clean" in out:
