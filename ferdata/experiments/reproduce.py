@@ -87,12 +87,18 @@ def _cell_config(t: Table, cell: Cell, store: Path, renders: Optional[dict], set
     from ..train.recipe import train_config
 
     over = {k: v for k, v in cell.overrides}
+    merge, only = over.pop("model_kwargs", None), over.pop("model_kwargs_only", None)
+    drop = over.pop("model_kwargs_drop", ())
     over.update(faces=str(store), name=f"{cell.column}: {cell.row}")
     if renders:
         over["data"] = renders["train"]
         if cell.synthetic:
             over.update(eval_on="renders", test_data=renders["test"])
-    return train_config(str(recipes_dir() / cell.recipe), {**over, **sets})
+    recipe = str(recipes_dir() / cell.recipe)
+    if "model_kwargs" not in sets:  # the user's model_kwargs win outright
+        kw = dict(only) if only is not None else {**train_config(recipe).model_kwargs, **(merge or {})}
+        over["model_kwargs"] = {k: v for k, v in kw.items() if k not in drop}
+    return train_config(recipe, {**over, **sets})
 
 
 def _row(t: Table, cell: Cell, out: Path) -> dict:

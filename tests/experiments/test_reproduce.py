@@ -56,3 +56,21 @@ def test_feratt_table1_end_to_end_on_a_ckplus_tree(tmp_path):
     # a changed setting is refused, naming it
     changed = CliRunner().invoke(main, args + ["--set", "epochs=2"])
     assert changed.exit_code == 1 and "epochs" in changed.output and "different configuration" in changed.output
+
+
+def test_every_cell_of_every_table_resolves_to_its_recipe(tmp_path):
+    """Each cell's configuration builds from its recipe (model and kwargs fit together), ids are unique."""
+    from ferdata.experiments.reproduce import _cell_config, recipes_dir
+    from ferdata.train.models import create_model
+
+    for t in TABLES.values():
+        ids = [c.id for c in t.cells]
+        assert len(set(ids)) == len(ids) and all("--" not in i for i in ids)
+        for c in t.cells:
+            assert (recipes_dir() / c.recipe).exists(), c.recipe
+            renders = {"train": str(tmp_path / "r"), "test": str(tmp_path / "rt")} if t.renders else None
+            cfg = _cell_config(t, c, tmp_path / "faces.h5", renders, {})
+            assert cfg.faces == str(tmp_path / "faces.h5") and cfg.name == f"{c.column}: {c.row}"
+            assert (cfg.eval_on == "renders") == c.synthetic
+            kw = {k: v for k, v in cfg.model_kwargs.items() if k != "att_encoder"}
+            create_model(cfg.model, num_classes=7, **kw)       # the kwargs fit the model
