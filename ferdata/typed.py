@@ -149,8 +149,12 @@ def coerce_fields(cls, mapping: dict, source: str = "config") -> dict:
     names = [f.name for f in fields(cls)]
     unknown = sorted(set(mapping) - set(names))
     if unknown:
-        raise FerdataError(f"{source}: unknown key(s) {', '.join(map(str, unknown))} for {cls.__name__} "
-                           f"(known: {', '.join(sorted(names))})")
+        import difflib
+
+        near = {k: difflib.get_close_matches(str(k), names, n=1, cutoff=0.6) for k in unknown}
+        hint = "; ".join(f"{k!s}: did you mean {m[0]}?" for k, m in near.items() if m)
+        raise FerdataError(f"{source}: unknown key(s) {', '.join(map(str, unknown))} for {cls.__name__}"
+                           + (f" ({hint})" if hint else f" (known: {', '.join(sorted(names))})"))
     hints = _hints(cls)
     out = {}
     for k, v in mapping.items():

@@ -9,7 +9,7 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import progress, train_option
+from ._common import epoch_line, progress, train_option
 from .train_cmd import load_train_config
 
 
@@ -23,8 +23,11 @@ def _fit_with_progress(cfg, out, resume=False):
         bar.update(s["samples"])
         bar.set_postfix(epoch=s["epoch"], refresh=False)
 
+    def on_epoch(e):
+        bar.write(epoch_line(e, prefix=f"fold {cfg.fold} "))
+
     try:
-        return ferdata.train.fit(cfg, out, resume=resume, on_step=on_step)
+        return ferdata.train.fit(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch)
     finally:
         bar.close()
 
@@ -32,13 +35,14 @@ def _fit_with_progress(cfg, out, resume=False):
 def _echo_fold(n):
     def on_fold(ev):
         i, st = ev["fold"], ev["status"]
+        head = f"fold {i} ({i + 1} of {n}, fold-{i:02d})"   # the index of cfg.fold, eval.json and the folder
         if st == "skipped":
-            click.echo(f"fold {i + 1}/{n}: finished earlier, skipped")
+            click.echo(f"{head}: finished earlier, skipped")
         elif st in ("started", "resumed"):
-            click.echo(f"fold {i + 1}/{n}: {'resuming from last.pt' if st == 'resumed' else 'training'} …")
+            click.echo(f"{head}: {'resuming from last.pt' if st == 'resumed' else 'training'} …")
         else:
             r = ev["record"]
-            click.echo(f"fold {i + 1}/{n}: accuracy {r['accuracy']:.4f}, macro F1 {r.get('f1', float('nan')):.4f}")
+            click.echo(f"{head}: accuracy {r['accuracy']:.4f}, macro F1 {r.get('f1', float('nan')):.4f}")
     return on_fold
 
 

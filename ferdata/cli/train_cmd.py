@@ -9,7 +9,7 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import parse_key_values, progress, train_option
+from ._common import epoch_line, parse_key_values, progress, train_option
 
 
 def load_train_config(recipe, sets, **overrides):
@@ -51,7 +51,7 @@ def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, o
 
     try:
         with stop_on_signals():
-            res = fit(cfg, out, resume=resume, on_step=on_step)
+            res = fit(cfg, out, resume=resume, on_step=on_step, on_epoch=lambda e: bar.write(epoch_line(e)))
     except Interrupted as exc:
         last = out / "last.pt"
         exc.hint = (f"{out} is kept; continue with the same command and --resume" if last.exists() else

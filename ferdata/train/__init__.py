@@ -8,11 +8,11 @@ dict written to ``out/eval.json``: ``{"val": report, "test": report, "best_epoch
 """
 
 
-def fit(cfg, out, resume=False, on_step=None):
-    """Train per a :class:`ferdata.config.TrainConfig` (see :func:`ferdata.train.loop.fit`)."""
+def fit(cfg, out, resume=False, on_step=None, on_epoch=None):
+    """Train per a :class:`ferdata.train.config.TrainConfig` (see :func:`ferdata.train.loop.fit`)."""
     from .loop import fit as _fit
 
-    return _fit(cfg, out, resume=resume, on_step=on_step)
+    return _fit(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch)
 
 
 def n_folds(cfg) -> int:

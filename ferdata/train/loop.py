@@ -186,8 +186,10 @@ def select(cfg: TrainConfig, prog: Progress, rec: dict, epoch: int) -> bool:
     return improved
 
 
-def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int, on_step=None) -> Progress:
-    """Train from ``prog.start_epoch``; validate, select, checkpoint after every epoch."""
+def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int, on_step=None,
+               on_epoch=None) -> Progress:
+    """Train from ``prog.start_epoch``; validate, select, checkpoint after every epoch (then, on
+    rank 0, ``on_epoch(record)``: the metrics.jsonl record plus ``epochs``, ``improved``, ``best_epoch``)."""
     cfg = run.cfg
     for epoch in range(prog.start_epoch, cfg.epochs if not prog.stopped else prog.start_epoch):
         data.set_epoch(epoch)
@@ -204,6 +206,8 @@ def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int
         if rank == 0:
             append_jsonl(out / "metrics.jsonl", rec)
             save_epoch(out, _state(run, prog, epoch), improved)
+            if on_epoch:
+                on_epoch({**rec, "epochs": cfg.epochs, "improved": improved, "best_epoch": prog.best_epoch})
         check_stop(f"after epoch {epoch} (saved)")
         if prog.stopped:
             log.info("early stopping at epoch %d (best %s %.4f at %d)", epoch, cfg.select_metric, prog.best,
@@ -219,7 +223,8 @@ def _wrap(model, cfg: TrainConfig, world: int, device):
     return torch.compile(m) if cfg.compile else m
 
 
-def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[[dict], None]] = None) -> dict:
+def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[[dict], None]] = None,
+        on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
     """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0)."""
     from .config import check_model_name
 
@@ -243,12 +248,12 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
         if rank == 0:
             prepare_run_folder(out, resume, cfg.overwrite)
         try:
-            return _fit(cfg, out, resume, on_step, rank, world, device)
+            return _fit(cfg, out, resume, on_step, rank, world, device, on_epoch)
         finally:
             torch.set_num_threads(threads_before)  # the run's choice does not outlive it
 
 
-def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: int, device) -> dict:
+def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: int, device, on_epoch=None) -> dict:
     from .final import final_evaluation
 
     threads = set_torch_threads(cfg.num_workers, device)
@@ -263,7 +268,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: i
             "device": str(device), "world_size": world, "data": data.describe, "read": data.spec,
             "torch_threads": threads, "memory_format": "channels_last" if run.prep.channels_last else "nchw",
             "pretrained": getattr(run.model, "pretrained_report", None)}})
-    prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, on_step)
+    prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, on_step, on_epoch)
     if rank != 0:
         return {}
     return final_evaluation(run, data, out, prog)

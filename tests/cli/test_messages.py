@@ -30,3 +30,13 @@ def test_live_epoch_smaller_than_a_batch_names_both_keys(tmp_path):
     r = CliRunner().invoke(main, ["train", "--set", "train_on=live", "--set", "live_epoch_size=8",
                                   "--set", "batch_size=16", "-o", str(tmp_path / "o")])
     assert r.exit_code == 1 and "live_epoch_size (8) is smaller than batch_size (16)" in r.output, r.output
+
+
+def test_an_unknown_key_names_its_source_and_the_nearest_key(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--set", "epoch=3", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and r.output.strip() == ("Error: --set: unknown key(s) epoch for TrainConfig "
+                                                    "(epoch: did you mean epochs?)")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("batchsize = 8\n")
+    r = CliRunner().invoke(main, ["train", "--recipe", str(recipe), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and f"{recipe}: unknown key(s) batchsize" in r.output and "batch_size?" in r.output

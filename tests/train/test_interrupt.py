@@ -66,3 +66,14 @@ def test_cv_stops_cleanly(tmp_path):
     lines = [l for l in stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("Interrupted (SIGINT)") and "same command" in lines[0], stderr
     assert not (out / "cv.json").exists() and (out / "fold-00" / "last.pt").exists()
+
+
+def test_one_line_per_epoch_without_a_terminal(tmp_path):
+    """nohup / SLURM / torchrun: stdout is not a terminal, and every epoch still prints one line."""
+    p = _start(["train", *SETS, "--set", "epochs=2", "-o", str(tmp_path / "run")], tmp_path)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr
+    lines = [line for line in stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 0 (1 of 2)", "epoch 1 (2 of 2)"], stdout
+    assert all("train loss" in line and "val macro F1" in line and line.rstrip().endswith(("s", "(best so far)"))
+               for line in lines)
