@@ -73,7 +73,7 @@ from torch import nn
 
 __all__ = [
     "register_model", "create_model", "list_models", "model_entry", "model_inputs",
-    "ModelInputs", "forward_batch", "count_parameters", "load_pretrained",
+    "ModelInputs", "forward_batch", "count_parameters", "import_models", "load_pretrained",
 ]
 
 _REGISTRY: Dict[str, "_Entry"] = {}
@@ -110,14 +110,54 @@ def register_model(name: str, **defaults: Any) -> Callable[[type], type]:
 
 def model_entry(name: str) -> _Entry:
     """The registry entry (class and bound defaults) of ``name``; ``KeyError`` lists the known names."""
+    _load_entry_points()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}") from None
 
 
+def import_models(modules) -> List[str]:
+    """Import ``modules`` (dotted names) so their ``@register_model`` classes register
+    (``ferdata train --import mypkg.models``); returns the names they added. A module that
+    cannot be imported is one :class:`~ferdata.errors.FerdataError` naming it."""
+    import importlib
+
+    from ...errors import FerdataError
+
+    before = set(_REGISTRY)
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except Exception as exc:  # noqa: BLE001 - the user's module: report it in one line
+            raise FerdataError(f"--import {m}: cannot import it ({type(exc).__name__}: {exc})") from exc
+    return sorted(set(_REGISTRY) - before)
+
+
+_ENTRY_POINTS_LOADED = False
+
+
+def _load_entry_points() -> None:
+    """Models that installed packages declare in the ``ferdata.models`` entry-point group
+    (each entry point names a module to import), loaded once, on first lookup."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="ferdata.models"):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in must not hide the built-in models
+            import logging
+
+            logging.getLogger(__name__).warning("entry point %s (%s) not loaded: %s", ep.name, ep.value, exc)
+
+
 def list_models(pattern: str | None = None) -> List[str]:
     """Sorted registered names, optionally filtered by a shell-style ``pattern`` (``"feratt*"``)."""
+    _load_entry_points()
     names = sorted(_REGISTRY)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
