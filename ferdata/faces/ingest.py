@@ -162,6 +162,8 @@ def ingest(records: Iterable[FaceRecord], out, dataset: str, cfg: IngestConfig |
         raise FerdataError(f"{root or dataset}: no labelled images found") from None
 
     size = _store_size(first, cfg)
+    if (not first.aligned and first.landmarks is None) or (first.aligned and cfg.detect_aligned):
+        lmk.require_dlib()  # before any work: this dataset needs the detector
 
     def chain():
         yield (first, cfg, size)

