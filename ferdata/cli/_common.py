@@ -132,3 +132,19 @@ def epoch_line(e: dict, prefix: str = "") -> str:
     return (f"{prefix}epoch {e['epoch']} ({e['epoch'] + 1} of {e['epochs']}): train loss {e['train_loss']:.4f}, "
             f"val acc {e['val_acc']:.4f}, val macro F1 {e['val_macro_f1']:.4f}, lr {e['lr']:.2e}, "
             f"{e.get('seconds', 0.0):.1f} s{best}")
+
+
+def _import_models(ctx, param, value):
+    if value:
+        from ferdata.train.models import import_models
+
+        import_models(value)   # one Error: line for a module that cannot be imported
+    return value
+
+
+def import_option(f):
+    """``--import MODULE`` (train, cv): import the user's modules before anything else, so their
+    ``@register_model`` classes are ``--set model=NAME`` (docs/training.md, "Your own model")."""
+    return click.option("--import", "imports", multiple=True, metavar="MODULE", expose_value=False,
+                        callback=_import_models,
+                        help="Import MODULE first: its @register_model classes become --set model=NAME.")(f)

@@ -9,7 +9,7 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import epoch_line, progress, train_option
+from ._common import epoch_line, import_option, progress, train_option
 from .train_cmd import load_train_config
 
 
@@ -58,18 +58,13 @@ def _echo_fold(n):
 @train_option("amp")
 @train_option("epochs")
 @train_option("num_workers", "--workers")
-@click.option("--import", "imports", multiple=True, metavar="MODULE",
-              help="Import MODULE first: its @register_model classes become --set model=NAME.")
-def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers, imports):
+@import_option
+def cv_command(recipe, sets, out, folds, name, device, amp, epochs, num_workers):
     """Train and test every fold of the recipe's protocol; write cv.json and the Table 1 row.
 
     Resumable: run the same command again and finished folds are skipped, an
     interrupted fold continues from its last.pt.
     """
-    if imports:
-        from ferdata.train.models import import_models
-
-        import_models(imports)
     from ..experiments.cv import n_folds_of, run_cv
 
     cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers)

@@ -9,7 +9,7 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import epoch_line, parse_key_values, progress, train_option
+from ._common import epoch_line, import_option, parse_key_values, progress, train_option
 
 
 #: The demo recipe of a checkout (ferdata/cli/train_cmd.py -> the repo's recipes/).
@@ -32,17 +32,12 @@ def load_train_config(recipe, sets, **overrides):
 @train_option("num_workers", "--workers")
 @click.option("--resume", is_flag=True, help="Continue from <out>/last.pt.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in <out> (default: refuse).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE",
-              help="Import MODULE first: its @register_model classes become --set model=NAME (docs/training.md).")
-def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, overwrite, imports):
+@import_option
+def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, overwrite):
     """Train a registered model (renders and/or real faces); select on validation, test once.
 
     With no recipe and no data, trains a small model on the built-in sample (CPU, minutes).
     """
-    if imports:
-        from ferdata.train.models import import_models
-
-        import_models(imports)
     from ferdata.train.loop import fit
 
     if recipe is None and not any(s.startswith("data=") for s in sets):

@@ -56,18 +56,19 @@ def _faces(name: str, t: Table, root: str, out: Path, ingest_sets: dict) -> Path
     from ..faces.ingest import ingest
 
     store = out / "data" / name / "faces.h5"
-    spec = {"reader": t.datasets[name].reader, "root": str(Path(root).resolve()),
-            "options": dict(t.datasets[name].options), "ingest": ingest_sets}
+    spec = json.loads(json.dumps({"reader": t.datasets[name].reader, "root": str(Path(root).resolve()),
+                                  "options": dict(t.datasets[name].options), "ingest": ingest_sets},
+                                 default=list))  # as source.json holds it (tuples as lists)
     record = store.with_name("source.json")
     if store.exists():
         old = json.loads(record.read_text()) if record.exists() else None
-        if old != json.loads(json.dumps(spec, default=list)):
+        if old != spec:
             raise FerdataError(f"{store}: made from other data or settings ({record}); use another -o folder")
         return store
     store.parent.mkdir(parents=True, exist_ok=True)
     records = read_dataset(spec["reader"], root, on_error="skip", skipped=(skipped := []), **spec["options"])
     ingest(records, store, spec["reader"], IngestConfig(**ingest_sets), root=root, skipped=skipped)
-    write_json_atomic(record, json.loads(json.dumps(spec, default=list)))
+    write_json_atomic(record, spec)
     return store
 
 

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -56,11 +57,12 @@ def save_epoch(out: Path, state: dict, improved: bool) -> None:
         publish(out / BEST_NEXT, out / "best.pt")
 
 
-def settle_best(out: Path, best_epoch: int) -> None:
+def settle_best(out: Path, best_epoch: int) -> Optional[dict]:
     """Make ``best.pt`` the weights of ``best_epoch`` (what ``last.pt`` records) after a kill.
 
     A ``best.next.pt`` of that epoch is put in place; one of a later, unfinished epoch
-    is removed. A ``best.pt`` of another epoch is an error naming both files.
+    is removed. A ``best.pt`` of another epoch is an error naming both files. Returns the
+    ``best.pt`` checkpoint it read to check that (None when no epoch was selected).
     """
     out = Path(out)
     nxt = out / BEST_NEXT
@@ -74,12 +76,14 @@ def settle_best(out: Path, best_epoch: int) -> None:
         else:
             nxt.unlink()
     if best_epoch < 0:
-        return
+        return None
     best = out / "best.pt"
-    held = load_checkpoint(best).get("epoch") if best.exists() else None
+    ck = load_checkpoint(best) if best.exists() else None
+    held = None if ck is None else ck.get("epoch")
     if held != best_epoch:
         raise FerdataError(f"{best}: holds epoch {held}, but {out / 'last.pt'} selected epoch {best_epoch}; "
                            "the checkpoint set is inconsistent (start again with --overwrite)")
+    return ck
 
 
 @contextlib.contextmanager

@@ -73,9 +73,11 @@ def noise_finetune(run, data, sigma: float, epochs: int) -> dict:
 def final_evaluation(run, data, out: Path, prog) -> dict:
     """Load ``best.pt``; evaluate val and test once; write and return eval.json."""
     best = Path(out) / "best.pt"
-    settle_best(out, prog.best_epoch)  # best.pt holds exactly the selected epoch (or none was selected)
-    if best.exists():
-        run.model.load_state_dict(load_checkpoint(best)["model"])
+    ck = settle_best(out, prog.best_epoch)  # best.pt holds exactly the selected epoch (read once, here)
+    if ck is None and best.exists():
+        ck = load_checkpoint(best)
+    if ck is not None:
+        run.model.load_state_dict(ck["model"])
     val = report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)
     test = evaluate_model(run.model, data.test_loader, run.prep, run.amp, run.classes, out, noise=run.cfg.noise,
                           seed=run.cfg.seed)
