@@ -24,9 +24,9 @@ def main(ctx, debug, verbose):
 
 
 def _register():
-    from . import commands_core, cv_cmd, lbp_cmd, render_cmd, reproduce_cmd, train_cmd
+    from . import commands_core, cv_cmd, export_cmd, lbp_cmd, render_cmd, reproduce_cmd, train_cmd
 
-    for m in (commands_core, render_cmd, lbp_cmd, train_cmd, cv_cmd, reproduce_cmd):
+    for m in (commands_core, render_cmd, lbp_cmd, train_cmd, cv_cmd, reproduce_cmd, export_cmd):
         m.register(main)
 
 
