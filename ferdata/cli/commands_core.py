@@ -160,7 +160,8 @@ def _image_out(ctx, param, value):
               help="Number of faces/samples.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), callback=_image_out,
               help="Image to write (.png, .jpg, .bmp, .tif, .webp).")
-@click.option("--landmarks/--no-landmarks", default=True, show_default=True)
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="Draw the 68 landmarks (on tiles larger than 128 px only).")
 @click.option("--mask/--no-mask", default=True, show_default=True, help="Draw the mask outline.")
 @click.option("--tile", type=click.IntRange(8, 1024), default=None, help="Tile side in px (8..1024).")
 @click.option("--seed", type=click.IntRange(min=-1), default=0, show_default=True, help="Which samples (random, seeded); -1: the first n.")
@@ -168,7 +169,7 @@ def _image_out(ctx, param, value):
               help="Face stores: the N faces most likely mis-aligned, worst first (inspect's quality).")
 def show_cmd(path, n, out, landmarks, mask, tile, seed, worst):
     """Contact sheet PNG of a face store or a shard folder."""
-    from ferdata.viz import contact_sheet, label_captions, save_image
+    from ferdata.viz import contact_sheet, save_image, sheet_captions
 
     p = Path(path)
     if _is_shard_folder(p):
@@ -188,11 +189,12 @@ def show_cmd(path, n, out, landmarks, mask, tile, seed, worst):
                 if len(idx) == 0:
                     raise FerdataError(f"{p}: no face with landmarks to rank (pre-cropped faces stored as is)")
             d = {"image": np.stack([fs.images[int(i)] for i in idx]), "mask": np.stack([fs.masks[int(i)] for i in idx]),
-                 "landmarks": fs.landmarks[idx], "label": fs.labels[idx]}
+                 "landmarks": fs.landmarks[idx], "label": fs.labels[idx], "index": idx,
+                 "subject": fs.subjects[idx], "source": fs.sources[idx], "dataset": fs.dataset}
     else:
         raise FerdataError(f"{p}: neither a face store file nor a shard folder with manifest.json")
     sheet = contact_sheet(d["image"], d["landmarks"] if landmarks else None, d["mask"] if mask else None,
-                          label_captions(d["label"]), tile=tile)
+                          sheet_captions(d), tile=tile)
     save_image(out, sheet)
     click.echo(f"wrote {out} ({len(d['image'])} tiles, {sheet.shape[1]}x{sheet.shape[0]})")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import config_hash
 from ..errors import FerdataError
-from ..atomic import atomic_save, atomic_write
+from ..atomic import atomic_write
 from ..train.plots import noise_accuracies
 from ..atomic import write_json_atomic as _write_json
 
@@ -216,14 +216,15 @@ def write_outputs(out, summary: dict) -> None:
     if cm is not None:
         write_json_atomic(out / "cv_confusion.json", {"classes": summary["classes"], "matrix": cm,
                                                       "folds": summary["folds_done"]})
-        atomic_save(out / "confusion.png",   # the temp keeps the extension: it tells matplotlib the format
-                    lambda tmp: plot_confusion(np.asarray(cm), summary["classes"], tmp,
-                                               title=f"{summary['name']}: {len(summary['folds'])} folds summed"))
+        plot_confusion(np.asarray(cm), summary["classes"], out / "confusion.png", run=summary["name"],
+                       split=f"test (all {len(summary['folds'])} folds)")   # n, accuracy: of the summed matrix
     curves, errors = noise_curves(summary)
     if curves:
         from ..train.plots import noise_plot
 
-        noise_plot(curves, out / "noise.png", errors=errors, title=f"{summary['name']}: test accuracy under noise")
+        classes = summary.get("classes")
+        noise_plot(curves, out / "noise.png", errors=errors, num_classes=len(classes) if classes else None,
+                   title=f"{summary['name']}: test accuracy under noise (mean ± sd over folds)")
 
 
 def noise_curves(summary: dict, label: Optional[str] = None):

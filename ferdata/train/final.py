@@ -3,20 +3,26 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
 from .checkpoint import load_checkpoint, settle_best, write_json
 from .engine import predict, report, train_epoch
 from .metrics import plot_confusion
+from .plots import MAX_RETRIEVAL_IMAGES
 
-__all__ = ["final_evaluation", "evaluate_model", "noise_finetune"]
+__all__ = ["final_evaluation", "evaluate_model", "noise_finetune", "run_label"]
 
 
-def evaluate_model(model, loader, prep, amp, classes, out=None, noise=(), seed: int = 0) -> dict:
+def evaluate_model(model, loader, prep, amp, classes, out=None, noise=(), seed: int = 0, *,
+                   name: Optional[str] = None, split: Optional[str] = None) -> dict:
     """``{"report": ..., "noise": {sigma: accuracy}}`` of ``model`` on ``loader``; with ``out``,
-    the confusion matrix (JSON + PNG) and the embeddings are written there."""
+    the confusion matrix (JSON + PNG) and the embeddings are written there. ``confusion.png``
+    is titled ``"<name> · <split> · n=<N> · accuracy <acc> %"`` (``name`` defaults to the
+    folder's name, ``split`` to ``"eval"``)."""
     logits, labels, emb = predict(model, loader, prep, amp)
     rep = report(logits, labels, classes, emb)
     res = {"report": rep}
@@ -27,14 +33,12 @@ def evaluate_model(model, loader, prep, amp, classes, out=None, noise=(), seed: 
         out = Path(out)
         cm = np.asarray(rep["confusion_matrix"])
         write_json(out / "confusion.json", {"classes": list(classes), "matrix": cm.tolist()})
-        plot_confusion(cm, classes, out / "confusion.png")
+        plot_confusion(cm, classes, out / "confusion.png", run=name or out.resolve().name, split=split or "eval",
+                       n=rep.get("n"), accuracy=rep.get("accuracy"))
         if emb is not None:   # with the faces (first MAX_RETRIEVAL_IMAGES) for the retrieval figure
-            np.savez_compressed(out / "embeddings.npz", embedding=emb, label=labels, logits=logits,
-                                **_images(loader.dataset, len(labels)))
+            arrays = dict(embedding=emb, label=labels, logits=logits, **_images(loader.dataset, len(labels)))
+            atomic_write(out / "embeddings.npz", lambda f: np.savez_compressed(f, **arrays))
     return res
-
-
-MAX_RETRIEVAL_IMAGES = 2000
 
 
 def _images(dataset, n: int) -> dict:
@@ -45,11 +49,19 @@ def _images(dataset, n: int) -> dict:
     return {"image": torch.stack(imgs).permute(0, 2, 3, 1).numpy()}
 
 
-def write_pictures(out, seed: int = 0) -> None:
-    """The evaluation figures (noise.png, tsne.png, retrieval.png) the outputs allow (docs/training.md)."""
+def run_label(name: Optional[str], out) -> str:
+    """A run's name in figure titles: the config's ``name`` and, when it differs, the folder
+    (``"deep (fold-03)"``; a cv fold keeps the cv's name)."""
+    folder = Path(out).resolve().name
+    return f"{name} ({folder})" if name and name != folder else (name or folder)
+
+
+def write_pictures(out, seed: int = 0) -> list:
+    """The evaluation figures (noise.png, tsne.png, retrieval.png) the outputs allow; the paths
+    written (a figure not drawn: its reason logged and kept in ``pictures.json``, docs/figures.md)."""
     from .plots import write_eval_pictures
 
-    write_eval_pictures(out, seed=seed)
+    return write_eval_pictures(out, seed=seed)
 
 
 def noise_finetune(run, data, sigma: float, epochs: int) -> dict:
@@ -80,7 +92,7 @@ def final_evaluation(run, data, out: Path, prog) -> dict:
         run.model.load_state_dict(ck["model"])
     val = report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)
     test = evaluate_model(run.model, data.test_loader, run.prep, run.amp, run.classes, out, noise=run.cfg.noise,
-                          seed=run.cfg.seed)
+                          seed=run.cfg.seed, name=run_label(run.cfg.name, out), split="test")
     result = {"val": val, "test": test["report"], "best_epoch": prog.best_epoch,
               "epochs_run": prog.last_epoch + 1, "parameters": run.parameters,
               "select_metric": run.cfg.select_metric}

@@ -18,6 +18,7 @@ Conventions (those of scikit-learn, which the tests check against hand-computed 
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -26,7 +27,7 @@ import numpy as np
 __all__ = [
     "confusion_matrix", "accuracy", "precision_recall_f1", "averaged_scores", "topk_accuracy",
     "retrieval_topk_accuracy", "nearest_class_mean_accuracy", "classification_report",
-    "aggregate_reports", "plot_confusion",
+    "aggregate_reports", "plot_confusion", "confusion_figure", "confusion_title",
 ]
 
 
@@ -300,14 +301,21 @@ def aggregate_reports(reports: Sequence[dict]) -> dict:
     return out
 
 
-def plot_confusion(cm, classes: Optional[Sequence[str]], path, normalize: bool = True,
-                   title: Optional[str] = None, cmap: str = "Blues", dpi: int = 120) -> str:
-    """Draw a confusion matrix to an image file (PNG by the extension) with matplotlib's Agg canvas.
+def confusion_title(run: Optional[str] = None, split: Optional[str] = None, n: Optional[int] = None,
+                    accuracy: Optional[float] = None) -> str:
+    """``"<run> · <split> · n=<N> · accuracy <acc> %"`` (the parts given; accuracy in [0, 1])."""
+    parts = [str(p) for p in (run, split) if p]
+    if n is not None:
+        parts.append(f"n={int(n)}")
+    if accuracy is not None and math.isfinite(float(accuracy)):
+        parts.append(f"accuracy {100 * float(accuracy):.2f} %")
+    return " · ".join(parts)
 
-    Cells show the row-normalised rate (``normalize=True``: recall per true class) and the
-    count. Uses ``matplotlib.figure.Figure`` + ``FigureCanvasAgg`` directly — no pyplot,
-    no global backend switch, safe in worker processes. Returns ``str(path)``.
-    """
+
+def confusion_figure(cm, classes: Optional[Sequence[str]], normalize: bool = True, title: Optional[str] = None,
+                     cmap: str = "Blues", dpi: int = 120, *, run: Optional[str] = None,
+                     split: Optional[str] = None, n: Optional[int] = None, accuracy: Optional[float] = None):
+    """The matplotlib ``Figure`` :func:`plot_confusion` saves (the matrix is ``fig.axes[0]``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -318,12 +326,17 @@ def plot_confusion(cm, classes: Optional[Sequence[str]], path, normalize: bool =
     names = [str(n) for n in classes] if classes is not None else [str(i) for i in range(c)]
     if len(names) != c:
         raise ValueError(f"{len(names)} class names for a {c}×{c} matrix")
+    if title is None and (run or split):
+        total = int(cm.sum())
+        acc = accuracy if accuracy is not None else (float(np.trace(cm)) / total if total else None)
+        title = confusion_title(run, split, total if n is None else n, acc)
     rates = _div(cm, cm.sum(axis=1, keepdims=True)) if normalize else cm.astype(np.float64)
     side = max(4.0, 0.6 * c + 2.0)
     fig = Figure(figsize=(side + 1.0, side), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(rates, cmap=cmap, vmin=0.0, vmax=1.0 if normalize else max(1.0, float(rates.max())))
+    vmax = 1.0 if normalize else max(1.0, float(rates.max()))
+    im = ax.imshow(rates, cmap=cmap, vmin=0.0, vmax=vmax)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks(range(c))
     ax.set_yticks(range(c))
@@ -332,18 +345,35 @@ def plot_confusion(cm, classes: Optional[Sequence[str]], path, normalize: bool =
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if title:
-        ax.set_title(title)
-    vmax = 1.0 if normalize else max(1.0, float(rates.max()))
+        ax.set_title(title, fontsize=9)
     for i in range(c):
         for j in range(c):
             txt = f"{rates[i, j]:.2f}\n({int(cm[i, j])})" if normalize else f"{int(cm[i, j])}"
             ax.text(j, i, txt, ha="center", va="center", fontsize=7 if c > 6 else 9,
                     color="white" if rates[i, j] > 0.6 * vmax else "black")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(cm, classes: Optional[Sequence[str]], path, normalize: bool = True,
+                   title: Optional[str] = None, cmap: str = "Blues", dpi: int = 120, *,
+                   run: Optional[str] = None, split: Optional[str] = None, n: Optional[int] = None,
+                   accuracy: Optional[float] = None) -> str:
+    """Draw a confusion matrix to an image file (PNG by the extension) with matplotlib's Agg canvas.
+
+    Cells show the row-normalised rate (``normalize=True``: recall per true class) and the
+    count. Without ``title``, ``run`` and/or ``split`` give the title
+    ``"<run> · <split> · n=<N> · accuracy <acc> %"`` (:func:`confusion_title`; ``n`` defaults
+    to the matrix's sum, ``accuracy`` to its trace over that). Uses
+    ``matplotlib.figure.Figure`` + ``FigureCanvasAgg`` directly — no pyplot, no global
+    backend switch, safe in worker processes. Written atomically; returns ``str(path)``.
+    """
+    from ..atomic import atomic_save
+
+    fig = confusion_figure(cm, classes, normalize, title, cmap, dpi, run=run, split=split, n=n, accuracy=accuracy)
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    fig.savefig(path)
+    atomic_save(path, lambda tmp: fig.savefig(tmp))
     return path
-

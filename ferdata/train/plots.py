@@ -1,6 +1,8 @@
 """The figures a FER researcher looks at after an evaluation (FERAtt §4):
 
-* :func:`noise_plot` — accuracy vs Gaussian noise σ, one curve per model (Fig. 9/10);
+* :func:`noise_plot` — accuracy (%, 0–100) vs Gaussian noise σ, one curve per model, error
+  bars clipped to [0, 100] %, the chance level dashed (Fig. 9/10; :func:`noise_plot_data`
+  computes what is drawn, :func:`noise_figure` returns the Figure);
 * :func:`tsne_plot` — 2-D Barnes-Hut t-SNE of the embeddings coloured by class (Fig. 6;
   scikit-learn, the ``plots`` extra);
 * :func:`retrieval_plot` — per query face, its top-5 nearest faces by cosine similarity
@@ -9,7 +11,8 @@
   ``noise.png`` from ``eval.json`` ``"noise"`` (trained clean, tested with noise) and
   ``"noise_train"`` (FERAtt §4.4: fine-tuned with noise σ, then tested); ``tsne.png``
   from ``embeddings.npz`` (``embedding``, ``label``); ``retrieval.png`` when
-  ``embeddings.npz`` also holds the faces (``image``: ``(N, H, W[, C])``).
+  ``embeddings.npz`` also holds the faces (``image``: ``(N, H, W[, C])``); a figure not
+  drawn is logged with its reason and listed in ``pictures.json`` (``docs/figures.md``).
 
 matplotlib's Agg canvas is used directly (no pyplot, no global backend switch); every
 PNG is written under a temporary name and renamed into place. The drawing functions
@@ -27,7 +30,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["noise_plot", "tsne_plot", "tsne_embed", "retrieval_plot", "cosine_topk", "write_eval_pictures"]
+__all__ = ["noise_plot", "noise_figure", "noise_plot_data", "MAX_RETRIEVAL_IMAGES", "tsne_plot", "tsne_embed", "retrieval_plot", "cosine_topk", "write_eval_pictures"]
 
 
 def _figure(w: float, h: float, dpi: int = 110):
@@ -64,30 +67,63 @@ def _curves(noise: Mapping) -> Dict[str, Dict[float, float]]:
     return out
 
 
-def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Optional[str] = None) -> str:
-    """Accuracy (percent) vs noise σ.
-
-    ``noise``: ``{sigma: accuracy}`` (one curve) or ``{model: {sigma: accuracy}}``;
-    accuracies in [0, 1], σ keys may be strings. ``errors``: same shape as the
-    multi-curve form, drawn as error bars (e.g. the sd over folds).
-    """
+def noise_plot_data(noise: Mapping, errors: Optional[Mapping] = None,
+                    num_classes: Optional[int] = None) -> dict:
+    """What :func:`noise_plot` draws, in percent: ``{"curves": {name: (sigma, acc %, yerr)},
+    "chance": 100 / num_classes or None}``. ``yerr`` is ``(2, n)`` (below, above) clipped so
+    that every bar stays inside [0, 100] %, or ``None`` without errors for that curve."""
     curves = _curves(noise)
     errs = _curves(errors) if errors else {}
-    fig = _figure(6.0, 4.2 + 0.22 * len(curves))
-    ax = fig.add_subplot(1, 1, 1)
+    out = {}
     for name, pts in curves.items():
-        x = np.array(list(pts))
-        y = 100 * np.array(list(pts.values()))
+        x = np.array(list(pts), dtype=np.float64)
+        y = 100.0 * np.array(list(pts.values()), dtype=np.float64)
         e = errs.get(name)
-        yerr = 100 * np.array([e.get(s, 0.0) for s in x]) if e else None
-        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=name)
-    ax.set_xlabel("noise σ (images in [0, 1])")
-    ax.set_ylabel("accuracy (%)")
+        yerr = None
+        if e:
+            sd = 100.0 * np.abs(np.array([e.get(s, 0.0) for s in x], dtype=np.float64))
+            yerr = np.stack([np.minimum(sd, np.clip(y, 0, 100)), np.minimum(sd, np.clip(100 - y, 0, 100))])
+        out[name] = (x, y, yerr)
+    chance = 100.0 / int(num_classes) if num_classes else None
+    return {"curves": out, "chance": chance}
+
+
+NOISE_XLABEL = "Gaussian noise σ (standard deviation; pixel values in [0, 1])"
+NOISE_YLABEL = "accuracy (%)"
+
+
+def noise_figure(noise: Mapping, errors: Optional[Mapping] = None, title: Optional[str] = None,
+                 num_classes: Optional[int] = None):
+    """The matplotlib ``Figure`` of :func:`noise_plot` (one Axes: ``fig.axes[0]``)."""
+    data = noise_plot_data(noise, errors, num_classes)
+    curves = data["curves"]
+    fig = _figure(6.0, 4.2 + 0.22 * (len(curves) + 1))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, (x, y, yerr) in curves.items():
+        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=name, clip_on=False)
+    if data["chance"] is not None:
+        ax.axhline(data["chance"], color="0.4", linestyle="--", linewidth=1.0,
+                   label=f"chance ({data['chance']:.1f} %, {num_classes} classes)")
+    ax.set_ylim(0.0, 100.0)
+    ax.set_xlabel(NOISE_XLABEL)
+    ax.set_ylabel(NOISE_YLABEL)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     ax.set_title(title or "Accuracy under Gaussian noise", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def noise_plot(noise: Mapping, path, errors: Optional[Mapping] = None, title: Optional[str] = None,
+               num_classes: Optional[int] = None) -> str:
+    """Accuracy (percent, y axis 0–100) vs noise σ, as FERAtt Fig. 9 draws it.
+
+    ``noise``: ``{sigma: accuracy}`` (one curve) or ``{model: {sigma: accuracy}}``;
+    accuracies in [0, 1], σ keys may be strings. ``errors``: same shape as the
+    multi-curve form, drawn as error bars (e.g. the sd over folds) clipped to [0, 100] %.
+    ``num_classes``: draws the chance level 100 / num_classes % as a dashed line.
+    """
+    return _save(noise_figure(noise, errors, title, num_classes), path)
 
 
 # ---------------------------------------------------------------- t-SNE (Fig. 6)
@@ -237,41 +273,96 @@ def noise_accuracies(ev: dict, key: str) -> Optional[Dict[str, float]]:
     return {s: float(v) for s, v in vals.items() if v is not None} or None
 
 
+#: at most this many evaluated faces are stored in ``embeddings.npz`` for the retrieval figure
+MAX_RETRIEVAL_IMAGES = 2000
+#: fewer embeddings than this: no t-SNE (its perplexity needs a few neighbours)
+TSNE_MIN_SAMPLES = 5
+NO_EMBEDDING = "no embeddings.npz: the model has no embedding head (it returns no embedding to draw)"
 
-def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> List[str]:
-    """Draw ``noise.png``, ``tsne.png``, ``retrieval.png`` in ``out_dir`` where its
-    ``eval.json`` / ``embeddings.npz`` allow; returns the paths written. A figure that
-    cannot be drawn (too few samples, scikit-learn missing) is logged and skipped."""
-    out = Path(out_dir)
-    written: List[str] = []
-    ev = {}
-    if (out / "eval.json").exists():
-        with open(out / "eval.json") as fh:
-            ev = json.load(fh)
+
+def _skip(skipped: dict, out, name: str, reason: str, level: int = logging.WARNING) -> None:
+    skipped[name] = reason
+    log.log(level, "%s: %s not drawn: %s", out, name, reason)
+
+
+def _noise_picture(out: Path, ev: dict, skipped: dict) -> Optional[str]:
     rep = ev.get("test") or ev.get("eval") or {}
     classes = rep.get("classes")
     curves = {name: acc for key, name in (("noise_train", "fine-tuned with noise"), ("noise", "trained clean"))
               if (acc := noise_accuracies(ev, key))}
+    if not curves:
+        _skip(skipped, out, "noise.png", "eval.json has no noise study (set noise = [...] or noise_train = [...])",
+              logging.INFO)
+        return None
     for acc in curves.values():          # σ = 0: the clean test accuracy of the same model
         if "accuracy" in rep and not any(float(s) == 0.0 for s in acc):
             acc["0"] = float(rep["accuracy"])
-    if curves:
-        written.append(noise_plot(curves, out / "noise.png", title="Test accuracy under Gaussian noise"))
+    return noise_plot(curves, out / "noise.png", title="Test accuracy under Gaussian noise",
+                      num_classes=len(classes) if classes else None)
+
+
+def _no_retrieval(n: int, images) -> Optional[str]:
+    """Why the retrieval figure cannot be drawn from ``n`` embeddings and ``images``, or None."""
+    if n < 2:
+        return f"too few samples for retrieval ({n} < 2)"
+    if images is not None:
+        return None
+    if n > MAX_RETRIEVAL_IMAGES:
+        return f"faces not stored in embeddings.npz: n = {n} > MAX_RETRIEVAL_IMAGES = {MAX_RETRIEVAL_IMAGES}"
+    return "embeddings.npz holds no faces ('image'): the evaluated dataset could not be read by index"
+
+
+def _embedding_pictures(out: Path, classes, seed: int, tsne_max_iter: int, skipped: dict) -> List[str]:
     emb_path = out / "embeddings.npz"
-    if emb_path.exists():
-        with np.load(emb_path) as z:
-            arrays = {k: z[k] for k in z.files}
-        emb, lab = arrays.get("embedding"), arrays.get("label")
-        images = arrays.get("image", arrays.get("images"))
-        if emb is not None and lab is not None:
-            for name, draw in (("tsne.png", lambda p: tsne_plot(emb, lab, p, classes, seed=seed, max_iter=tsne_max_iter)),
-                               ("retrieval.png", (lambda p: retrieval_plot(emb, images, lab, p, classes, seed=seed))
-                                if images is not None else None)):
-                if draw is None:
-                    continue
-                try:
-                    draw(out / name)
-                    written.append(str(out / name))
-                except (ValueError, ImportError) as exc:
-                    log.warning("%s: %s not drawn (%s)", out, name, exc)
+    if not emb_path.exists():
+        for name in ("tsne.png", "retrieval.png"):
+            _skip(skipped, out, name, NO_EMBEDDING, logging.INFO)
+        return []
+    with np.load(emb_path) as z:
+        arrays = {k: z[k] for k in z.files}
+    emb, lab = arrays.get("embedding"), arrays.get("label")
+    if emb is None or lab is None:
+        for name in ("tsne.png", "retrieval.png"):
+            _skip(skipped, out, name, "embeddings.npz holds no 'embedding' and 'label' arrays")
+        return []
+    n, images = len(lab), arrays.get("image", arrays.get("images"))
+    draws = {"tsne.png": lambda p: tsne_plot(emb, lab, p, classes, seed=seed, max_iter=tsne_max_iter),
+             "retrieval.png": lambda p: retrieval_plot(emb, images, lab, p, classes, seed=seed)}
+    if n < TSNE_MIN_SAMPLES:
+        del draws["tsne.png"]
+        _skip(skipped, out, "tsne.png", f"too few samples for t-SNE ({n} < {TSNE_MIN_SAMPLES})")
+    why = _no_retrieval(n, images)
+    if why:
+        del draws["retrieval.png"]
+        _skip(skipped, out, "retrieval.png", why)
+    written = []
+    for name, draw in draws.items():
+        try:
+            draw(out / name)
+            written.append(str(out / name))
+        except (ValueError, ImportError) as exc:   # ImportError: "pip install 'ferdata[plots]'"
+            _skip(skipped, out, name, str(exc))
+    return written
+
+
+def write_eval_pictures(out_dir, seed: int = 0, tsne_max_iter: int = 1000) -> List[str]:
+    """Draw ``noise.png``, ``tsne.png``, ``retrieval.png`` in ``out_dir`` where its
+    ``eval.json`` / ``embeddings.npz`` allow; returns the paths written. A figure not drawn
+    (no noise study, no embeddings, too few samples, scikit-learn missing, faces not stored)
+    is skipped with one log line saying why; ``pictures.json`` records
+    ``{"written": [names], "not_drawn": {name: reason}}`` for a look afterwards."""
+    from ..atomic import write_json_atomic
+
+    out = Path(out_dir)
+    ev = {}
+    if (out / "eval.json").exists():
+        with open(out / "eval.json") as fh:
+            ev = json.load(fh)
+    classes = (ev.get("test") or ev.get("eval") or {}).get("classes")
+    skipped: Dict[str, str] = {}
+    noise = _noise_picture(out, ev, skipped)
+    written = ([noise] if noise else []) + _embedding_pictures(out, classes, seed, tsne_max_iter, skipped)
+    if out.is_dir():
+        write_json_atomic(out / "pictures.json", {"written": [Path(p).name for p in written], "not_drawn": skipped},
+                          indent=1)
     return written
