@@ -108,10 +108,11 @@ def export_shards(src, out, to: str, *, faces=None, partial: bool = False,
     _remove_dead_temps(out)
     names = sorted(done_src)
     todo = [k for k in names if not _is_done(out, rec, k, done_src[k], fmt)]
-    tick = (lambda n: progress(n, total)) if progress else (lambda n: None)
     total = sum(int(done_src[k]["n"]) for k in names)
+    tick = (lambda n: progress(n, total)) if progress else (lambda n: None)
     tick(0)
-    tick(total - sum(int(done_src[k]["n"]) for k in todo))
+    if todo != names:
+        tick(total - sum(int(done_src[k]["n"]) for k in todo))
     t, written = time.perf_counter(), 0
     for name in todo:
         check(f"before {name}")

@@ -61,5 +61,7 @@ def finish(out: Path, shard_names: Iterable[str]) -> list[str]:
             folder = row.pop("split_folder")
             per_split.setdefault(folder, []).append(json.dumps(row, allow_nan=False) + "\n")
     for folder, lines in sorted(per_split.items()):
-        atomic_write_text(out / folder / METADATA, "".join(lines))
+        path, text = out / folder / METADATA, "".join(lines)
+        if not (path.is_file() and path.read_text() == text):  # a rerun with nothing new rewrites nothing
+            atomic_write_text(path, text)
     return [f"{folder}/{METADATA}" for folder in sorted(per_split)]
