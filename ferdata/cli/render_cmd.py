@@ -10,7 +10,8 @@ import click
 from ferdata.config import MAX_PER_FACE
 from ferdata.errors import FerdataError
 
-from ._common import parse_key_values, progress, render_option
+from ._common import parse_key_values, render_option
+from ._progress import StageBar
 
 if TYPE_CHECKING:
     from ferdata.config import RenderConfig
@@ -89,14 +90,10 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
     given = dict(per_face=per_face, size=size, seed=seed, luminance=luminance, blend=blend,
                  perspective=perspective, gray=gray, encoding=encoding, shard_size=shard_size)
     cfg = render_config(config_file, given, sets)
-    bar = progress(desc="render", unit="sample")
-
-    def on_shard(e):
-        bar.update(e["n"])
-
+    bar = StageBar("render", unit="sample")
     try:
         res = render(faces, bg, out, cfg, coco_split=coco_split, shards=shard_range, workers=workers,
-                     executor=executor, scheduler=scheduler, on_shard=on_shard,
+                     executor=executor, scheduler=scheduler, on_progress=bar,
                      **({} if device is None else {"device": device}))
     finally:
         bar.close()

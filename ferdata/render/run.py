@@ -27,6 +27,7 @@ from .bg_lightness import LightnessCache
 from .compose import PreparedFace, compose, prepare_face
 from .identity import face_store_hash, identity_hash, legacy_matches, render_identity
 from .params import PARAM_NAMES, background_index, sample_params, sample_rng
+from .parts import Assembly, part_limit, plan_parts
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +133,22 @@ class RenderContext:
         entry.update(index=k, first_sample=first)
         return entry
 
-    def render_shard(self, k: int, out) -> dict:
-        first, n = self.shard_span(k)
+    def render_part(self, first: int, n: int) -> ShardBuffer:
+        """Samples ``first ... first + n - 1`` in a buffer of their own (a part of a shard)."""
         buf = self.new_buffer(n)
         for g in range(first, first + n):
             s = self.render_sample(g)
             buf.add(s["image"], s["mask"], s["label"], s["landmarks"], s["face_index"], s["subject"],
                     s["params"], s["background"], s["bg_box"])
-        return self.write(k, first, buf, out)
+        return buf
+
+    def part_limit(self) -> int:
+        """Most samples per task (``ferdata.render.parts``)."""
+        return part_limit(self.job.cfg.size)
+
+    def render_shard(self, k: int, out) -> dict:
+        first, n = self.shard_span(k)
+        return self.write(k, first, self.render_part(first, n), out)
 
 
 def open_backgrounds(path, split, cfg: RenderConfig) -> BackgroundSource:
@@ -161,15 +170,26 @@ def get_context(job: RenderJob) -> RenderContext:
     return ctx
 
 
-def _shard_task(arg):
-    """Render shard k and list it in the manifest right away (in the worker: a worker
-    killed later, or a failing sibling, cannot lose a shard that is done)."""
-    job, k = arg
+def _one_cv2_thread_in_workers() -> None:
+    """In a worker process, OpenCV runs on one thread: the workers already fill the cores,
+    and cv2's own pool on top of them only adds switching (same bytes either way)."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
+def _part_task(arg):
+    """Render part ``(offset, n)`` of shard ``k``; returns ``(buffer, seconds)``. The parent
+    joins the parts and writes the shard (``ferdata.render.parts``)."""
+    job, k, offset, n = arg
+    _one_cv2_thread_in_workers()
     t = time.perf_counter()
-    entry = get_context(job).render_shard(k, job.out)
-    entry["seconds"] = round(time.perf_counter() - t, 3)
-    record_shard(job.out, shard_name(k), entry)
-    return entry
+    ctx = get_context(job)
+    part = ctx.render_part(ctx.shard_span(k)[0] + offset, n)
+    return part, time.perf_counter() - t
 
 
 def parse_shard_range(spec: Optional[str], n_shards: int) -> range:
@@ -223,7 +243,8 @@ def _header(cfg: RenderConfig, ctx: RenderContext, faces: Path, backgrounds, coc
 def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split: Optional[str] = None,
            shards: Optional[str] = None, workers: int = 1, executor: str = "process",
            scheduler: Optional[str] = None, on_shard: Optional[Callable[[dict], None]] = None,
-           device: Optional[str] = None, context: Optional[Callable] = None) -> dict:
+           device: Optional[str] = None, context: Optional[Callable] = None,
+           on_progress: Optional[Callable[[dict], None]] = None) -> dict:
     """Render ``faces`` (a face store) on ``backgrounds`` into shards in ``out``.
 
     Resumable: shards already complete in ``out/manifest.json`` (file present with the
@@ -233,38 +254,37 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     is refused, naming what differs. Temporary files of this host's killed runs are
     removed.
 
+    Work is sent to the workers in parts of shards (:mod:`ferdata.render.parts`): a
+    render of one shard keeps every worker busy, the parent joins the parts and writes
+    each shard (atomically) as soon as it is complete, then lists it in the manifest.
+
     ``device`` ("cpu", "cuda", "cuda:N") with ``context`` (the torch renderer's per-process
     context class, ``ferdata.torch.render_shards.TorchRenderContext``; or call
     ``ferdata.torch.render_shards.render_shards``) makes the shards with the batched torch
     renderer (same schema, ``renderer`` recorded in the manifest and every shard); None
     (default) uses this module's renderer. This module never imports torch.
 
+    ``on_shard(entry)``: each shard written. ``on_progress({"stage", "done", "total"})``:
+    what the run waits for (``stage``) and samples rendered of those to do, at least
+    once per part.
+
     Returns a summary dict (shards made/skipped, samples, seconds, samples/s).
     """
-    from ..parallel import run_tasks
-
     cfg = (cfg or RenderConfig()).validate().resolved()
     if (device is None) != (context is None):
         raise FerdataError("render: device and context go together (the torch renderer's context makes the "
                            "shards on device; ferdata.torch.render_shards.render_shards passes both)")
     if int(workers) < 1:
         raise FerdataError(f"workers must be >= 1, got {workers}")
-    out = Path(out)
-    faces = Path(faces)
-    if not faces.exists():
-        raise FerdataError(f"{faces}: face store does not exist (make one with `ferdata ingest` or `ferdata sample`)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{id(out)}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FerdataError(f"{out}: output folder is not writable ({exc.strerror or exc})") from exc
+    out, faces = Path(out), Path(faces)
+    _check_paths(faces, out)
     job = RenderJob(str(faces.resolve()), str(Path(backgrounds).resolve()), str(out.resolve()), cfg, coco_split,
                     device, context)
     if cfg.per_face > MAX_PER_FACE:
         raise FerdataError(f"per_face {cfg.per_face}: a shard render makes at most {MAX_PER_FACE} per face "
                            "(FERAtt: 9231); live renders (train_on=live) have no such bound")
+    tell = on_progress or (lambda e: None)
+    tell({"stage": "loading faces and backgrounds", "done": 0, "total": None})
     ctx = get_context(job)  # validates face store and backgrounds in this process, before any worker
     if ctx.n_shards() > MAX_SHARDS:
         raise FerdataError(f"{ctx.n_faces} faces x per_face {cfg.per_face} = {ctx.total} samples make "
@@ -276,19 +296,51 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     remove_dead_temps(out, "shard-*.h5.tmp-*")
     done = complete_shards(out, manifest)
     todo = [k for k in wanted if shard_name(k) not in done]
-    skipped = len(wanted) - len(todo)
     t = time.perf_counter()
-    made = 0
-    samples = 0
     try:
-        for (_, k), entry in run_tasks(_shard_task, [(job, k) for k in todo], executor, workers, scheduler):
-            made += 1
-            samples += entry["n"]
-            if on_shard:
-                on_shard(entry)
+        made, samples = _run_parts(job, ctx, todo, executor, workers, scheduler, on_shard, tell)
     finally:  # temps of workers killed mid-shard (the pool is shut down: their pids are gone)
         remove_dead_temps(out, "shard-*.h5.tmp-*")
     dt = time.perf_counter() - t
-    return {"out": str(out), "shards_made": made, "shards_skipped": skipped, "num_shards": ctx.n_shards(),
-            "samples": samples, "seconds": round(dt, 3),
+    return {"out": str(out), "shards_made": made, "shards_skipped": len(wanted) - len(todo),
+            "num_shards": ctx.n_shards(), "samples": samples, "seconds": round(dt, 3),
             "samples_per_s": round(samples / dt, 1) if dt > 0 and samples else None}
+
+
+def _check_paths(faces: Path, out: Path) -> None:
+    if not faces.exists():
+        raise FerdataError(f"{faces}: face store does not exist (make one with `ferdata ingest` or `ferdata sample`)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{id(out)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FerdataError(f"{out}: output folder is not writable ({exc.strerror or exc})") from exc
+
+
+def _run_parts(job: RenderJob, ctx: RenderContext, todo, executor, workers, scheduler, on_shard, tell):
+    """Render shards ``todo`` as parts on the workers; the parent joins and writes each shard."""
+    from ..parallel import run_tasks
+
+    sizes = {k: ctx.shard_span(k)[1] for k in todo}
+    parts = plan_parts(sizes.items(), workers if executor != "serial" else 1, ctx.part_limit())
+    total = sum(sizes.values())
+    stage = f"starting {workers} workers" if workers > 1 and executor != "serial" else "rendering"
+    tell({"stage": stage, "done": 0, "total": total})
+    asm = Assembly(ctx.new_buffer)
+    made = samples = 0
+    for (_, k, offset, n), (part, sec) in run_tasks(_part_task, [(job, k, o, n) for k, o, n in parts],
+                                                    executor, workers, scheduler):
+        samples += n
+        whole = asm.add(k, sizes[k], offset, part, sec)
+        if whole is not None:
+            tell({"stage": f"writing shard {k}", "done": samples, "total": total})
+            entry = ctx.write(k, ctx.shard_span(k)[0], whole[0], job.out)
+            entry["seconds"] = round(whole[1], 3)
+            record_shard(job.out, shard_name(k), entry)
+            made += 1
+            if on_shard:
+                on_shard(entry)
+        tell({"stage": "rendering", "done": samples, "total": total})
+    return made, samples

@@ -18,7 +18,13 @@ MASK_CHUNK = 64
 
 
 class ShardBuffer:
-    """Collects the samples of one shard in memory (images encoded as they come)."""
+    """Collects the samples of one shard in memory (images encoded as they come).
+
+    A buffer of a part of a shard (samples rendered by a worker) is copied into the
+    shard's buffer with :meth:`put`, so a shard can be made by several workers.
+    """
+
+    FIELDS = ("masks", "label", "landmarks", "face_index", "subject", "params", "background", "bg_box")
 
     def __init__(self, n: int, size: int, channels: int, encoding: str, n_params: int, quality: int = 95):
         self.n, self.size, self.channels, self.encoding, self.quality = n, size, channels, encoding, quality
@@ -26,7 +32,7 @@ class ShardBuffer:
         if encoding == "raw":
             self.images = np.zeros((n, size, size, channels), np.uint8)
         else:
-            self.blobs: list[bytes] = []
+            self.blobs: list = [None] * n
         self.masks = np.zeros((n, (size * size + 7) // 8), np.uint8)
         self.label = np.zeros(n, np.uint8)
         self.landmarks = np.zeros((n, 68, 2), np.float16)
@@ -42,8 +48,8 @@ class ShardBuffer:
         if self.encoding == "raw":
             self.images[i] = image
         else:
-            self.blobs.append(blob if blob is not None else
-                              encode_jpeg(image if image.shape[2] == 3 else image[..., 0], self.quality))
+            self.blobs[i] = (blob if blob is not None else
+                             encode_jpeg(image if image.shape[2] == 3 else image[..., 0], self.quality))
         self.masks[i] = pack_masks(mask[None])[0]
         self.label[i] = label
         self.landmarks[i] = landmarks
@@ -53,6 +59,19 @@ class ShardBuffer:
         self.background[i] = background
         self.bg_box[i] = bg_box
         self.i += 1
+
+    def put(self, offset: int, part: "ShardBuffer") -> None:
+        """Copy the complete buffer ``part`` (another process's samples) to rows ``offset...``."""
+        if part.i != part.n or offset < 0 or offset + part.n > self.n or part.encoding != self.encoding:
+            raise ShardError(f"shard part of {part.i}/{part.n} samples does not fit rows {offset}.. of {self.n}")
+        sl = slice(offset, offset + part.n)
+        if self.encoding == "raw":
+            self.images[sl] = part.images
+        else:
+            self.blobs[sl] = part.blobs
+        for name in self.FIELDS:
+            getattr(self, name)[sl] = getattr(part, name)
+        self.i += part.n
 
 
 def _fill(f, buf: ShardBuffer, attrs: dict) -> None:

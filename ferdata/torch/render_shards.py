@@ -39,9 +39,12 @@ class TorchRenderContext(RenderContext):
                 "subject": r["subject"].cpu().numpy(), "params": r["params"].cpu().numpy(),
                 "background": r["background"].cpu().numpy(), "bg_box": r["bg_box"].cpu().numpy()}
 
-    def render_shard(self, k: int, out) -> dict:
+    def part_limit(self) -> int:
+        """Parts of several batches: the device works on large batches."""
+        return 4 * BATCH
+
+    def render_part(self, first: int, n: int):
         cfg = self.job.cfg
-        first, n = self.shard_span(k)
         buf = self.new_buffer(n)
         for a in range(first, first + n, BATCH):
             s = self._batch(np.arange(a, min(a + BATCH, first + n), dtype=np.int64))
@@ -54,7 +57,7 @@ class TorchRenderContext(RenderContext):
             for j in range(len(imgs)):
                 buf.add(imgs[j], s["mask"][j], s["label"][j], s["landmarks"][j], s["face_index"][j],
                         s["subject"][j], s["params"][j], s["background"][j], s["bg_box"][j], blob=blobs[j])
-        return self.write(k, first, buf, out)
+        return buf
 
 
 def render_shards(faces, backgrounds, out, cfg=None, device: str = "cpu", **kw) -> dict:
