@@ -61,12 +61,18 @@ def setup_logging(verbose: int, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def progress(total=None, desc="", unit="it", disable=None):
-    """A tqdm progress bar on stderr (disabled when stderr is not a terminal unless forced)."""
+def progress(total=None, desc="", unit="it", disable=None, **kw):
+    """A tqdm progress bar on stderr: total, rate and ETA, redrawn at most twice a second as the
+    work reports. Disabled when stderr is not a terminal unless forced, and on DDP ranks other
+    than 0 (``RANK`` set by torchrun)."""
+    import os
+
     from tqdm.auto import tqdm
 
+    if disable is None and os.environ.get("RANK", "0") != "0":
+        disable = True
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
-                disable=disable, mininterval=0.5)
+                disable=disable, mininterval=0.5, **kw)
 
 
 def parse_key_values(pairs, option: str) -> dict:
@@ -132,6 +138,55 @@ def epoch_line(e: dict, prefix: str = "") -> str:
     return (f"{prefix}epoch {e['epoch']} ({e['epoch'] + 1} of {e['epochs']}): train loss {e['train_loss']:.4f}, "
             f"val acc {e['val_acc']:.4f}, val macro F1 {e['val_macro_f1']:.4f}, lr {e['lr']:.2e}, "
             f"{e.get('seconds', 0.0):.1f} s{best}")
+
+
+class TrainProgress:
+    """What ``ferdata train`` / ``cv`` show while a run works: one bar over the run's samples
+    (total = samples per epoch × epochs, a resumed run starts at its epoch) with the epoch and
+    the epoch's mean loss so far, its description naming what the run waits for (loading data,
+    building model, starting loader workers, validating) until the work moves again; one
+    line per epoch on stdout (:func:`epoch_line`), terminal or not. Its methods are
+    :func:`ferdata.train.loop.fit`'s ``on_status``, ``on_step`` and ``on_epoch``."""
+
+    def __init__(self, desc: str, prefix: str = "", disable=None):
+        self.desc, self.prefix, self.waiting = desc, prefix, False
+        self.bar = progress(desc=desc, unit="sample", unit_scale=True, disable=disable)
+        self.epochs, self._loss, self._n = None, 0.0, 0
+
+    def _size(self, per, epochs, start_epoch) -> None:
+        self.epochs = epochs
+        if per and self.bar.total is None:
+            self.bar.reset(total=per * epochs)
+            self.bar.n = self.bar.last_print_n = self.bar.initial = per * start_epoch
+
+    def on_status(self, ev: dict) -> None:
+        if "epochs" in ev:
+            self._size(ev.get("samples_per_epoch"), ev["epochs"], ev["start_epoch"])
+        self.bar.set_description_str(f"{self.desc}: {ev['stage']}", refresh=True)
+        self.waiting = True
+
+    def on_step(self, s: dict) -> None:
+        if self.epochs is None and "epochs" in s:   # a fit that gives no on_status: sized by its first step
+            self._size(s.get("samples_per_epoch"), s["epochs"], s["epoch"])
+        if s["step"] == 1:
+            self._loss, self._n = 0.0, 0
+        self._loss += s.get("loss", float("nan")) * s["samples"]
+        self._n += s["samples"]
+        if self.waiting:
+            self.bar.set_description_str(self.desc, refresh=False)
+            self.waiting = False
+        epoch = f"{s['epoch'] + 1}/{self.epochs}" if self.epochs else s["epoch"] + 1
+        self.bar.set_postfix_str(f"epoch {epoch}, loss {self._loss / max(self._n, 1):.4f}", refresh=False)
+        self.bar.update(s["samples"])
+
+    def on_epoch(self, e: dict) -> None:
+        self.bar.write(epoch_line(e, prefix=self.prefix))
+
+    def hooks(self) -> dict:
+        return {"on_status": self.on_status, "on_step": self.on_step, "on_epoch": self.on_epoch}
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _import_models(ctx, param, value):

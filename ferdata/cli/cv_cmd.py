@@ -9,27 +9,19 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import epoch_line, import_option, progress, train_option
+from ._common import TrainProgress, import_option, train_option
 from .train_cmd import load_train_config
 
 
 def _fit_with_progress(cfg, out, resume=False):
-    """ferdata.train.fit with a per-fold progress bar (stderr, terminals only)."""
+    """ferdata.train.fit with a per-fold progress bar (stderr, terminals only) and its epoch lines."""
     import ferdata.train
 
-    bar = progress(desc=f"fold {cfg.fold} {cfg.model}", unit="sample")
-
-    def on_step(s):
-        bar.update(s["samples"])
-        bar.set_postfix(epoch=s["epoch"], refresh=False)
-
-    def on_epoch(e):
-        bar.write(epoch_line(e, prefix=f"fold {cfg.fold} "))
-
+    shown = TrainProgress(f"fold {cfg.fold} {cfg.model}", prefix=f"fold {cfg.fold} ")
     try:
-        return ferdata.train.fit(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch)
+        return ferdata.train.fit(cfg, out, resume=resume, on_step=shown.on_step, on_epoch=shown.on_epoch)
     finally:
-        bar.close()
+        shown.close()
 
 
 def _echo_fold(n):

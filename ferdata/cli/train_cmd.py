@@ -9,7 +9,7 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import epoch_line, import_option, parse_key_values, progress, train_option
+from ._common import TrainProgress, import_option, parse_key_values, progress, train_option
 
 
 #: The demo recipe of a checkout (ferdata/cli/train_cmd.py -> the repo's recipes/).
@@ -48,22 +48,17 @@ def train_command(recipe, sets, out, device, amp, epochs, num_workers, resume, o
     cfg = load_train_config(recipe, sets, device=device, amp=amp, epochs=epochs, num_workers=num_workers,
                             overwrite=True if overwrite else None)
     out = Path(out or Path("runs") / cfg.name)
-    bar = progress(desc=f"train {cfg.model}", unit="sample")
-
-    def on_step(s):
-        bar.update(s["samples"])
-        bar.set_postfix(epoch=s["epoch"], refresh=False)
-
+    shown = TrainProgress(f"train {cfg.model}")
     try:
         with stop_on_signals():
-            res = fit(cfg, out, resume=resume, on_step=on_step, on_epoch=lambda e: bar.write(epoch_line(e)))
+            res = fit(cfg, out, resume=resume, **shown.hooks())
     except Interrupted as exc:
         last = out / "last.pt"
         exc.hint = (f"{out} is kept; continue with the same command and --resume" if last.exists() else
                     f"no epoch was finished, nothing to resume in {out}")
         raise
     finally:
-        bar.close()
+        shown.close()
     if not res:  # a DDP rank other than 0: rank 0 reports
         return
     t, v = res["test"], res["val"]
@@ -93,9 +88,19 @@ def eval_command(checkpoint, data, subjects, split, faces, noise, out, device):
     except ValueError:
         raise click.BadParameter(f"{noise!r}: expected comma-separated numbers", param_hint="--noise") from None
     out = Path(out) if out else Path(checkpoint).parent / f"eval-{Path(data).stem}"
-    res = evaluate_checkpoint(checkpoint, data, out, noise=sig, device=device,
-                              subjects=subjects.split(",") if subjects else None, split=split,
-                              faces=faces)
+    bar = progress(desc="eval", unit="sample", unit_scale=True)
+
+    def on_status(ev):
+        if ev.get("total"):
+            bar.reset(total=ev["total"])
+        bar.set_description_str(f"eval: {ev['stage']}", refresh=True)
+
+    try:
+        res = evaluate_checkpoint(checkpoint, data, out, noise=sig, device=device,
+                                  subjects=subjects.split(",") if subjects else None, split=split,
+                                  faces=faces, on_status=on_status, on_batch=bar.update)
+    finally:
+        bar.close()
     ev = res["eval"]
     click.echo(f"accuracy {ev['accuracy']:.4f}  macro P {ev['macro']['precision']:.4f} "
                f"R {ev['macro']['recall']:.4f} F1 {ev['macro']['f1']:.4f}  (n={ev.get('n', '?')})")

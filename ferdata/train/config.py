@@ -93,6 +93,8 @@ def check_model_name(name: str, what: str = "train config") -> None:
 SELECT_METRICS = ("val_acc", "val_macro_f1", "val_macro_precision", "val_macro_recall")
 _MODELS_HELP = "a registered model (ferdata.train.models.list_models())"
 _TRAIN_ON = tuple(t.value for t in TrainOn)
+#: Where a run's progress goes besides metrics.jsonl (``ferdata.train.loggers``).
+LOGGERS = ("jsonl", "tensorboard", "csv")
 
 
 @dataclass
@@ -188,6 +190,9 @@ class TrainConfig(TypedConfig):
     overwrite: bool = setting(False, "outputs", "fit into a folder that already holds a run: replace it")
     sample_per_face: int = setting(300, "data", "renders per face when data is none (built-in sample)", lo=1)
     sample_size: int = setting(64, "data", "render size when data is none (built-in sample)", lo=16, hi=4096)
+    logger: str = setting("jsonl", "outputs", "where progress goes besides metrics.jsonl (always written): jsonl "
+                          "(nothing more) | tensorboard (per-step loss and lr, validation metrics, confusion image, "
+                          "hparams; the tensorboard extra) | csv (steps.csv, epochs.csv)", choices=LOGGERS)
 
     def __post_init__(self):
         super().__post_init__()

@@ -79,7 +79,8 @@ def _step(model, crit, opt, scaler, amp_ctx, x) -> dict:
 
 def train_epoch(model, loader, prep, crit, opt, scaler, amp_ctx, epoch: int, max_steps=None, noise: float = 0.0,
                 noise_gen: Optional[torch.Generator] = None, on_step: Optional[Callable] = None) -> dict:
-    """One pass over the training loader; returns the epoch's train_* record."""
+    """One pass over the training loader; returns the epoch's train_* record. ``on_step`` gets
+    ``{"epoch", "step" (in the epoch, from 1), "samples" (the batch's), "loss" (the batch's), "lr"}``."""
     model.train()
     t0, wait, n, steps = time.perf_counter(), 0.0, 0, 0
     sums: dict = {}
@@ -102,7 +103,8 @@ def train_epoch(model, loader, prep, crit, opt, scaler, amp_ctx, epoch: int, max
         n += bs
         steps += 1
         if on_step:
-            on_step({"epoch": epoch, "step": steps, "samples": bs})
+            on_step({"epoch": epoch, "step": steps, "samples": bs, "loss": parts["loss"],
+                     "lr": opt.param_groups[0]["lr"]})
     dt = time.perf_counter() - t0
     if n == 0:
         raise FerdataError("the training set is empty (check the split, the fold and the composition)")

@@ -56,9 +56,30 @@ def _dataset(data: Path, spec: dict, subjects, split, faces):
     return eval_dataset("faces", data, spec, split=split, subjects=subjects)
 
 
+class _Counted:
+    """A loader that reports each batch's size after it is consumed (``on_batch(n)``)."""
+
+    def __init__(self, loader, on_batch):
+        self.loader, self.dataset, self.on_batch = loader, loader.dataset, on_batch
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield batch
+            self.on_batch(len(batch["label"]) if isinstance(batch, dict) else len(batch[0]))
+
+
 def evaluate_checkpoint(checkpoint, data, out, noise=(), device="auto", subjects=None, split=None,
-                        batch_size: int = 256, faces=None) -> dict:
-    """Metrics (+ confusion JSON/PNG, embeddings, noise sweep) of a checkpoint; writes ``out/eval.json``."""
+                        batch_size: int = 256, faces=None, on_status=None, on_batch=None) -> dict:
+    """Metrics (+ confusion JSON/PNG, embeddings, noise sweep) of a checkpoint; writes ``out/eval.json``.
+
+    ``on_status({"stage": …[, "total"]})`` names what it waits for (``"loading the checkpoint"``,
+    ``"reading data"``, then ``"evaluating"`` with ``total`` = samples × (1 + noise levels),
+    ``"writing figures"``); ``on_batch(n)`` after every evaluated batch."""
+    status = on_status or (lambda ev: None)
+    status({"stage": "loading the checkpoint"})
     ck = load_checkpoint(checkpoint)
     cfg = _config(ck)
     dev = resolve_device(device)
@@ -69,16 +90,21 @@ def evaluate_checkpoint(checkpoint, data, out, noise=(), device="auto", subjects
     model = create_model(ck["model_name"], num_classes=len(classes), **ck["model_kwargs"]).to(dev)
     model.load_state_dict(ck["model"])
     spec = read_spec(cfg, inputs, None)
+    status({"stage": "reading data"})
     ds = _dataset(Path(data), spec, subjects, split, faces or cfg.faces)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+    if on_batch is not None:
+        loader = _Counted(loader, on_batch)
     prep = BatchPrep(inputs, classes, dev, spec, Augmenter(cfg.augment, inputs.input_size, cfg.seed),
                      lbp=cfg.lbp if "lbp" in inputs.fields else None, att_target=cfg.att_target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    status({"stage": "evaluating", "total": len(ds) * (1 + len(noise))})
     res = evaluate_model(model, loader, prep, amp_ctx(cfg.amp, dev), classes, out, noise=noise, seed=cfg.seed)
     result = {"eval": res["report"], "checkpoint": str(checkpoint), "data": str(data), "split": split}
     if "noise" in res:
         result["noise"] = res["noise"]
     write_json(out / "eval.json", result)
+    status({"stage": "writing figures"})
     write_pictures(out, seed=cfg.seed)
     return result

@@ -36,6 +36,7 @@ from . import data as tdata
 from .checkpoint import (CKPT_VERSION, append_jsonl, load_checkpoint, prepare_run_folder, run_lock, save_epoch,
                          settle_best, write_json)
 from .engine import predict, report, train_epoch, val_record
+from .loggers import RunLogger, check_logger, open_logger
 from .losses import FERAttLoss
 
 from .models import count_parameters, create_model, model_inputs
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 #: keys that may change between a run and its resume
 RUNTIME_KEYS = ("epochs", "num_workers", "device", "noise", "compile", "eval_batch_size", "overwrite",
-                "noise_train", "noise_epochs")
+                "noise_train", "noise_epochs", "logger")
 
 
 @dataclasses.dataclass
@@ -77,6 +78,7 @@ class Progress:
     bad_epochs: int = 0
     stopped: bool = False
     last_epoch: int = -1
+    global_step: int = 0     # optimiser steps over the run (the loggers' x axis)
 
 
 def _cfg_dict(cfg: TrainConfig, ignore=()) -> dict:
@@ -133,7 +135,8 @@ def _state(run: Run, prog: Progress, epoch: int) -> dict:
             "scheduler": run.sched.state_dict() if run.sched is not None else None,
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
             "rng": rng_state(), "epoch": epoch, "best": prog.best, "best_epoch": prog.best_epoch,
-            "bad_epochs": prog.bad_epochs, "stopped": prog.stopped, "lbp": run.cfg.lbp}
+            "bad_epochs": prog.bad_epochs, "stopped": prog.stopped, "lbp": run.cfg.lbp,
+            "global_step": prog.global_step}
 
 
 def resume_from(run: Run, out: Path) -> Progress:
@@ -154,7 +157,7 @@ def resume_from(run: Run, out: Path) -> Progress:
     settle_best(out, ck["best_epoch"])
     _trim_metrics(out / "metrics.jsonl", ck["epoch"])
     return Progress(ck["epoch"] + 1, ck["best"], ck["best_epoch"], ck["bad_epochs"], bool(ck.get("stopped")),
-                    ck["epoch"])
+                    ck["epoch"], int(ck.get("global_step", 0)))
 
 
 def _trim_metrics(path: Path, last_epoch: int) -> None:
@@ -186,25 +189,77 @@ def select(cfg: TrainConfig, prog: Progress, rec: dict, epoch: int) -> bool:
     return improved
 
 
+def epoch_samples(data, cfg: TrainConfig) -> Optional[int]:
+    """Samples this rank trains on per epoch (None when the loader cannot say)."""
+    ds = data.train_dataset
+    n = len(data.sampler) if data.sampler is not None else (getattr(ds, "rank_samples", None)
+                                                            or getattr(ds, "num_samples", None))
+    if n is None:
+        return None
+    return int(min(n, cfg.max_steps_per_epoch * cfg.batch_size) if cfg.max_steps_per_epoch else n)
+
+
+def single_class(rep: dict) -> Optional[int]:
+    """The one class index predicted for every sample of a report whose labels hold several, else None."""
+    cm = np.asarray(rep["confusion_matrix"])
+    predicted, true = np.flatnonzero(cm.sum(0)), np.flatnonzero(cm.sum(1))
+    return int(predicted[0]) if len(predicted) == 1 and len(true) > 1 else None
+
+
+def _status(on_status, stage: str, **info) -> None:
+    log.info("%s", stage)
+    if on_status:
+        on_status({"stage": stage, **info})
+
+
+def _validate(run: Run, data, rec: dict, warned: bool) -> tuple:
+    """The epoch's validation: ``rec`` completed (``val_*``, ``lr``, ``val_single_class``), its report,
+    and whether the one-class warning has been given (once per run)."""
+    rep = report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)
+    rec.update(val_record(rep))
+    rec["lr"] = run.opt.param_groups[0]["lr"]
+    one = single_class(rep)
+    rec["val_single_class"] = one is not None
+    if one is not None and not warned:
+        log.warning("epoch %d: the model predicts %s for every validation sample (flagged val_single_class in "
+                    "metrics.jsonl); check lr, class_balance and the data", rec["epoch"], run.classes[one])
+        warned = True
+    return rep, warned
+
+
 def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int, on_step=None,
-               on_epoch=None) -> Progress:
+               on_epoch=None, logger: Optional[RunLogger] = None, on_status=None) -> Progress:
     """Train from ``prog.start_epoch``; validate, select, checkpoint after every epoch (then, on
-    rank 0, ``on_epoch(record)``: the metrics.jsonl record plus ``epochs``, ``improved``, ``best_epoch``)."""
-    cfg = run.cfg
+    rank 0, ``on_epoch(record)``: the metrics.jsonl record plus ``epochs``, ``improved``, ``best_epoch``).
+    ``logger`` gets every step and epoch; ``on_status`` what the run waits for (``fit``)."""
+    cfg, logger, warned = run.cfg, logger or RunLogger(), False
+    per = epoch_samples(data, cfg)
+
+    def step(s):
+        prog.global_step += 1
+        logger.step(prog.global_step, s["loss"], s["lr"], s["epoch"])
+        if on_step:
+            on_step({**s, "global_step": prog.global_step, "epochs": cfg.epochs, "samples_per_epoch": per})
+
+    first = "starting loader workers" if cfg.num_workers > 0 and cfg.train_on != "live" else "reading the first batch"
+    _status(on_status, first, epochs=cfg.epochs, start_epoch=prog.start_epoch, samples_per_epoch=per)
     for epoch in range(prog.start_epoch, cfg.epochs if not prog.stopped else prog.start_epoch):
         data.set_epoch(epoch)
         rec = {"epoch": epoch, **train_epoch(train_model, data.train_loader, run.prep, run.crit, run.opt,
                                              run.scaler, run.amp, epoch, cfg.max_steps_per_epoch,
-                                             on_step=on_step)}
-        rec.update(val_record(report(*predict(run.model, data.val_loader, run.prep, run.amp)[:2], run.classes)))
-        rec["lr"] = run.opt.param_groups[0]["lr"]
+                                             on_step=step)}
+        logger.flush()
+        _status(on_status, f"validating epoch {epoch}", epoch=epoch)
+        rep, warned = _validate(run, data, rec, warned)
         improved = select(cfg, prog, rec, epoch)
         if run.sched is not None:
             run.sched.step(rec[cfg.select_metric]) if cfg.scheduler == "plateau" else run.sched.step()
         prog.last_epoch = epoch
         prog.stopped = bool(cfg.early_stopping and prog.bad_epochs >= cfg.early_stopping)
         if rank == 0:
-            append_jsonl(out / "metrics.jsonl", rec)
+            append_jsonl(out / "metrics.jsonl", rec)   # logs first, then the checkpoint; resume trims them
+            logger.epoch(rec)
+            logger.confusion(epoch, rep["confusion_matrix"], run.classes)
             save_epoch(out, _state(run, prog, epoch), improved)
             if on_epoch:
                 on_epoch({**rec, "epochs": cfg.epochs, "improved": improved, "best_epoch": prog.best_epoch})
@@ -224,12 +279,20 @@ def _wrap(model, cfg: TrainConfig, world: int, device):
 
 
 def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[[dict], None]] = None,
-        on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
-    """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0)."""
+        on_epoch: Optional[Callable[[dict], None]] = None, on_status: Optional[Callable[[dict], None]] = None) -> dict:
+    """Train ``cfg.model`` per ``cfg`` into ``out``; returns the eval.json dict (``{}`` on DDP ranks > 0).
+
+    Callbacks: ``on_step`` after every optimiser step (:func:`ferdata.train.engine.train_epoch`'s
+    dict plus ``global_step``, ``epochs``, ``samples_per_epoch``); ``on_epoch`` after every epoch on rank 0 (:func:`run_epochs`);
+    ``on_status({"stage": …})`` when the run starts waiting for something: ``"loading data"``,
+    ``"building model"``, ``"starting loader workers"`` / ``"reading the first batch"`` (with
+    ``epochs``, ``start_epoch``, ``samples_per_epoch``), ``"validating epoch N"``, ``"final evaluation"``.
+    """
     from .config import check_model_name
 
     cfg.validate()
     check_model_name(cfg.model)
+    check_logger(cfg.logger)   # TensorBoard missing: one error before any work
     if cfg.pretrained != "none":  # the model takes such weights and the file is there: before any work
         from .models.pretrained import resolve_pretrained
 
@@ -248,18 +311,28 @@ def fit(cfg: TrainConfig, out, resume: bool = False, on_step: Optional[Callable[
         if rank == 0:
             prepare_run_folder(out, resume, cfg.overwrite)
         try:
-            return _fit(cfg, out, resume, on_step, rank, world, device, on_epoch)
+            return _fit(cfg, out, resume, rank, world, device, dict(on_step=on_step, on_epoch=on_epoch,
+                                                                     on_status=on_status))
         finally:
             torch.set_num_threads(threads_before)  # the run's choice does not outlive it
 
 
-def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: int, device, on_epoch=None) -> dict:
+def _final_metrics(res: dict) -> dict:
+    """What the hparams of a run are shown against (TensorBoard's HPARAMS tab)."""
+    return {"hparams/val_accuracy": res["val"]["accuracy"], "hparams/val_macro_f1": res["val"]["macro"]["f1"],
+            "hparams/test_accuracy": res["test"]["accuracy"], "hparams/test_macro_f1": res["test"]["macro"]["f1"],
+            "hparams/best_epoch": res["best_epoch"]}
+
+
+def _fit(cfg: TrainConfig, out: Path, resume: bool, rank: int, world: int, device, hooks: dict) -> dict:
     from .final import final_evaluation
 
     threads = set_torch_threads(cfg.num_workers, device)
     seed_everything(cfg.seed)
     inputs = model_inputs(cfg.model, **cfg.model_kwargs)
+    _status(hooks["on_status"], "loading data")
     data = tdata.build(cfg, out, inputs, rank=rank, world_size=world, device=device)
+    _status(hooks["on_status"], "building model")
     run = setup(cfg, data, inputs, device)
     prog = resume_from(run, out) if resume else Progress()
     if rank == 0:
@@ -268,7 +341,15 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, on_step, rank: int, world: i
             "device": str(device), "world_size": world, "data": data.describe, "read": data.spec,
             "torch_threads": threads, "memory_format": "channels_last" if run.prep.channels_last else "nchw",
             "pretrained": getattr(run.model, "pretrained_report", None)}})
-    prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, on_step, on_epoch)
-    if rank != 0:
-        return {}
-    return final_evaluation(run, data, out, prog)
+    logger = (open_logger(cfg.logger, out, prog.last_epoch if resume else None, prog.global_step) if rank == 0
+              else RunLogger())
+    try:
+        prog = run_epochs(run, data, _wrap(run.model, cfg, world, device), prog, out, rank, logger=logger, **hooks)
+        if rank != 0:
+            return {}
+        _status(hooks["on_status"], "final evaluation")
+        res = final_evaluation(run, data, out, prog)
+        logger.hparams(_cfg_dict(cfg), _final_metrics(res))
+        return res
+    finally:
+        logger.close()
