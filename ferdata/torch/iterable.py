@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import warnings
 from typing import Iterable, Optional
 
 import numpy as np
@@ -24,27 +25,33 @@ _DECODE_BATCH = 128  # per-sample mode decodes this many samples at a time
 # ---------------------------------------------------------------------------------------
 # iterable
 # ---------------------------------------------------------------------------------------
-class _SharedInt:
-    """An int shared with DataLoader workers, also persistent ones (fork, spawn, forkserver)."""
+class _SharedInts:
+    """A few ints shared with DataLoader workers, also persistent ones (fork, spawn, forkserver)."""
 
-    def __init__(self, value: int = 0):
-        self._v = multiprocessing.RawValue("q", int(value))
+    def __init__(self, values):
+        self._v = multiprocessing.RawArray("q", [int(v) for v in values])
 
-    @property
-    def value(self) -> int:
-        return int(self._v.value)
+    def __getitem__(self, i: int) -> int:
+        return int(self._v[i])
 
-    @value.setter
-    def value(self, v: int):
-        self._v.value = int(v)
+    def __setitem__(self, i: int, v: int):
+        self._v[i] = int(v)
 
     def __getstate__(self):
         if multiprocessing.context.get_spawning_popen() is not None:
-            return {"shared": self._v}  # inherited by a starting worker process: stays shared
-        return {"value": self.value}    # any other pickling (copy, torch.save): a plain copy
+            return {"shared": self._v}     # inherited by a starting worker process: stays shared
+        return {"values": list(self._v)}   # any other pickling (copy, torch.save): a plain copy
 
     def __setstate__(self, state):
-        self._v = state["shared"] if "shared" in state else multiprocessing.RawValue("q", state["value"])
+        self._v = state["shared"] if "shared" in state else multiprocessing.RawArray("q", state["values"])
+
+
+# slots of ShardIterableDataset._shared: the epoch; how many times set_epoch was called; the
+# epoch and that count when the last pass began (-1: none yet); whether the repeat was warned
+_EPOCH, _SETS, _PASS_EPOCH, _PASS_SETS, _WARNED = range(5)
+_REPEAT_MSG = ("ShardIterableDataset: epoch {epoch} is iterated again without set_epoch() since its last pass, "
+               "so this pass repeats the same shuffled order. Call ds.set_epoch(epoch) before each epoch (it "
+               "reaches DataLoader workers too); set_epoch(e) with the same e replays an epoch on purpose.")
 
 
 def _dist_info(rank, world_size):
@@ -148,7 +155,7 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
         self.batch_size = int(batch_size) if batch_size is not None else None
         self.drop_last = bool(drop_last)
         self.rank, self.world_size = _dist_info(rank, world_size)
-        self._epoch = _SharedInt(0)
+        self._shared = _SharedInts([0, 0, -1, 0, 0])
         self._blocks = _order.block_table(self._shard_counts, self.block)
         self._resume = None     # (epoch, consumed ranges) loaded by load_state_dict
         self._progress = None   # (epoch, remaining positions, count) of an in-process iteration
@@ -156,13 +163,29 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
     # -- epochs ----------------------------------------------------------------------------
     @property
     def epoch(self) -> int:
-        return self._epoch.value
+        return self._shared[_EPOCH]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next iteration produces (shared with workers)."""
         if int(epoch) < 0:
             raise FerdataError(f"epoch must be >= 0, got {epoch}")
-        self._epoch.value = int(epoch)
+        self._shared[_EPOCH] = int(epoch)
+        self._shared[_SETS] += 1
+
+    def _check_repeat(self, epoch: int) -> None:
+        """At the start of a pass: warn (once per dataset) when the previous pass read the same
+        shuffled epoch and ``set_epoch`` was not called since it began.
+
+        Called in the main process (``num_workers=0``) or in worker 0 only, so a pass counts
+        once whatever the number of workers; the counts live in shared memory, so the check
+        sees the main process's ``set_epoch`` calls and earlier passes in other workers. A
+        worker's warning is printed on its stderr: the main process's warning filters do not
+        see it (docs/torch.md, "Training")."""
+        sh = self._shared
+        if self.shuffle and sh[_PASS_EPOCH] == epoch and sh[_PASS_SETS] == sh[_SETS] and not sh[_WARNED]:
+            sh[_WARNED] = 1
+            warnings.warn(_REPEAT_MSG.format(epoch=epoch), UserWarning, stacklevel=3)
+        sh[_PASS_EPOCH], sh[_PASS_SETS] = epoch, sh[_SETS]
 
     @property
     def num_samples(self) -> int:
@@ -207,6 +230,8 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         epoch = self.epoch
+        if worker == 0:
+            self._check_repeat(epoch)
         stream = self._stream(epoch)
         spos = self._rank_stream_pos(self.rank)
         rem = self._remaining(epoch)

@@ -35,7 +35,8 @@ from .clean import FaceClean, RenderClean
 from .sampler import EpochSampler
 from .split import Split, resolve_split
 
-__all__ = ["TrainData", "build", "read_spec", "eval_dataset", "sample_paths", "sample_renders"]
+__all__ = ["TrainData", "build", "read_spec", "eval_dataset", "sample_paths", "sample_renders",
+           "train_loader_workers"]
 
 
 @dataclasses.dataclass
@@ -246,12 +247,36 @@ def _live_train(cfg, inputs, split: Split, out: Path, device, world: int, rank: 
                             clean=clean, face_indices=split.train.faces)
 
 
-def _loader(ds, cfg, batch_size, sampler=None, lbp_fly=False, batched=False):
-    ctx = "spawn" if (lbp_fly and cfg.num_workers > 0) else None  # numba's OpenMP aborts in forked children
+#: workers of the training loader on a CUDA device when ``num_workers`` is automatic (None)
+CUDA_WORKERS = 2
+
+
+def train_loader_workers(num_workers, device=None) -> int:
+    """DataLoader workers of the training loader: ``num_workers``, or when it is None
+    (automatic) 0 on a CPU device and :data:`CUDA_WORKERS` on any other.
+
+    On CPU no worker processes is the fast path (docs/torch.md, "Threads or workers"): the
+    batch is decoded in the training process on every core (the dataset's decode threads)
+    and never crosses processes, where each batch a worker sends costs fresh shared memory
+    (measured ~2x the one-thread decode floor's throughput, ``benchmarks/loader_cpu.py``).
+    On a GPU the workers overlap decoding with the device's work.
+    """
+    if num_workers is not None:
+        return int(num_workers)
+    return 0 if _device(device).type == "cpu" else CUDA_WORKERS
+
+
+def _device(device) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _loader(ds, cfg, batch_size, sampler=None, lbp_fly=False, batched=False, device=None):
+    workers = train_loader_workers(cfg.num_workers, device)
+    ctx = "spawn" if (lbp_fly and workers > 0) else None  # numba's OpenMP aborts in forked children
     return torch.utils.data.DataLoader(ds, batch_size=None if batched else batch_size, sampler=sampler,
-                                       shuffle=False, num_workers=cfg.num_workers,
-                                       pin_memory=torch.cuda.is_available(),
-                                       persistent_workers=cfg.num_workers > 0, multiprocessing_context=ctx)
+                                       shuffle=False, num_workers=workers,
+                                       pin_memory=_device(device).type == "cuda",
+                                       persistent_workers=workers > 0, multiprocessing_context=ctx)
 
 
 def _eval_side(cfg, side, split: Split, spec, eval_on, data, test_data):
@@ -299,7 +324,8 @@ def build(cfg: TrainConfig, out: Path, inputs, rank: int = 0, world_size: int = 
         sampler = EpochSampler(len(train_ds), weights=w, seed=cfg.seed, rank=rank, world_size=world_size)
     lbp_fly = bool(spec["lbp_train"] and spec["lbp_train"].startswith("lbp:"))
     train_loader = (train_ds if cfg.train_on == "live" else
-                    _loader(train_ds, cfg, cfg.batch_size, sampler, lbp_fly, batched=not map_style))
+                    _loader(train_ds, cfg, cfg.batch_size, sampler, lbp_fly, batched=not map_style,
+                            device=device))
     loaders = []
     for side in (split.val, split.test):
         ds = _eval_side(cfg, side, split, spec, eval_on, data, test_data)
