@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..parallel import thread_pool
 from ..signals import check
 
 PARTS, MASKS, NO_SPLIT, METADATA = ".parts", "masks", "all", "metadata.jsonl"
+THREADS = 8
 
 
 def outputs(name: str) -> list[str]:
@@ -32,20 +36,34 @@ def split_folder(split) -> str:
     return name + "_split" if name in (MASKS, PARTS.strip(".")) else name
 
 
+def _write_files(out: Path, folder: str, rel: str, s: dict) -> None:
+    (out / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / folder / rel, s["image"])
+    atomic_write_bytes(out / MASKS / f"{s['key']}.png", s["mask"])
+
+
 def write_shard(name: str, samples: Iterable[dict], out: Path, tick: Callable[[int], None]) -> int:
-    """Write shard ``name``'s images and masks (each atomically), then its part file."""
-    rows = []
+    """Write shard ``name``'s images and masks (each atomically, on ``THREADS`` threads: most of
+    the time is the fsync of each file), then its part file."""
+    rows, pending = [], deque()
     (out / MASKS).mkdir(parents=True, exist_ok=True)
-    for s in samples:
-        check(f"{name}, sample {s['key']}")
-        meta = s["meta"]
-        folder = split_folder(meta["split"])
-        rel = f"{meta['class_name']}/{s['key']}.{s['image_ext']}"
-        (out / folder / meta["class_name"]).mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / folder / rel, s["image"])
-        atomic_write_bytes(out / MASKS / f"{s['key']}.png", s["mask"])
-        rows.append({"split_folder": folder, "file_name": rel, "mask_path": f"{MASKS}/{s['key']}.png", **meta})
-        tick(1)
+    pool = thread_pool(THREADS, "export-files")
+    try:
+        for s in samples:
+            check(f"{name}, sample {s['key']}")
+            meta = s["meta"]
+            folder = split_folder(meta["split"])
+            rel = f"{meta['class_name']}/{s['key']}.{s['image_ext']}"
+            pending.append(pool.submit(_write_files, out, folder, rel, s))
+            rows.append({"split_folder": folder, "file_name": rel, "mask_path": f"{MASKS}/{s['key']}.png", **meta})
+            while len(pending) > 2 * THREADS or (pending and pending[0].done()):
+                pending.popleft().result()
+                tick(1)
+        while pending:
+            pending.popleft().result()
+            tick(1)
+    finally:  # an error or Ctrl-C: let the writes in flight finish (each is a whole file or none)
+        wait(pending)
     (out / PARTS).mkdir(exist_ok=True)
     atomic_write_text(out / outputs(name)[0], "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
     return len(rows)

@@ -31,7 +31,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def write_shard(name: str, samples: Iterable[dict], out: Path, tick: Callable[[int], None]) -> int:
     """Write shard ``name``'s samples to its tar (atomically); returns the count."""
-    metas: list[dict] = []
+    done = [0]
 
     def write(fh):
         with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -42,8 +42,8 @@ def write_shard(name: str, samples: Iterable[dict], out: Path, tick: Callable[[i
                 _add(tar, f"{k}.cls", str(meta["label"]).encode())
                 _add(tar, f"{k}.json", json.dumps(meta, allow_nan=False).encode())
                 _add(tar, f"{k}.mask.png", s["mask"])
-                metas.append(meta)
+                done[0] += 1
                 tick(1)
 
     atomic_write(out / outputs(name)[0], write)
-    return len(metas)
+    return done[0]
