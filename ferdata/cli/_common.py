@@ -175,7 +175,7 @@ class TrainProgress:
         if self.waiting:
             self.bar.set_description_str(self.desc, refresh=False)
             self.waiting = False
-        epoch = f"{s['epoch'] + 1}/{self.epochs}" if self.epochs else s["epoch"] + 1
+        epoch = f"{s['epoch']} ({s['epoch'] + 1} of {self.epochs})" if self.epochs else s["epoch"]  # as epoch_line
         self.bar.set_postfix_str(f"epoch {epoch}, loss {self._loss / max(self._n, 1):.4f}", refresh=False)
         self.bar.update(s["samples"])
 
