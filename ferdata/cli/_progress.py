@@ -43,6 +43,15 @@ def status_line(desc: str, unit: str, done: int, total, rate, stage: str = "") -
     return ", ".join(parts)
 
 
+def _columns(file) -> int:
+    import os
+
+    try:
+        return os.get_terminal_size(file.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 class StageBar:
     """A progress callback for ``{"stage", "done", "total"}`` events (see the module doc).
 
@@ -67,7 +76,9 @@ class StageBar:
         if self.tty:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=None, desc=desc, unit=unit, dynamic_ncols=True, file=self.file, mininterval=0.2)
+            cols = _columns(self.file)   # a pty that reports 0 columns (script, some CI consoles) gets 100
+            self._bar = tqdm(total=None, desc=desc, unit=unit, file=self.file, mininterval=0.2,
+                             **({"dynamic_ncols": True} if cols else {"ncols": 100, "nrows": 20}))
         self._ticker = threading.Thread(target=self._tick, name="ferdata-progress", daemon=True)
         self._ticker.start()
 
@@ -98,7 +109,8 @@ class StageBar:
         if self._bar is not None:
             if self.total is not None and self._bar.total != self.total:
                 self._bar.total = self.total
-            self._bar.n = self.done
+            if self.done > self._bar.n:
+                self._bar.update(self.done - self._bar.n)   # update(): tqdm's smoothed rate and ETA
             self._bar.refresh()
             return
         now = time.monotonic()
