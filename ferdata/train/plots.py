@@ -334,7 +334,7 @@ def _embedding_pictures(out: Path, classes, seed: int, tsne_max_iter: int, skipp
     why = _no_retrieval(n, images)
     if why:
         del draws["retrieval.png"]
-        _skip(skipped, out, "retrieval.png", why)
+        _skip(skipped, out, "retrieval.png", why, logging.INFO if n > MAX_RETRIEVAL_IMAGES else logging.WARNING)
     written = []
     for name, draw in draws.items():
         try:
