@@ -10,7 +10,7 @@ its label, with:
 
 * ``ferdata batch``: ``ShardIterableDataset(..., batch_size=256, shuffle=False)``, 1 decode thread;
 * ``ferdata sample``: the same per sample (``batch_size=None``);
-* ``webdataset``: ``webdataset.WebDataset(tars).decode("rgb8").to_tuple("jpg", "cls")`` (PIL);
+* ``webdataset``: ``WebDataset(tars).decode("rgb8", only=["jpg", "cls"]).to_tuple("jpg", "cls")`` (PIL);
 * ``HF parquet``: ``datasets.load_dataset("parquet", ...)`` rows, ``np.asarray(row["image"])``
   (PIL); the one-off Arrow conversion of ``load_dataset`` is timed apart (``HF load``);
 * ``imagefolder walk``: ``os.walk`` + ``cv2.imread`` + BGR→RGB, the label from the folder name.
@@ -68,7 +68,8 @@ def webdataset_reader(out):
 
     def run():
         n = 0
-        for img, cls in wds.WebDataset(urls, shardshuffle=False).decode("rgb8").to_tuple("jpg", "cls"):
+        ds = wds.WebDataset(urls, shardshuffle=False).decode("rgb8", only=["jpg", "cls"]).to_tuple("jpg", "cls")
+        for img, cls in ds:
             assert img.dtype == np.uint8 and isinstance(cls, int)
             n += 1
         return n

@@ -4,6 +4,7 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -102,7 +103,8 @@ def test_webdataset_round_trip(renders, tmp_path, kind):
     res = export_shards(renders[kind], tmp_path / "wds", "webdataset")
     assert res["samples"] == res["samples_written"] == len(ref) and res["face_store"] == str(renders["faces"])
     urls = sorted(glob.glob(str(tmp_path / "wds" / "shard-*.tar")))
-    assert [Path(u).name for u in urls] == [Path(n).stem + ".tar" for n in sorted(load_manifest(renders[kind])["shards"])]
+    names = sorted(load_manifest(renders[kind])["shards"])
+    assert [Path(u).name for u in urls] == [Path(n).stem + ".tar" for n in names]
     raw = list(wds.WebDataset(urls, shardshuffle=False))
     assert [s["__key__"] for s in raw] == sorted(ref)
     ext = "jpg" if kind == "jpeg" else "png"
@@ -190,8 +192,8 @@ def test_parquet_round_trip_with_hugging_face(renders, tmp_path, monkeypatch, ki
         _check_meta(row, r["meta"])
         np.testing.assert_array_equal(np.asarray(row["mask"]), r["mask"])
         gray = r["pixels"].shape[2] == 1
-        np.testing.assert_array_equal(np.asarray(row["image"].convert("L" if gray else "RGB")).reshape(r["pixels"].shape),
-                                      r["pixels"])
+        image = np.asarray(row["image"].convert("L" if gray else "RGB"))
+        np.testing.assert_array_equal(image.reshape(r["pixels"].shape), r["pixels"])
     stored = ds.cast_column("image", datasets.Image(decode=False))
     for row in stored:
         _check_image(row["image"]["bytes"], row["image"]["path"].rsplit(".", 1)[1], ref[row["key"]])
@@ -245,8 +247,9 @@ def test_no_face_store_exports_null_split_and_source(renders, sample_dir, tmp_pa
                                                                                    "train/metadata.jsonl"]
 
 
-def test_ctrl_c_leaves_no_half_file_and_the_rerun_finishes(renders, tmp_path):
-    out = tmp_path / "wds"
+@pytest.mark.parametrize("to", ["webdataset", "imagefolder"])
+def test_ctrl_c_leaves_no_half_file_and_the_rerun_finishes(renders, tmp_path, to):
+    out = tmp_path / to
     seen = []
 
     def tick(n, total):
@@ -254,11 +257,20 @@ def test_ctrl_c_leaves_no_half_file_and_the_rerun_finishes(renders, tmp_path):
         if sum(seen) == 20:  # in the middle of shard 1 (samples 12..23)
             signal.raise_signal(signal.SIGINT)
 
-    with stop_on_signals(), pytest.raises(Interrupted, match="shard-000001"):
-        export_shards(renders["jpeg"], out, "webdataset", progress=tick)
-    assert sorted(p.name for p in out.iterdir()) == [RECORD, "shard-000000.tar"]
-    res = export_shards(renders["jpeg"], out, "webdataset")
-    assert (res["shards_written"], res["shards_skipped"]) == (2, 1)
+    with stop_on_signals(), pytest.raises(Interrupted, match="shard-00000[12]") as exc:
+        export_shards(renders["jpeg"], out, to, progress=tick)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert not [f for f in files if ".tmp" in f], files
+    stopped_in = int(re.search(r"shard-00000(\d)", str(exc.value.where)).group(1))
+    done = [f"shard-00000{k}" for k in range(stopped_in)]
+    if to == "webdataset":
+        assert files == sorted([RECORD] + [f"{d}.tar" for d in done])
+    else:  # the images written so far are whole files; the shard stopped in is not marked done
+        assert sorted(f for f in files if f.startswith(".parts")) == [f".parts/{d}.jsonl" for d in done]
+    res = export_shards(renders["jpeg"], out, to)
+    assert (res["shards_written"], res["shards_skipped"]) == (3 - stopped_in, stopped_in)
+    if to == "imagefolder":
+        assert len(_walk(out)) == 32
 
 
 def test_progress_reports_the_total_first_then_every_sample(renders, tmp_path):
