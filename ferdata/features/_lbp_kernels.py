@@ -56,7 +56,7 @@ def _ctz(typingctx, x):
     return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _map_code(code, P, variant):
     """Map a raw P-bit code (int64) to the code of ``variant``."""
     if variant == CIRCLE:
@@ -87,26 +87,10 @@ def _map_code(code, P, variant):
     return 1 + (ones - 1) * P + (P - start) % P
 
 
-@njit(cache=True, inline="always")
-def _direct_pass(acc, ctr, a0, a1, a2, a3, b0, b1, b2, b3, first):
-    """Set bits b0..b3 where the neighbour rows a0..a3 are >= the centre row."""
-    for c in range(ctr.shape[0]):
-        v = ctr[c]
-        code = np.int64(0) if first else acc[c]
-        if a0[c] >= v:
-            code |= b0
-        if a1[c] >= v:
-            code |= b1
-        if a2[c] >= v:
-            code |= b2
-        if a3[c] >= v:
-            code |= b3
-        acc[c] = code
-
-
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _blend_pass(acc, ctr, a0, a1, a2, a3, z0, z1, z2, z3, d0, d1, d2, d3, b0, b1, b2, b3, first):
-    """Like _direct_pass for ``t = (1-d)*a + d*z`` (skimage's last bilinear step)."""
+    """Set bits b0..b3 where ``t = (1-d)*a + d*z`` (skimage's last bilinear step) of the
+    neighbour rows is >= the centre row ``ctr``; ``acc`` holds the codes so far."""
     e0 = 1 - d0
     e1 = 1 - d1
     e2 = 1 - d2
@@ -126,6 +110,39 @@ def _blend_pass(acc, ctr, a0, a1, a2, a3, z0, z1, z2, z3, d0, d1, d2, d3, b0, b1
 
 
 @njit(cache=True)
+def _fused_pass(acc, ctr, a0, a1, a2, a3, t0, t1, t2, t3, z0, z1, z2, z3, d0, d1, d2, d3,
+                b0, b1, b2, b3, b4, b5, b6, b7, first):
+    """Bits b0..b3 where the integer-row neighbours a0..a3 are >= the centre, and
+    :func:`_blend_pass` (t/z/d, bits b4..b7), in one
+    loop: the centre and the codes are read and written once for 8 neighbours (P8R1:
+    the whole code in one pass)."""
+    e0 = 1 - d0
+    e1 = 1 - d1
+    e2 = 1 - d2
+    e3 = 1 - d3
+    for c in range(ctr.shape[0]):
+        v = ctr[c]
+        code = np.int64(0) if first else acc[c]
+        if a0[c] >= v:
+            code |= b0
+        if a1[c] >= v:
+            code |= b1
+        if a2[c] >= v:
+            code |= b2
+        if a3[c] >= v:
+            code |= b3
+        if e0 * t0[c] + d0 * z0[c] >= v:
+            code |= b4
+        if e1 * t1[c] + d1 * z1[c] >= v:
+            code |= b5
+        if e2 * t2[c] + d2 * z2[c] >= v:
+            code |= b6
+        if e3 * t3[c] + d3 * z3[c] >= v:
+            code |= b7
+        acc[c] = code
+
+
+@njit(cache=True)
 def code_table(P, variant):
     """``variant`` code of every raw P-bit code (for a lookup in :func:`_store_row`)."""
     t = np.empty(np.int64(1) << P, np.int64)
@@ -134,7 +151,7 @@ def code_table(P, variant):
     return t
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _store_row(acc, o, P, variant, table):
     """Map the raw codes of a row to ``variant`` (via ``table`` if not empty) and store."""
     if variant == CIRCLE:
@@ -154,27 +171,16 @@ def _store_row(acc, o, P, variant, table):
 
 
 @njit(cache=True)
-def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
-                 kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off):
-    """Raw codes of rows ``r_start:r_stop`` of image ``n`` into the flat ``acc``.
-
-    The buffers are flat over (input row, padded column): index ``i*Wp + m + c`` is
-    column ``c`` of image row ``r_start + kmin + i``. ``X`` holds those rows in
-    float64 with ``m`` zero columns each side (samples outside the image read 0),
-    ``Hs[g]`` the same rows interpolated horizontally at column offset ``gcp[g]``,
-    ``(1-dc)*x[c+fc] + dc*x[c+fc+1]`` -- skimage's ``top``/``bottom``, which depend on
-    the input row and the column only, so each is made once and shared by every
-    output row and neighbour that uses it. A neighbour is ``(1-dr)*top + dr*bottom``
-    with ``dr`` from the absolute row; consecutive rows with the same ``dr`` for every
-    neighbour (all but a few rows near powers of two) are done as one flat run, so
-    the inner loops are long and vectorise even on 48-pixel-wide images.
-    """
+def _load_rows(img, n, xb, nin, m, gfc, W0, W1, B):
+    """Image rows ``xb .. xb+nin-1`` of image ``n`` as float64 into ``B[0]`` (flat, ``m``
+    zero columns each side; rows outside the image read 0) and, in ``B[1+g]``, the same
+    rows interpolated horizontally at column offset ``gcp[g]``:
+    ``(1-dc)*x[c+fc] + dc*x[c+fc+1]``, skimage's ``top``/``bottom``, which depend on
+    the input row and the column only, so each is made once and shared by every output
+    row and neighbour that uses it."""
     H, W = img.shape[1], img.shape[2]
     Wp = W + 2 * m
-    G = gfc.shape[0]
-    NO = order.shape[0]
-    xb = r_start + kmin
-    nin = r_stop - r_start + L - 1
+    X = B[0]
     for i in range(nin):
         k = xb + i
         seg = X[i * Wp + m:i * Wp + m + W]
@@ -185,110 +191,103 @@ def _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndir
             for c in range(W):
                 seg[c] = row[c]
     tot = nin * Wp
-    for g in range(G):
+    for g in range(gfc.shape[0]):
         w0 = W0[g]
         w1 = W1[g]
+        hs = B[1 + g]
         for i in range(nin):  # row by row: the weights depend on the column only
             lo = max(i * Wp, m)
             hi = min((i + 1) * Wp, tot - m)
-            hr = Hs[g, lo:hi]
+            hr = hs[lo:hi]
             a = X[lo + gfc[g]:hi + gfc[g]]
             b = X[lo + gfc[g] + 1:hi + gfc[g] + 1]
             v0 = w0[lo - i * Wp:hi - i * Wp]
             v1 = w1[lo - i * Wp:hi - i * Wp]
             for j in range(hi - lo):
                 hr[j] = v0[j] * a[j] + v1[j] * b[j]
+
+
+@njit(cache=True)
+def _row_run(ra, r_stop, rp, rfrac, order, dd):
+    """End of the run of output rows from ``ra`` whose ``dr`` equals ``ra``'s for every
+    neighbour (all but a few rows near powers of two); ``dd[q]``: ``dr`` of slot q."""
+    NO = order.shape[0]
     for q in range(NO):
         p = order[q]
-        # neighbour row r0 = r + fr exactly: offsets are rounded to 5 decimals, so
-        # r + rp never rounds across an integer
-        off[q] = 0 if p < 0 else fr[p] * Wp + (fc[p] if src[p] < 0 else 0)
-        bits[q] = 0 if p < 0 else np.int64(1) << p  # padding slot: a no-op bit
-    ra = r_start
-    while ra < r_stop:
+        dd[q] = 0.0
+        if p >= 0 and rfrac[p]:
+            rr = ra + rp[p]
+            dd[q] = rr - np.floor(rr)  # dr, from the absolute row as skimage does
+    rb = ra + 1
+    while rb < r_stop:
         for q in range(NO):
             p = order[q]
-            dd[q] = 0.0
             if p >= 0 and rfrac[p]:
-                rr = ra + rp[p]
-                dd[q] = rr - np.floor(rr)  # dr, from the absolute row as skimage does
-        rb = ra + 1
-        same = True
-        while rb < r_stop and same:
-            for q in range(NO):
-                p = order[q]
-                if p >= 0 and rfrac[p]:
-                    rr = rb + rp[p]
-                    if rr - np.floor(rr) != dd[q]:
-                        same = False
-            if same:
-                rb += 1
-        j0 = (ra - xb) * Wp + m
-        j1 = (rb - 1 - xb) * Wp + m + W
-        ctr = X[j0:j1]
-        ac = acc[j0:j1]
-        nj = j1 - j0
-        for q in range(0, NO, 4):
-            s0 = X if order[q] < 0 or src[order[q]] < 0 else Hs[src[order[q]]]
-            s1 = X if order[q + 1] < 0 or src[order[q + 1]] < 0 else Hs[src[order[q + 1]]]
-            s2 = X if order[q + 2] < 0 or src[order[q + 2]] < 0 else Hs[src[order[q + 2]]]
-            s3 = X if order[q + 3] < 0 or src[order[q + 3]] < 0 else Hs[src[order[q + 3]]]
-            o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
-            if q < ndirect:
-                _direct_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
-                             bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
+                rr = rb + rp[p]
+                if rr - np.floor(rr) != dd[q]:
+                    return rb
+        rb += 1
+    return rb
+
+
+@njit(cache=True)
+def _code_run(B, acc, j0, nj, Wp, ndirect, sel, off, dd, bits):
+    """Raw codes of the flat run ``j0 : j0+nj`` (rows of one ``dr``) into ``acc``.
+
+    Slot q reads buffer ``B[sel[q]]`` at flat offset ``off[q]``. Passes of 8 slots (4
+    integer-row neighbours and 4 interpolated ones) while both kinds are left, then
+    passes of 4; an integer-row slot in a pass of 4 is the blend with dr = 0, which is
+    exact: ``(1-0)*a + 0*a == a`` for finite a."""
+    NO = sel.shape[0]
+    ctr = B[0, j0:j0 + nj]
+    qd = 0
+    qb = ndirect
+    while qd < ndirect or qb < NO:
+        q = qb if qb < NO else qd
+        w = Wp if qb < NO else 0  # the bottom row of the blend (none for dr = 0)
+        o0, o1, o2, o3 = j0 + off[q], j0 + off[q + 1], j0 + off[q + 2], j0 + off[q + 3]
+        s0, s1, s2, s3 = B[sel[q]], B[sel[q + 1]], B[sel[q + 2]], B[sel[q + 3]]
+        t0, t1, t2, t3 = s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj]
+        z0, z1 = s0[o0 + w:o0 + w + nj], s1[o1 + w:o1 + w + nj]
+        z2, z3 = s2[o2 + w:o2 + w + nj], s3[o3 + w:o3 + w + nj]
+        if qd < ndirect and qb < NO:
+            p0, p1, p2, p3 = j0 + off[qd], j0 + off[qd + 1], j0 + off[qd + 2], j0 + off[qd + 3]
+            _fused_pass(acc, ctr, B[sel[qd], p0:p0 + nj], B[sel[qd + 1], p1:p1 + nj],
+                        B[sel[qd + 2], p2:p2 + nj], B[sel[qd + 3], p3:p3 + nj],
+                        t0, t1, t2, t3, z0, z1, z2, z3, dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
+                        bits[qd], bits[qd + 1], bits[qd + 2], bits[qd + 3],
+                        bits[q], bits[q + 1], bits[q + 2], bits[q + 3], qd == 0)
+            qd += 4
+            qb += 4
+        else:
+            _blend_pass(acc, ctr, t0, t1, t2, t3, z0, z1, z2, z3, dd[q], dd[q + 1], dd[q + 2],
+                        dd[q + 3], bits[q], bits[q + 1], bits[q + 2], bits[q + 3],
+                        qd == 0 and qb == ndirect)
+            if qb < NO:
+                qb += 4
             else:
-                _blend_pass(ac, ctr, s0[o0:o0 + nj], s1[o1:o1 + nj], s2[o2:o2 + nj], s3[o3:o3 + nj],
-                            s0[o0 + Wp:o0 + Wp + nj], s1[o1 + Wp:o1 + Wp + nj],
-                            s2[o2 + Wp:o2 + Wp + nj], s3[o3 + Wp:o3 + Wp + nj],
-                            dd[q], dd[q + 1], dd[q + 2], dd[q + 3],
-                            bits[q], bits[q + 1], bits[q + 2], bits[q + 3], q == 0)
-        ra = rb
+                qd += 4
 
 
-@njit(cache=True, parallel=True)
-def lbp_circle(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant, table,
-               block, workers):
-    """Circular LBP of ``img (N,H,W)`` (uint8 or float64) into ``out (N,H,W)``.
+@njit(cache=True, nogil=True)
+def lbp_circle_serial(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
+                      variant, table, block, workers):
+    """:func:`lbp_circle` on the calling thread (small inputs: no thread hand-off), and
+    the worker each thread of :func:`lbp_circle` runs: it takes tasks (``block`` output
+    rows of one image) from ``counter`` until none is left, with buffers of its own.
 
-    Plan (from ``lbp._plan``), per neighbour p: ``rp`` rounded row offset, ``fr``/``fc``
-    floor of the row/column offsets, ``rfrac`` 1 if the row offset is fractional,
-    ``src`` the index of its fractional column offset among the distinct ones (group
-    ``g``, floor ``gfc[g]``) or -1 for an integer one. ``order`` lists the neighbours
-    with integer row offsets first (``ndirect`` slots), then the others, each part
-    padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant``
-    for ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]``: the
-    column weights ``1-dc``/``dc`` of group g per padded column
-    (``_lbp_plan._layout``). The output rows are cut into tasks of ``block`` rows of one
-    image; ``prange`` starts ``workers`` workers (one per thread), each with its own
-    buffers, and each takes the next task from a shared counter when it is done (see
-    :func:`_circle_worker`), so a thread whose core another process holds does fewer.
+    A task's buffers are flat over (input row, padded column): index ``i*Wp + m + c`` is
+    column ``c`` of image row ``r_start + kmin + i`` (:func:`_load_rows`). A neighbour is
+    ``(1-dr)*top + dr*bottom`` with ``dr`` from the absolute row; consecutive rows with
+    the same ``dr`` for every neighbour are done as one flat run (:func:`_row_run`), so
+    the inner loops are long and vectorise even on 48-pixel-wide images.
     """
-    counter = np.zeros(1, np.int64)
-    for _ in prange(workers):
-        _circle_worker(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                       variant, table, block)
-
-
-@njit(cache=True)
-def lbp_circle_serial(img, out, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant,
-                      table, block, workers):
-    """:func:`lbp_circle` on the calling thread only (small inputs: no thread hand-off)."""
-    _circle_worker(img, out, np.zeros(1, np.int64), rp, fr, fc, rfrac, src, gfc, W0, W1, order,
-                   ndirect, variant, table, block)
-
-
-@njit(cache=True)
-def _circle_worker(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect,
-                   variant, table, block):
-    """Take tasks (``block`` rows of one image) from ``counter`` until none is left, with
-    buffers of its own."""
     N, H, W = img.shape
     P = rp.shape[0]
-    G = gfc.shape[0]
-    kmin = 0
-    kmax = 0
-    m = 1
+    NO = order.shape[0]
+    kmin = np.int64(0)  # not the literal 0: one type for the loop below
+    kmax = np.int64(0)
+    m = np.int64(1)
     for p in range(P):
         kmin = min(kmin, fr[p])
         kmax = max(kmax, fr[p] + rfrac[p])
@@ -296,30 +295,67 @@ def _circle_worker(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order
     L = kmax - kmin + 1  # input rows r+kmin .. r+kmax feed output row r
     Wp = W + 2 * m
     size = (block + L - 1) * Wp
-    NO = order.shape[0]
-    nb = (H + block - 1) // block
-    ntask = N * nb
-    X = np.empty(size, np.float64)
-    for i in range(size // Wp):  # the padding columns read 0; the task fills the rest
-        X[i * Wp:i * Wp + m] = 0.0
-        X[i * Wp + m + W:(i + 1) * Wp] = 0.0
-    Hs = np.empty((G, size), np.float64)
+    B = np.empty((gfc.shape[0] + 1, size), np.float64)
+    for i in range(size // Wp):  # the padding columns of B[0] read 0; tasks fill the rest
+        B[0, i * Wp:i * Wp + m] = 0.0
+        B[0, i * Wp + m + W:(i + 1) * Wp] = 0.0
     acc = np.empty(size, np.int64)
     dd = np.empty(NO, np.float64)
-    bits = np.empty(NO, np.int64)
-    off = np.empty(NO, np.int64)
+    bits = np.zeros(NO, np.int64)  # padding slot: a no-op bit
+    off = np.zeros(NO, np.int64)
+    sel = np.zeros(NO, np.int64)
+    for q in range(NO):
+        p = order[q]
+        if p >= 0:
+            # neighbour row r0 = r + fr exactly: offsets are rounded to 5 decimals, so
+            # r + rp never rounds across an integer
+            off[q] = fr[p] * Wp + (fc[p] if src[p] < 0 else 0)
+            bits[q] = np.int64(1) << p
+            sel[q] = 0 if src[p] < 0 else 1 + src[p]
+    nb = (H + block - 1) // block
     while True:
         task = fetch_add(counter, 0, 1)
-        if task >= ntask:
+        if task >= N * nb:
             break
         n = task // nb
         r_start = (task - n * nb) * block
         r_stop = min(H, r_start + block)
-        _circle_task(img, n, r_start, r_stop, L, rp, fr, fc, rfrac, src, order, ndirect,
-                     kmin, m, gfc, W0, W1, X, Hs, acc, dd, bits, off)
+        xb = r_start + kmin
+        _load_rows(img, n, xb, r_stop - r_start + L - 1, m, gfc, W0, W1, B)
+        ra = r_start
+        while ra < r_stop:
+            rb = _row_run(ra, r_stop, rp, rfrac, order, dd)
+            j0 = (ra - xb) * Wp + m
+            nj = (rb - 1 - xb) * Wp + m + W - j0
+            _code_run(B, acc[j0:j0 + nj], j0, nj, Wp, ndirect, sel, off, dd, bits)
+            ra = rb
         for r in range(r_start, r_stop):
-            j = (r - r_start - kmin) * Wp + m
+            j = (r - xb) * Wp + m
             _store_row(acc[j:j + W], out[n, r], P, variant, table)
+
+
+@njit(cache=True, parallel=True)
+def lbp_circle(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, variant,
+               table, block, workers):
+    """Circular LBP of ``img (N,H,W)`` (uint8 or float64) into ``out (N,H,W)``.
+
+    Plan (from ``_lbp_plan._plan``), per neighbour p: ``rp`` rounded row offset,
+    ``fr``/``fc`` floor of the row/column offsets, ``rfrac`` 1 if the row offset is
+    fractional, ``src`` the index of its fractional column offset among the distinct
+    ones (group ``g``, floor ``gfc[g]``) or -1 for an integer one. ``order`` lists the
+    neighbours with integer row offsets first (``ndirect`` slots), then the others, each
+    part padded to a multiple of 4 with -1. ``table``: :func:`code_table` of ``variant``
+    for ``ror``/``nri_uniform`` with P <= 16, else empty. ``W0[g]``/``W1[g]``: the
+    column weights ``1-dc``/``dc`` of group g per padded column
+    (``_lbp_plan._layout``). ``counter``: a fresh ``np.zeros(1, np.int64)`` per call.
+    The output rows are cut into tasks of ``block`` rows of one image; ``prange`` starts
+    ``workers`` workers (:func:`lbp_circle_serial`, one per thread), each with its own
+    buffers, and each takes the next task from the shared counter when it is done, so
+    a thread whose core another process holds does fewer.
+    """
+    for _ in prange(workers):
+        lbp_circle_serial(img, out, counter, rp, fr, fc, rfrac, src, gfc, W0, W1, order,
+                          ndirect, variant, table, block, workers)
 
 
 @njit(cache=True, parallel=True)

@@ -8,7 +8,7 @@ from numba import njit, prange
 from ._atomic import fetch_add
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _orig_px(img, n, H, W, r, c):
     if r < 0 or r >= H or c < 0 or c >= W:
         return 0
@@ -40,30 +40,25 @@ def _orig_code_at(img, n, H, W, r, c):
 
 
 @njit(cache=True, parallel=True)
-def lbp_original(img, out, block, workers):
+def lbp_original(img, out, counter, block, workers):
     """3x3 LBP of ``img (N,H,W)`` into C-contiguous uint8 ``out``.
 
     Bit k is set when neighbour k >= the centre: k = 0 east, 1 north-east, 2 north,
     3 north-west, 4 west, 5 south-west, 6 south, 7 south-east; outside pixels read 0.
     Tasks of ``block`` rows; each does its interior rows as one flat run over the
     image (the neighbours are fixed flat offsets), then redoes the border pixels,
-    which the flat run got wrong, with bounds checks. ``workers`` workers (one per
-    thread) take the tasks from a shared counter, as in ``lbp_circle``.
+    which the flat run got wrong, with bounds checks. ``workers`` workers
+    (:func:`lbp_original_serial`, one per thread) take the tasks from the shared
+    ``counter`` (a fresh ``np.zeros(1, np.int64)`` per call), as in ``lbp_circle``.
     """
-    counter = np.zeros(1, np.int64)
     for _ in prange(workers):
-        _original_worker(img, out, counter, block)
+        lbp_original_serial(img, out, counter, block, workers)
 
 
-@njit(cache=True)
-def lbp_original_serial(img, out, block, workers):
-    """:func:`lbp_original` on the calling thread only (small inputs)."""
-    _original_worker(img, out, np.zeros(1, np.int64), block)
-
-
-@njit(cache=True)
-def _original_worker(img, out, counter, block):
-    """Take tasks from ``counter`` until none is left."""
+@njit(cache=True, nogil=True)
+def lbp_original_serial(img, out, counter, block, workers):
+    """:func:`lbp_original` on the calling thread (small inputs), and the worker of each
+    of its threads: takes tasks from ``counter`` until none is left."""
     N, H = img.shape[0], img.shape[1]
     nb = (H + block - 1) // block
     while True:

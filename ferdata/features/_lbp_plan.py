@@ -23,6 +23,8 @@ _MAX_RUNS = 64  # each holds its plan and column weights (a few KB)
 SERIAL_PX = 1 << 12  # below this many pixels (at P <= 8) a call runs on one thread
 SERIAL_WORK = SERIAL_PX * 8  # ... and below this many pixel-neighbours at larger P
 SMALL_WORK = 1 << 20  # below this many pixel-neighbours: 2 tasks per thread (a few crops)
+THREAD_WORK = 1 << 22  # from this many (32 crops of 128^2 at P=8): Python threads, no parfor
+_POOL: dict = {}  # (pid, threads) -> ThreadPoolExecutor
 
 
 def num_threads() -> int:
@@ -105,26 +107,73 @@ def _layout(P: int, R: float, N: int, H: int, W: int, threads: int, plane: int =
 
 
 def kernel_args(variant, P, R, shape3, threads):
-    """``(kernel, extra arguments)``: the kernel runs as ``kernel(img3, out3, *extra)``.
+    """``(kernel, extra arguments)``: the kernel runs as
+    ``kernel(img3, out3, np.zeros(1, np.int64), *extra)`` -- its task counter, fresh for
+    every call (two threads may run one plan at once).
 
     Inputs under :data:`SERIAL_PX` pixels at P <= 8 (64^2; in general under
     :data:`SERIAL_WORK` pixel-neighbours) run on the calling thread: there a parallel
     region's hand-off (~3 us on an idle core, milliseconds when another process holds
-    it) costs more than it saves. Larger inputs run on one worker per thread, which take
-    tasks of rows from a shared counter (see :func:`_layout` for the task size; a 128^2
-    crop is 4 tasks with 2 threads: 1.4-1.7x the one-thread kernel, docs/lbp.md).
+    it) costs more than it saves. From :data:`THREAD_WORK` pixel-neighbours (batches)
+    the one-thread kernel runs on ``threads`` Python threads (:class:`Threaded`; it
+    releases the GIL), so a batch needs no parallel (parfor) compile, which costs more
+    than the kernel's own. In between (a crop or a few), the parallel kernel's workers
+    take tasks of rows from a shared counter (see :func:`_layout` for the task size; a
+    128^2 crop is 4 tasks with 2 threads: 1.4-1.7x the one-thread kernel, docs/lbp.md).
     """
     N, H, W = shape3
-    serial = threads == 1 or N * H * W * max(P, 8) < SERIAL_WORK
+    work = N * H * W * max(P, 8)
+    serial = threads == 1 or work < SERIAL_WORK
     threads = 1 if serial else threads
     if variant == "original":
         block = max(1, min(H, max(8, 65536 // W), -(-N * H // (4 * threads))))
-        return (_o.lbp_original_serial if serial else _o.lbp_original), (block, threads)
-    rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
-    block, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
-    return (_k.lbp_circle_serial if serial else _k.lbp_circle), (
-        rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, VARIANT_CODE[variant],
-        _table(variant, P), block, threads)
+        kernel = _o.lbp_original_serial if serial else _o.lbp_original
+        extra = (block, threads)
+    else:
+        rp, fr, fc, rfrac, src, gcp, order, ndirect = _plan(P, R)
+        block, gfc, W0, W1 = _layout(P, R, N, H, W, threads)
+        kernel = _k.lbp_circle_serial if serial else _k.lbp_circle
+        extra = (rp, fr, fc, rfrac, src, gfc, W0, W1, order, ndirect, VARIANT_CODE[variant],
+                 _table(variant, P), block, threads)
+    if not serial and work >= THREAD_WORK:
+        kernel = threaded(_o.lbp_original_serial if variant == "original" else _k.lbp_circle_serial,
+                          threads)
+    return kernel, extra
+
+
+class Threaded:
+    """A one-thread (nogil) kernel run on ``threads`` threads: the calling one and
+    ``threads - 1`` of a pool, all taking tasks from the call's shared counter."""
+
+    def __init__(self, kernel, threads: int):
+        self.kernel, self.threads = kernel, threads
+
+    def __call__(self, *args):
+        pool = _pool(self.threads - 1)
+        futures = [pool.submit(self.kernel, *args) for _ in range(self.threads - 1)]
+        try:
+            self.kernel(*args)
+        finally:
+            for f in futures:
+                f.result()
+
+
+@functools.lru_cache(maxsize=64)
+def threaded(kernel, threads: int) -> Threaded:
+    """The :class:`Threaded` runner of ``kernel`` (one per kernel and thread count)."""
+    return Threaded(kernel, threads)
+
+
+def _pool(n: int):
+    """A pool of ``n`` threads of this process (a forked child makes its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+    import os
+
+    key = (os.getpid(), n)
+    pool = _POOL.get(key)
+    if pool is None:
+        pool = _POOL[key] = ThreadPoolExecutor(n, thread_name_prefix="ferdata-lbp")
+    return pool
 
 
 def read_only(a):
@@ -161,12 +210,13 @@ def writes_directly(out, image, dtype) -> bool:
 
 def register_run(key, kernel, args, shape, dtype):
     """Remember ``run(image, out=None) -> codes`` for C-contiguous uint8 images of
-    ``shape``: ``args`` are those of a call of ``kernel`` that has just succeeded.
+    ``shape``: ``args`` are those of a call of ``kernel`` that has just succeeded
+    (image, codes, counter, extra arguments; each run makes a fresh counter).
     ``out`` is used if it is a writeable C-contiguous array of ``shape`` and the code
     dtype that shares no memory with ``image``; for any other ``out`` run returns None
     (the caller takes the validating path)."""
     fn = entry_point(kernel, args)
-    extra = args[2:]
+    extra = args[3:]
     shape3 = args[0].shape
 
     def run(image, out=None):
@@ -179,7 +229,7 @@ def register_run(key, kernel, args, shape, dtype):
             return None
         img3 = image.reshape(shape3)
         img3.flags.writeable = False
-        fn(img3, res.reshape(shape3), *extra)
+        fn(img3, res.reshape(shape3), np.zeros(1, np.int64), *extra)
         return res
 
     if len(_RUNS) >= _MAX_RUNS:

@@ -237,7 +237,7 @@ def _lbp(image, variant, P, R, out):
     res3 = res if res.ndim == 3 else res[None]
     threads = _pl.num_threads()
     kernel, extra = _pl.kernel_args(variant, P, R, img3.shape, threads)
-    args = (_pl.read_only(img3), res3) + extra
+    args = (_pl.read_only(img3), res3, np.zeros(1, np.int64)) + extra
     kernel(*args)
     if fast:
         _pl.register_run(key_args + (img.shape, threads), kernel, args, img.shape, dt)

@@ -8,6 +8,7 @@ from numba import njit, prange
 from skimage.feature import local_binary_pattern
 
 from ferdata.features import _lbp_kernels as k
+from ferdata.features import _lbp_original as o
 from ferdata.features import _lbp_plan as pl
 from ferdata.features import lbp
 from ferdata.features._atomic import fetch_add
@@ -20,7 +21,25 @@ def test_tiny_image_serial_crop_two_tasks_per_thread_batch_cache_sized():
         kernel, extra = pl.kernel_args("circle", P, R, (1, 128, 128), 2)
         assert kernel is k.lbp_circle and extra[-2:] == (32, 2)  # block rows, workers
     kernel, extra = pl.kernel_args("circle", 8, 1.0, (1000, 128, 128), 2)
-    assert kernel is k.lbp_circle and extra[-1] == 2 and 8 <= extra[-2] < 128
+    # a batch: the one-thread kernel on 2 Python threads (no parfor compile)
+    assert isinstance(kernel, pl.Threaded) and kernel.kernel is k.lbp_circle_serial
+    assert kernel.threads == 2 and extra[-1] == 2 and 8 <= extra[-2] < 128
+    kernel, extra = pl.kernel_args("original", 8, 1.0, (1000, 128, 128), 2)
+    assert isinstance(kernel, pl.Threaded) and kernel.kernel is o.lbp_original_serial
+
+
+def test_threaded_batch_codes_equal_one_thread_and_skimage():
+    imgs = np.random.default_rng(4).integers(0, 3, (80, 96, 80), dtype=np.uint8) * 70
+    kernel, extra = pl.kernel_args("circle", 8, 1.0, imgs.shape, 2)
+    assert isinstance(kernel, pl.Threaded)
+    out = np.zeros(imgs.shape, np.uint8)
+    kernel(pl.read_only(imgs), out, np.zeros(1, np.int64), *extra)
+    ref = np.stack([local_binary_pattern(im, 8, 1) for im in imgs]).astype(np.uint8)
+    np.testing.assert_array_equal(out, ref)
+    orig = np.zeros(imgs.shape, np.uint8)
+    kernel, extra = pl.kernel_args("original", 8, 1.0, imgs.shape, 2)
+    kernel(pl.read_only(imgs), orig, np.zeros(1, np.int64), *extra)
+    np.testing.assert_array_equal(orig & 0b01010101, ref & 0b01010101)
 
 
 @njit(parallel=True)
