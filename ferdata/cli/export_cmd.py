@@ -6,7 +6,7 @@ import click
 from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
-from ._common import progress
+from ._progress import StageBar
 
 FORMATS = ("webdataset", "imagefolder", "parquet")
 
@@ -23,18 +23,10 @@ def export_cmd(shards, to, out, faces, partial):
     subject, split, source, landmarks, mask, render parameters, face index. Rerun to resume."""
     from ferdata.shards.export import export_shards
 
-    bar = progress(desc=f"export {to}", unit="sample")
-
-    def tick(n, total):
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        if n:
-            bar.update(n)
-
+    bar = StageBar(f"export {to}", unit="sample")
     try:
         with stop_on_signals():
-            res = export_shards(shards, out, to, faces=faces, partial=partial, progress=tick)
+            res = export_shards(shards, out, to, faces=faces, partial=partial, on_progress=bar)
     except Interrupted as exc:
         exc.hint = f"the finished shards in {out} are kept; run the same command to continue"
         raise

@@ -24,7 +24,7 @@ from .manifest import complete_shards, load_manifest, shard_name
 FORMATS = {"webdataset": export_webdataset, "imagefolder": export_imagefolder, "parquet": export_parquet}
 RECORD = "ferdata_export.json"
 
-Progress = Callable[[int, int], None]  # (samples just done, total samples)
+OnProgress = Callable[[dict], None]  # {"stage": str, "done": int, "total": int | None}
 
 
 def _check_out(src: Path, out: Path) -> None:
@@ -75,15 +75,52 @@ def _remove_dead_temps(out: Path) -> None:
         remove_dead_temps(folder)
 
 
+class _Reporter:
+    """``on_progress({"stage", "done", "total"})`` events (cumulative ``done``, as the render's):
+    at each stage change and at most every ``every`` seconds while samples are written."""
+
+    def __init__(self, on_progress: Optional[OnProgress], every: float = 0.25):
+        self.cb, self.every = on_progress, every
+        self.stage, self.done, self.total, self.last = "", 0, None, 0.0
+
+    def emit(self, stage=None, done=None, total=None) -> None:
+        self.stage = self.stage if stage is None else stage
+        self.done = self.done if done is None else done
+        self.total = self.total if total is None else total
+        self.last = time.monotonic()
+        if self.cb:
+            self.cb({"stage": self.stage, "done": self.done, "total": self.total})
+
+    def sample(self, n: int = 1) -> None:
+        self.done += n
+        if time.monotonic() - self.last >= self.every:
+            self.emit()
+
+
+def _sources(src: Path, partial: bool) -> tuple[dict, dict, list]:
+    """The manifest, the complete shards' entries and the shards not made yet."""
+    m = load_manifest(src)
+    done = complete_shards(src, m)
+    missing = _missing(m, done)
+    if missing and not partial:
+        shown = ", ".join(missing[:5]) + (f", … ({len(missing) - 5} more)" if len(missing) > 5 else "")
+        raise ShardError(f"{src}: unfinished render: {len(missing)} of {m.get('num_shards')} shards not made "
+                         f"({shown}); finish the render, or export what exists with --partial")
+    if not done:
+        raise ShardError(f"{src}: no complete shard to export yet")
+    return m, done, missing
+
+
 def export_shards(src, out, to: str, *, faces=None, partial: bool = False,
-                  progress: Optional[Progress] = None) -> dict:
+                  on_progress: Optional[OnProgress] = None) -> dict:
     """Export the shards of render folder ``src`` to ``out`` in format ``to``
     (``webdataset`` | ``imagefolder`` | ``parquet``); returns a summary dict.
 
     ``faces``: the face store the render was made from (for ``split`` and ``source``);
     by default the one the manifest records, if it is found; else those two are None.
     An unfinished render (shards not made yet) is an error naming them unless ``partial``.
-    ``progress(n, total)`` is called with 0 and the total first, then after each sample.
+    ``on_progress``: ``{"stage", "done", "total"}`` events, ``done`` counting the samples
+    of shards exported before (skipped at once) and of this run, at least every 0.25 s.
     """
     if to not in FORMATS:
         raise FerdataError(f"unknown export format {to!r}; use one of {', '.join(FORMATS)}")
@@ -91,16 +128,10 @@ def export_shards(src, out, to: str, *, faces=None, partial: bool = False,
     if to == "parquet":
         export_parquet.pyarrow()
     src, out = Path(src), Path(out)
-    m = load_manifest(src)
+    report = _Reporter(on_progress)
+    report.emit("reading the render")
     _check_out(src, out)
-    done_src = complete_shards(src, m)
-    missing = _missing(m, done_src)
-    if missing and not partial:
-        shown = ", ".join(missing[:5]) + (f", … ({len(missing) - 5} more)" if len(missing) > 5 else "")
-        raise ShardError(f"{src}: unfinished render: {len(missing)} of {m.get('num_shards')} shards not made "
-                         f"({shown}); finish the render, or export what exists with --partial")
-    if not done_src:
-        raise ShardError(f"{src}: no complete shard to export yet")
+    m, done_src, missing = _sources(src, partial)
     fs_path = find_face_store(src, m, faces)
     face_meta = load_face_meta(fs_path, m)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,18 +140,17 @@ def export_shards(src, out, to: str, *, faces=None, partial: bool = False,
     names = sorted(done_src)
     todo = [k for k in names if not _is_done(out, rec, k, done_src[k], fmt)]
     total = sum(int(done_src[k]["n"]) for k in names)
-    tick = (lambda n: progress(n, total)) if progress else (lambda n: None)
-    tick(0)
-    if todo != names:
-        tick(total - sum(int(done_src[k]["n"]) for k in todo))
+    report.emit(done=total - sum(int(done_src[k]["n"]) for k in todo), total=total)
     t, written = time.perf_counter(), 0
     for name in todo:
         check(f"before {name}")
-        n = fmt.write_shard(name, iter_samples(src / name, face_meta), out, tick)
+        report.emit(f"exporting {name}")
+        n = fmt.write_shard(name, iter_samples(src / name, face_meta), out, report.sample)
         rec["shards"][name] = {"n": n, "source_sha256": done_src[name]["sha256"], "files": fmt.outputs(name)}
         write_json_atomic(out / RECORD, rec)
         written += n
     extra = fmt.finish(out, rec["shards"]) if hasattr(fmt, "finish") else []
+    report.emit("done")
     dt = time.perf_counter() - t
     return {"out": str(out), "format": to, "shards_written": len(todo), "shards_skipped": len(names) - len(todo),
             "samples": total, "samples_written": written, "missing": missing,

@@ -36,19 +36,15 @@ def shards(sample_dir, tmp_path_factory):
 
 
 class Bar:
-    """Stands in for the tqdm bar: records the total and the updates."""
+    """Stands in for StageBar: records the events."""
 
-    def __init__(self, on_update=None, **kw):
-        self.total, self.n, self.kw, self.on_update = kw.get("total"), 0, kw, on_update
-        self.totals = []
+    def __init__(self, desc, unit="it", on_event=None):
+        self.desc, self.unit, self.events, self.on_event = desc, unit, [], on_event
 
-    def refresh(self):
-        self.totals.append(self.total)
-
-    def update(self, n):
-        self.n += n
-        if self.on_update:
-            self.on_update(self)
+    def __call__(self, event):
+        self.events.append(dict(event))
+        if self.on_event:
+            self.on_event(event)
 
     def close(self):
         pass
@@ -57,14 +53,16 @@ class Bar:
 @pytest.mark.parametrize("to", ["webdataset", "imagefolder", "parquet"])
 def test_export_success_line_and_progress(shards, tmp_path, monkeypatch, to):
     bars = []
-    monkeypatch.setattr(export_cmd, "progress", lambda **kw: bars.append(Bar(**kw)) or bars[-1])
+    monkeypatch.setattr(export_cmd, "StageBar", lambda *a, **kw: bars.append(Bar(*a, **kw)) or bars[-1])
     r = invoke("export", shards / "full", "--to", to, "-o", tmp_path / "o")
     assert r.exit_code == 0, r.output
     assert f"{tmp_path / 'o'}: {to}, 3 shard(s) written, 0 already done, 24 samples (24 written at " in r.output
-    assert bars[0].kw["unit"] == "sample" and bars[0].totals == [24] and bars[0].n == 24
+    assert bars[0].desc == f"export {to}" and bars[0].unit == "sample"
+    assert bars[0].events[-1] == {"stage": "done", "done": 24, "total": 24}
+    assert {e["stage"] for e in bars[0].events} >= {f"exporting shard-00000{k}.h5" for k in range(3)}
     r = invoke("export", shards / "full", "--to", to, "-o", tmp_path / "o")
     assert r.exit_code == 0 and "0 shard(s) written, 3 already done, 24 samples (0 written)" in r.output
-    assert bars[1].n == 24
+    assert bars[1].events[-1] == {"stage": "done", "done": 24, "total": 24}
 
 
 def test_unknown_format_is_a_usage_error(shards, tmp_path):
@@ -90,12 +88,12 @@ def test_unfinished_render_needs_partial(shards, tmp_path):
 
 
 def test_ctrl_c_is_one_interrupted_line(shards, tmp_path, monkeypatch):
-    def stop(bar):
-        if bar.n == 10:  # shard 1 of 3
+    def stop(event):
+        if event["stage"] == "exporting shard-000001.h5":  # shard 1 of 3 begins
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(export_cmd, "progress", lambda **kw: Bar(on_update=stop, **kw))
+    monkeypatch.setattr(export_cmd, "StageBar", lambda *a, **kw: Bar(*a, on_event=stop, **kw))
     r = invoke("export", shards / "full", "--to", "webdataset", "-o", tmp_path / "o")
     assert r.exit_code == 128 + signal.SIGINT, r.output
-    assert "Interrupted (SIGINT) at shard-000001.h5" in r.output and "run the same command to continue" in r.output
+    assert "Interrupted (SIGINT) at shard-000001.h5, sample 000000008" in r.output and "run the same command to continue" in r.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["ferdata_export.json", "shard-000000.tar"]

@@ -248,20 +248,21 @@ def test_no_face_store_exports_null_split_and_source(renders, sample_dir, tmp_pa
 
 
 @pytest.mark.parametrize("to", ["webdataset", "imagefolder"])
-def test_ctrl_c_leaves_no_half_file_and_the_rerun_finishes(renders, tmp_path, to):
-    out = tmp_path / to
-    seen = []
+def test_ctrl_c_leaves_no_half_file_and_the_rerun_finishes(renders, tmp_path, monkeypatch, to):
+    import ferdata.shards.export as export
 
-    def tick(n, total):
-        seen.append(n)
-        if sum(seen) == 20:  # in the middle of shard 1 (samples 12..23)
+    out = tmp_path / to
+    monkeypatch.setattr(export._Reporter, "sample", lambda self, n=1: self.emit(done=self.done + n))  # every sample
+
+    def stop(event):
+        if event["done"] == 14:  # shard 1 holds samples 12..23 (the image folder reports writes done, later)
             signal.raise_signal(signal.SIGINT)
 
-    with stop_on_signals(), pytest.raises(Interrupted, match="shard-00000[12]") as exc:
-        export_shards(renders["jpeg"], out, to, progress=tick)
+    with stop_on_signals(), pytest.raises(Interrupted, match=r"shard-00000[12]\.h5") as exc:
+        export_shards(renders["jpeg"], out, to, on_progress=stop)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert not [f for f in files if ".tmp" in f], files
-    stopped_in = int(re.search(r"shard-00000(\d)", str(exc.value.where)).group(1))
+    stopped_in = int(re.search(r"shard-00000(\d)", exc.value.where).group(1))
     done = [f"shard-00000{k}" for k in range(stopped_in)]
     if to == "webdataset":
         assert files == sorted([RECORD] + [f"{d}.tar" for d in done])
@@ -273,10 +274,19 @@ def test_ctrl_c_leaves_no_half_file_and_the_rerun_finishes(renders, tmp_path, to
         assert len(_walk(out)) == 32
 
 
-def test_progress_reports_the_total_first_then_every_sample(renders, tmp_path):
-    calls = []
-    export_shards(renders["raw"], tmp_path / "o", "parquet", progress=lambda n, total: calls.append((n, total)))
-    assert calls == [(0, 24)] + [(1, 24)] * 24
+def test_progress_events_stage_done_total(renders, tmp_path):
+    events = []
+    export_shards(renders["raw"], tmp_path / "o", "parquet", on_progress=lambda e: events.append(dict(e)))
+    assert events[0] == {"stage": "reading the render", "done": 0, "total": None}
+    assert events[1] == {"stage": "reading the render", "done": 0, "total": 24}
+    assert [e["stage"] for e in events if e["stage"].startswith("exporting")][:1] == ["exporting shard-000000.h5"]
+    assert events[-1] == {"stage": "done", "done": 24, "total": 24}
+    done = [e["done"] for e in events]
+    assert done == sorted(done)
+    events.clear()
+    export_shards(renders["raw"], tmp_path / "o", "parquet", on_progress=lambda e: events.append(dict(e)))
+    assert events[1:] == [{"stage": "reading the render", "done": 24, "total": 24},
+                          {"stage": "done", "done": 24, "total": 24}]
 
 
 def test_bad_outputs_and_formats(renders, tmp_path):
