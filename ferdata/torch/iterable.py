@@ -75,7 +75,8 @@ class ShardIterableDataset(_ShardBase, IterableDataset):
     random order and the result is shuffled again within windows of ``buffer`` samples
     (a shuffle buffer without the warm-up). That stream is a pure function of
     ``(seed, epoch)`` — it does not depend on the number of ranks or workers. Call
-    :meth:`set_epoch` before each epoch (it reaches persistent workers too).
+    :meth:`set_epoch` before each epoch (it reaches persistent workers too); a shuffled
+    pass that starts on the epoch of the previous one without it warns once.
 
     Ranks. With world size ``W`` (from ``torch.distributed`` if initialised when the
     dataset is made, else ``rank``/``world_size``), rank ``r`` reads the contiguous slice
