@@ -104,6 +104,8 @@ def noise_figure(noise: Mapping, errors: Optional[Mapping] = None, title: Option
     if data["chance"] is not None:
         ax.axhline(data["chance"], color="0.4", linestyle="--", linewidth=1.0,
                    label=f"chance ({data['chance']:.1f} %, {num_classes} classes)")
+        ax.text(0.99, data["chance"] + 1.0, "chance", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                fontsize=7, color="0.4")
     ax.set_ylim(0.0, 100.0)
     ax.set_xlabel(NOISE_XLABEL)
     ax.set_ylabel(NOISE_YLABEL)

@@ -38,6 +38,7 @@ def test_noise_figure_axes_percent_chance_and_bars_inside(tmp_path):
     assert np.allclose(chance[0].get_ydata(), 100 / 3)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("chance") for t in legend) and "feratt" in legend
+    assert [t.get_position()[1] for t in ax.texts if t.get_text() == "chance"] == [pytest.approx(100 / 3 + 1)]
     bars = [seg for coll in ax.collections for seg in coll.get_segments()]
     ys = np.concatenate([np.asarray(s)[:, 1] for s in bars])
     assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(100.0)  # 40 ± 50, 97 ± 8: clipped
