@@ -7,7 +7,7 @@ import click
 
 from ferdata.errors import FerdataError
 
-from ._common import progress
+from ._progress import StageBar
 
 
 @click.command("lbp")
@@ -65,11 +65,17 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
         raise click.BadParameter("required for an image-folder input" if kind == "images"
                                  else "only for an image-folder input", param_hint="--out")
     numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
-    bars = []
+    bar = StageBar(f"lbp {name}", unit="img")
+    done = [0]
 
     def start(total, unit):
-        bars.append(progress(total=total, desc=f"lbp {name}", unit=unit))
-        return bars[-1].update
+        bar.unit = unit
+        bar({"stage": "", "done": 0, "total": total})
+
+        def tick(n):
+            done[0] += n
+            bar({"stage": "", "done": done[0], "total": total})
+        return tick
 
     try:
         res = add_lbp(path, variant, P, R, out=out, workers=workers, start=start)
@@ -80,8 +86,7 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
             click.echo(f"{path}: {name} added to {added} shards, {len(done) - added} already had it", err=True)
         raise
     finally:
-        for bar in bars:
-            bar.close()
+        bar.close()
     if res["kind"] == "shards":
         click.echo(f"{path}: {name} added to {res['added']} shards, {res['present']} already had it")
     elif res["kind"] == "images":

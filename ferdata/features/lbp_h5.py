@@ -45,12 +45,15 @@ def _lbp_attrs(variant, P, R):
     return {"variant": variant, "P": P, "R": R, "gray": GRAY, "ferdata_version": __version__}
 
 
-def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progress=None) -> Path:
+def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progress=None,
+             threads: int = 1) -> Path:
     """Copy ``path`` to its temp name with dataset ``lbp/...`` added; fsynced; returns the temp.
 
     Images are read from ``path`` (so a bad JPEG is reported with its file and sample
-    index); HDF5 writes through a :class:`~ferdata.atomic.GuardedFile` (a full disk is
-    a clean error, not a crash at exit). On any error the temp is removed.
+    index) and decoded straight to gray on ``threads`` threads (the kernels run on
+    numba's threads, ``numba.set_num_threads``); HDF5 writes through a
+    :class:`~ferdata.atomic.GuardedFile` (a full disk is a clean error, not a crash at
+    exit). ``progress(n)``: ``n`` more images done. On any error the temp is removed.
     """
     import h5py
 
@@ -65,7 +68,7 @@ def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progres
         guard = GuardedFile(tmp, "r+b")
         try:
             with h5py.File(path, "r") as src, h5py.File(guard, "a") as dst:
-                _add_codes(src, dst, name, variant, P, R, block, progress, guard)
+                _add_codes(src, dst, name, (variant, P, R), block, progress, guard, threads)
             guard.sync()
         finally:
             guard.close()
@@ -82,21 +85,24 @@ def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progres
     return tmp
 
 
-def _add_codes(src, dst, name, variant, P, R, block, progress, guard) -> None:
+def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> None:
+    from ..parallel import thread_pool
     from ..shards.reader import read_images
 
+    variant, P, R = spec
     n = len(src["image_offsets"]) - 1 if "image_offsets" in src else len(src["image"])
-    first = read_images(src, 0, min(n, 1))
-    if first.ndim != 4:
-        raise FerdataError(f"{src.filename}: images must be (N,H,W,C); got shape {first.shape}")
+    first = read_images(src, 0, min(n, 1), gray=True)
+    if first.ndim != 3:
+        raise FerdataError(f"{src.filename}: images must be (N,H,W,C); got shape {src['image'].shape}")
     H, W = first.shape[1:3]
     chunks = (1, H, W) if src["image"].chunks is not None and n else None
     ds = dst.create_dataset(name, (n, H, W), code_dtype(variant, P), chunks=chunks)
     for k, v in _lbp_attrs(variant, P, R).items():
         ds.attrs[k] = v
+    pool = thread_pool(threads, "lbp-decode") if threads > 1 else None
     for a in range(0, n, block):
         b = min(n, a + block)
-        ds[a:b] = lbp(to_gray(read_images(src, a, b)), variant, P, R)
+        ds[a:b] = lbp(read_images(src, a, b, gray=True, pool=pool), variant, P, R)
         if guard.error is not None:
             raise guard.error
         if progress is not None:

@@ -27,7 +27,7 @@ __all__ = ["GRAY", "to_gray", "lbp_copy", "add_lbp_to_h5", "add_lbp_to_shards", 
 
 
 def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
-                  block: int = 1024, progress=None) -> bool:
+                  block: int = 1024, progress=None, threads: int = 1) -> bool:
     """Add the codes of every image of an HDF5 file as dataset ``lbp/<variant>_P<P>_R<R>``.
 
     Works on a face store (``image (N,S,S,3) uint8`` RGB) and on a shard (raw or
@@ -50,6 +50,8 @@ def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
         Images read and coded at a time.
     progress : callable, optional
         Called with the number of images done after each block.
+    threads : int
+        JPEG decode threads (the kernels run on numba's threads).
 
     Returns
     -------
@@ -62,7 +64,7 @@ def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
         remove_dead_temps(path.parent, f"{glob.escape(path.name)}.tmp-*")
         if _has_dataset(path, name):
             return False
-        tmp = lbp_copy(path, variant, P, R, block=block, progress=progress)
+        tmp = lbp_copy(path, variant, P, R, block=block, progress=progress, threads=threads)
         try:
             publish(tmp, path)
         finally:

@@ -51,7 +51,7 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
         _no_out(out, path)
         if _listed_shard(path):  # one shard of a render folder: keep its manifest entry right
             return _shards(path.parent, variant, P, R, workers, name, [path.name], start)
-        added = add_lbp_to_h5(path, variant, P, R, progress=start(_h5_images(path), "img"))
+        added = add_lbp_to_h5(path, variant, P, R, progress=start(_h5_images(path), "img"), threads=workers)
         return {"kind": "h5", "name": name, "added": added}
     raise FerdataError(f"{path}: expected a shard folder, a face store (.h5) or an image folder")
 
@@ -78,7 +78,8 @@ def _listed_shard(path: Path) -> bool:
 
 
 def _shards(folder: Path, variant, P, R, workers, name, only, start) -> dict:
-    n = len(only) if only else len(load_manifest(folder)["shards"])
-    res = add_lbp_to_shards(folder, variant, P, R, workers=workers, progress=start(n, "shard"), only=only)
+    listed = load_manifest(folder)["shards"]
+    n = sum(int(e.get("n", 0)) for s, e in listed.items() if not only or s in only)
+    res = add_lbp_to_shards(folder, variant, P, R, workers=workers, progress=start(n, "img"), only=only)
     added = sum(res.values())
     return {"kind": "shards", "name": name, "added": added, "present": len(res) - added}

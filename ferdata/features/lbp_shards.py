@@ -49,8 +49,12 @@ def _trusted_entry(folder: Path, shard: str) -> dict:
                      "(corrupt or modified outside ferdata); left untouched, see `ferdata verify`")
 
 
-def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R: float = 1.0) -> bool:
-    """Add ``lbp/...`` to one listed shard and record it in the manifest; False if present."""
+def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R: float = 1.0, *,
+                     threads: int = 1, progress=None) -> bool:
+    """Add ``lbp/...`` to one listed shard and record it in the manifest; False if present.
+
+    ``threads``: JPEG decode threads (the kernels use numba's thread count);
+    ``progress(n)``: ``n`` more images of this shard done."""
 
     from .lbp_h5 import lbp_copy
 
@@ -64,7 +68,7 @@ def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R:
             if sorted(e.get("lbp", [])) != present:
                 set_entry_state(folder, shard, e["sha256"], lbp=present)
             return False
-        tmp = lbp_copy(path, variant, P, R)
+        tmp = lbp_copy(path, variant, P, R, threads=threads, progress=progress)
         try:
             new = {"bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "lbp": shard_lbp(tmp)}
             set_entry_state(folder, shard, e["sha256"], pending=new)
@@ -75,17 +79,12 @@ def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R:
     return True
 
 
-def _shard_task(arg):
-    """Pool task: ``(shard, added or None, problem or None)``; a bad shard is a result, not a crash."""
-    folder, shard, variant, P, R, threads = arg
-    if threads:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+def _one_shard(folder: Path, shard: str, spec: tuple, threads: int, progress):
+    """``(added or None, problem or None)``: a bad shard is a result, not a crash."""
     try:
-        return shard, add_lbp_to_shard(folder, shard, variant, P, R), None
+        return add_lbp_to_shard(folder, shard, *spec, threads=threads, progress=progress), None
     except (FerdataError, OSError, RuntimeError) as exc:
-        return shard, None, str(exc)
+        return None, str(exc)
 
 
 def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.0, *,
@@ -95,38 +94,44 @@ def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.
     Each shard is checked, changed atomically and recorded in the manifest (its entry's
     ``bytes``, ``sha256`` and ``lbp`` list) as it completes; see the module doc. The
     manifest's folder-level ``lbp`` list is what every listed shard has. Shards that
-    already hold the dataset are skipped. ``workers > 1`` runs shards in that many
-    processes (spawned, one numba thread each, dying with this process); ``progress``
-    is called with 1 per shard done; ``only`` limits the run to those shard names.
+    already hold the dataset are skipped. Shards are done one after the other in this
+    process, each on ``workers`` cores: JPEGs decoded straight to gray on ``workers``
+    threads, the kernels on numba's threads (the caller sets ``numba.set_num_threads``;
+    the CLI sets it to ``--workers``) — no worker processes to start, and the last shard
+    keeps every core busy too. ``progress(n)``: ``n`` more images done (a shard skipped:
+    all of its images); ``only`` limits the run to those shard names.
 
     Returns ``{shard file name: True if added, False if skipped}``. If any shard could
     not be done, the others are still done and then a :class:`ShardError` lists the
     bad ones (its ``result`` attribute holds the dict, ``problems`` the
     ``(shard, reason)`` pairs).
     """
-    from ..parallel import run_tasks
-
     folder = Path(folder)
-    shards = sorted(load_manifest(folder)["shards"])
+    listed = load_manifest(folder)["shards"]
+    shards = sorted(listed)
     if only is not None:
         shards = [s for s in shards if s in set(only)]
     if int(workers) < 1:
         raise FerdataError(f"workers must be >= 1, got {workers}")
     remove_dead_temps(folder, "shard-*.h5.tmp-*")
-    workers = max(1, min(int(workers), len(shards)))
-    args = [(str(folder), s, variant, P, R, 1 if workers > 1 else 0) for s in shards]
     result, problems = {}, []
     try:
-        for _, (shard, added, problem) in run_tasks(_shard_task, args, "process", workers):
+        for shard in shards:
+            done = [0]
+
+            def tick(n, done=done):
+                done[0] += n
+                if progress is not None:
+                    progress(n)
+
+            added, problem = _one_shard(folder, shard, (variant, P, R), int(workers), tick)
             if problem is None:
                 result[shard] = added
             else:
                 problems.append((shard, problem))
-            if progress is not None:
-                progress(1)
-    except FerdataError as exc:  # a worker died: what finished is recorded already
-        problems.append(("(worker)", str(exc)))
-    finally:  # temps of workers killed mid-shard (the pool is shut down: their pids are gone)
+            if progress is not None and int(listed[shard].get("n", 0)) > done[0]:
+                progress(int(listed[shard].get("n", 0)) - done[0])   # skipped or failed: counted as done
+    finally:  # temps of a run stopped mid-shard (Ctrl-C): removed by lbp_copy; dead ones here
         remove_dead_temps(folder, "shard-*.h5.tmp-*")
     if problems:
         done = sum(1 for v in result.values() if v)
