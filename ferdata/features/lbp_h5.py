@@ -9,6 +9,7 @@ Codes are computed on ``cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)`` (``docs/lbp.md``
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -100,10 +101,35 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
     for k, v in _lbp_attrs(variant, P, R).items():
         ds.attrs[k] = v
     pool = thread_pool(threads, "lbp-decode") if threads > 1 else None
-    for a in range(0, n, block):
-        b = min(n, a + block)
-        ds[a:b] = lbp(read_images(src, a, b, gray=True, pool=pool), variant, P, R)
-        if guard.error is not None:
-            raise guard.error
-        if progress is not None:
-            progress(b - a)
+    reader = thread_pool(1, "lbp-read") if threads > 1 else None
+
+    def read(a):
+        return a, read_images(src, a, min(n, a + block), gray=True, pool=pool)
+
+    with closing(_prefetched(read, range(0, n, block), reader)) as blocks:
+        for a, gray in blocks:
+            ds[a:a + len(gray)] = lbp(gray, variant, P, R)
+            if guard.error is not None:
+                raise guard.error
+            if progress is not None:
+                progress(len(gray))
+
+
+def _prefetched(read, starts, reader):
+    """``read(a)`` for each start; with a ``reader`` thread, block b+1 is read and decoded
+    while the caller codes block b. Closing it waits for a read still running (never
+    past the source file's close)."""
+    starts = list(starts)
+    if reader is None:
+        for a in starts:
+            yield read(a)
+        return
+    nxt = reader.submit(read, starts[0]) if starts else None
+    try:
+        for j in range(len(starts)):
+            got = nxt.result()
+            nxt = reader.submit(read, starts[j + 1]) if j + 1 < len(starts) else None
+            yield got
+    finally:
+        if nxt is not None and not nxt.cancel():
+            nxt.exception()

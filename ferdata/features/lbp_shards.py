@@ -55,36 +55,97 @@ def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R:
 
     ``threads``: JPEG decode threads (the kernels use numba's thread count);
     ``progress(n)``: ``n`` more images of this shard done."""
-
-    from .lbp_h5 import lbp_copy
-
     folder = Path(folder)
-    path = folder / shard
-    name = dataset_name(variant, P, R)
-    with file_lock(path):
-        e = _trusted_entry(folder, shard)
-        present = shard_lbp(path)
-        if name in present:
-            if sorted(e.get("lbp", [])) != present:
-                set_entry_state(folder, shard, e["sha256"], lbp=present)
+    with file_lock(folder / shard):
+        job = _begin(folder, shard, (variant, P, R), threads, progress)
+        if job is None:
             return False
-        tmp = lbp_copy(path, variant, P, R, threads=threads, progress=progress)
-        try:
-            new = {"bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "lbp": shard_lbp(tmp)}
-            set_entry_state(folder, shard, e["sha256"], pending=new)
-            publish(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        set_entry_state(folder, shard, e["sha256"], pending=None, **new)
+        _finish(folder, shard, *job, sha=file_sha256(job[1]))
     return True
 
 
-def _one_shard(folder: Path, shard: str, spec: tuple, threads: int, progress):
-    """``(added or None, problem or None)``: a bad shard is a result, not a crash."""
+def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress):
+    """Under the shard's lock: check it, write the temp with the codes added (fsynced).
+    ``None`` if the shard has the dataset already, else ``(entry, temp)``."""
+    from .lbp_h5 import lbp_copy
+
+    path = folder / shard
+    e = _trusted_entry(folder, shard)
+    present = shard_lbp(path)
+    if dataset_name(*spec) in present:
+        if sorted(e.get("lbp", [])) != present:
+            set_entry_state(folder, shard, e["sha256"], lbp=present)
+        return None
+    return e, lbp_copy(path, *spec, threads=threads, progress=progress)
+
+
+def _finish(folder: Path, shard: str, e: dict, tmp: Path, sha: str) -> None:
+    """Still under the lock: mark pending, rename the temp over the shard, commit (module doc)."""
     try:
-        return add_lbp_to_shard(folder, shard, *spec, threads=threads, progress=progress), None
-    except (FerdataError, OSError, RuntimeError) as exc:
-        return None, str(exc)
+        new = {"bytes": tmp.stat().st_size, "sha256": sha, "lbp": shard_lbp(tmp)}
+        set_entry_state(folder, shard, e["sha256"], pending=new)
+        publish(tmp, folder / shard)
+    finally:
+        tmp.unlink(missing_ok=True)
+    set_entry_state(folder, shard, e["sha256"], pending=None, **new)
+
+
+class _Pipeline:
+    """Shards one after the other, the sha256 of shard k's temp taken on a thread while
+    shard k+1 is coded; shard k is renamed and committed, and its lock released, once
+    its hash is known (at most two shard locks are held, both by this thread)."""
+
+    def __init__(self, folder: Path, spec: tuple, threads: int):
+        from ..parallel import thread_pool
+
+        self.folder, self.spec, self.threads = folder, spec, threads
+        self.hasher = thread_pool(1, "lbp-hash")
+        self.open = None   # (shard, lock, entry, temp, future sha)
+        self.result, self.problems = {}, []
+
+    def run(self, shard: str, progress) -> None:
+        lock = file_lock(self.folder / shard)
+        lock.__enter__()
+        try:
+            job = _begin(self.folder, shard, self.spec, self.threads, progress)
+        except (FerdataError, OSError, RuntimeError) as exc:
+            lock.__exit__(None, None, None)
+            self.problems.append((shard, str(exc)))
+            return self.settle()
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+        if job is None:
+            lock.__exit__(None, None, None)
+            self.result[shard] = False
+            return self.settle()
+        self.settle()
+        self.open = (shard, lock, *job, self.hasher.submit(file_sha256, job[1]))
+
+    def settle(self) -> None:
+        """Finish the shard whose hash is running (waits for it)."""
+        if self.open is None:
+            return
+        shard, lock, e, tmp, fut = self.open
+        self.open = None
+        try:
+            _finish(self.folder, shard, e, tmp, fut.result())
+            self.result[shard] = True
+        except (FerdataError, OSError, RuntimeError) as exc:
+            self.problems.append((shard, str(exc)))
+        finally:
+            tmp.unlink(missing_ok=True)
+            lock.__exit__(None, None, None)
+
+    def abandon(self) -> None:
+        """A run stopped (Ctrl-C): the open shard's temp goes, its lock is released, the shard is as it was."""
+        if self.open is not None:
+            shard, lock, e, tmp, fut = self.open
+            self.open = None
+            if not fut.cancel():
+                fut.exception()
+            tmp.unlink(missing_ok=True)
+            lock.__exit__(None, None, None)
 
 
 def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.0, *,
@@ -114,7 +175,7 @@ def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.
     if int(workers) < 1:
         raise FerdataError(f"workers must be >= 1, got {workers}")
     remove_dead_temps(folder, "shard-*.h5.tmp-*")
-    result, problems = {}, []
+    pipe = _Pipeline(folder, (variant, P, R), int(workers))
     try:
         for shard in shards:
             done = [0]
@@ -124,15 +185,19 @@ def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.
                 if progress is not None:
                     progress(n)
 
-            added, problem = _one_shard(folder, shard, (variant, P, R), int(workers), tick)
-            if problem is None:
-                result[shard] = added
-            else:
-                problems.append((shard, problem))
+            pipe.run(shard, tick)
             if progress is not None and int(listed[shard].get("n", 0)) > done[0]:
                 progress(int(listed[shard].get("n", 0)) - done[0])   # skipped or failed: counted as done
-    finally:  # temps of a run stopped mid-shard (Ctrl-C): removed by lbp_copy; dead ones here
-        remove_dead_temps(folder, "shard-*.h5.tmp-*")
+        pipe.settle()
+    finally:  # a run stopped mid-shard (Ctrl-C): lbp_copy removed that shard's temp; the shard
+        try:      # before it, coded and being hashed, is still finished (work done is kept)
+            pipe.settle()
+        except BaseException:
+            pipe.abandon()
+            raise
+        finally:
+            remove_dead_temps(folder, "shard-*.h5.tmp-*")
+    result, problems = pipe.result, pipe.problems
     if problems:
         done = sum(1 for v in result.values() if v)
         err = ShardError(f"{folder}: {len(problems)} shard(s) could not get {dataset_name(variant, P, R)} "

@@ -115,7 +115,7 @@ def test_add_lbp_to_shards_repairs_stale_manifest_entry(tmp_path, monkeypatch):
     assert e["lbp"] == ["lbp/uniform_P8_R1"] and load_manifest(folder)["lbp"] == ["lbp/uniform_P8_R1"]
 
 
-def test_add_lbp_to_shards_in_worker_processes(tmp_path):
+def test_add_lbp_to_shards_on_two_threads(tmp_path):
     folder = make_shard_folder(tmp_path / "shards", n_shards=2)
     assert set(add_lbp_to_shards(folder, "uniform", 8, 1, workers=2).values()) == {True}
     with h5py.File(folder / "shard-000001.h5") as f:

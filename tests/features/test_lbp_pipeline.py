@@ -1,0 +1,127 @@
+"""``ferdata lbp`` in one process (issue 23.1): gray decode on threads, the next block read
+while the kernels code this one, a shard's hash taken while the next shard is coded —
+the same codes, and a stop or a failure at any point leaves every shard whole."""
+from concurrent.futures import ThreadPoolExecutor
+
+import h5py
+import numpy as np
+import pytest
+
+from ferdata.errors import ShardError
+from ferdata.features import add_lbp_to_shards, lbp
+from ferdata.features import lbp_h5, lbp_shards
+from ferdata.features.lbp_io import to_gray
+from ferdata.shards.manifest import file_sha256, load_manifest
+from ferdata.shards.reader import read_images
+from ferdata.shards.schema import encode_jpeg
+
+
+def _shard(path, n=9, size=24, channels=3, encoding="jpeg", seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = cv_smooth(rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8))
+    with h5py.File(path, "w") as f:
+        if encoding == "raw":
+            f.create_dataset("image", data=imgs)
+        else:
+            blobs = [np.frombuffer(encode_jpeg(im if channels == 3 else im[..., 0]), np.uint8) for im in imgs]
+            f.create_dataset("image", data=np.concatenate(blobs))
+            f.create_dataset("image_offsets", data=np.cumsum([0] + [len(b) for b in blobs]))
+        f.attrs.update(encoding=encoding, size=size, channels=channels)
+    return imgs
+
+
+def cv_smooth(imgs):
+    import cv2
+
+    return np.stack([cv2.GaussianBlur(im, (5, 5), 1.5).reshape(im.shape) for im in imgs])
+
+
+@pytest.mark.parametrize("channels,encoding", [(3, "jpeg"), (1, "jpeg"), (3, "raw")])
+def test_gray_read_equals_rgb_read_then_gray(tmp_path, channels, encoding):
+    _shard(tmp_path / "s.h5", n=150, channels=channels, encoding=encoding)
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        ref = to_gray(read_images(f, 0, 150))
+        for pool in (None, ThreadPoolExecutor(2)):
+            got = read_images(f, 3, 150, gray=True, pool=pool)
+            assert got.dtype == np.uint8 and got.shape == (147, 24, 24)
+            np.testing.assert_array_equal(got, ref[3:])
+        assert read_images(f, 5, 5, gray=True).shape == (0, 24, 24)
+
+
+def test_a_corrupt_jpeg_read_on_threads_is_named(tmp_path):
+    _shard(tmp_path / "s.h5", n=100)
+    with h5py.File(tmp_path / "s.h5", "r+") as f:
+        off = f["image_offsets"][:]
+        f["image"][off[70] + 2:off[71] - 2] = 0
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        with pytest.raises(ShardError, match=r"s\.h5: sample 70: corrupt JPEG"):
+            read_images(f, 0, 100, gray=True, pool=ThreadPoolExecutor(2))
+
+
+def test_blocks_read_ahead_give_the_codes_of_one_pass(tmp_path):
+    imgs = _shard(tmp_path / "s.h5", n=11)
+    tmp = lbp_h5.lbp_copy(tmp_path / "s.h5", "uniform", 8, 1.0, block=2, threads=2)
+    with h5py.File(tmp, "r") as f, h5py.File(tmp_path / "s.h5", "r") as src:
+        np.testing.assert_array_equal(f["lbp/uniform_P8_R1"][:], lbp(to_gray(read_images(src, 0, 11)), "uniform"))
+    assert len(imgs) == 11
+
+
+def _folder(tmp_path, shards=3):
+    from ferdata.shards.manifest import init_manifest, record_shard, shard_name
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    init_manifest(folder, {"config_hash": "test"})
+    for k in range(shards):
+        _shard(folder / shard_name(k), seed=k)
+        p = folder / shard_name(k)
+        record_shard(folder, shard_name(k), {"n": 9, "bytes": p.stat().st_size, "sha256": file_sha256(p)})
+    return folder
+
+
+def _consistent(folder) -> bool:
+    """Every listed shard is the file its manifest entry describes, nothing pending."""
+    return all(e["sha256"] == file_sha256(folder / n) and e["bytes"] == (folder / n).stat().st_size
+               and "pending" not in e for n, e in load_manifest(folder)["shards"].items())
+
+
+def test_ctrl_c_in_a_later_shard_keeps_the_earlier_ones_and_leaves_the_rest_whole(tmp_path, monkeypatch):
+    folder = _folder(tmp_path)
+    before = {n: file_sha256(folder / n) for n in load_manifest(folder)["shards"]}
+    real, calls = lbp_h5.lbp, []
+
+    def stop_in_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(lbp_h5, "lbp", stop_in_third)
+    with pytest.raises(KeyboardInterrupt):
+        add_lbp_to_shards(folder, "circle", 8, 1, workers=2)
+    m = load_manifest(folder)["shards"]
+    assert m["shard-000000.h5"]["lbp"] == m["shard-000001.h5"]["lbp"] == ["lbp/circle_P8_R1"]
+    assert file_sha256(folder / "shard-000002.h5") == before["shard-000002.h5"]
+    assert m["shard-000002.h5"].get("lbp", []) == []
+    assert not list(folder.glob("*.tmp-*"))
+    assert _consistent(folder)
+    monkeypatch.setattr(lbp_h5, "lbp", real)   # locks were released: the rerun finishes the rest
+    assert add_lbp_to_shards(folder, "circle", 8, 1, workers=2) == {
+        "shard-000000.h5": False, "shard-000001.h5": False, "shard-000002.h5": True}
+
+
+def test_a_failed_hash_is_that_shards_problem_only(tmp_path, monkeypatch):
+    folder = _folder(tmp_path)
+    real = lbp_shards.file_sha256
+
+    def bad_disk(path):
+        if "shard-000001.h5.tmp-" in str(path):
+            raise OSError(5, "Input/output error")
+        return real(path)
+
+    monkeypatch.setattr(lbp_shards, "file_sha256", bad_disk)
+    with pytest.raises(ShardError, match=r"1 shard\(s\) could not get lbp/circle_P8_R1 \(2 added.*Input/output"):
+        add_lbp_to_shards(folder, "circle", 8, 1, workers=2)
+    m = load_manifest(folder)["shards"]
+    assert [m[f"shard-00000{k}.h5"].get("lbp", []) for k in range(3)] == [["lbp/circle_P8_R1"], [], ["lbp/circle_P8_R1"]]
+    assert not list(folder.glob("*.tmp-*")) and _consistent(folder)
