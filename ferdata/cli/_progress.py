@@ -8,7 +8,7 @@ every ``every`` seconds (``render: 8192 of 18462 samples (44 %), 1520/s, ETA 0:0
 rendering``) and one line when the stage changes to something worth waiting for.
 
 The library reports ``{"stage": str, "done": int, "total": int | None}`` events
-(cumulative ``done``); :class:`StageBar` is such a callback.
+(cumulative ``done``; a key left out keeps its value); :class:`StageBar` is such a callback.
 """
 from __future__ import annotations
 
@@ -93,12 +93,13 @@ class StageBar:
 
     def __call__(self, event: dict) -> None:
         with self._lock:
-            stage = str(event.get("stage") or "")
+            stage = str(event["stage"] or "") if "stage" in event else self.stage
             if event.get("total") is not None:
                 self.total = int(event["total"])
-                if self._work_start is None:
-                    self._work_start = time.monotonic()
-            self.done = int(event.get("done") or 0)
+            if event.get("done") is not None:
+                self.done = int(event["done"])
+            if self._work_start is None and (event.get("total") is not None or self.done > 0):
+                self._work_start = time.monotonic()   # the rate counts from the start of the work
             if stage != self.stage:
                 self.stage, self._stage_since = stage, time.monotonic()
                 if self._bar is not None:
@@ -137,3 +138,19 @@ class StageBar:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+
+
+def count_in_background(make_iter, bar: StageBar) -> threading.Thread:
+    """Count the items of a second pass over ``make_iter()`` on a daemon thread and give
+    ``bar`` its total when done (a dataset's listing: cheap next to finding landmarks).
+    A pass that fails leaves the bar without a total; the work itself reports the error."""
+    def run():
+        try:
+            n = sum(1 for _ in make_iter())
+        except Exception:  # noqa: BLE001 - only the total is lost; the ingest names the problem
+            return
+        bar({"total": n})
+
+    t = threading.Thread(target=run, name="ferdata-count", daemon=True)
+    t.start()
+    return t

@@ -10,7 +10,8 @@ import numpy as np
 from ferdata.config import MAX_SIZE, MIN_SIZE
 from ferdata.errors import FerdataError
 
-from ._common import parse_key_values, progress
+from ._common import parse_key_values
+from ._progress import StageBar, count_in_background
 
 SIZE = click.IntRange(MIN_SIZE, MAX_SIZE)
 WORKERS = click.IntRange(min=1)
@@ -68,11 +69,13 @@ def ingest_cmd(dataset, root, out, size, forehead, upsample, detector, detect_al
     records = read_dataset(dataset, root, on_error=on_error, skipped=skipped, **opts)
     cfg = IngestConfig(size=size, forehead=forehead, upsample=upsample, detect_aligned=detect_aligned,
                        on_error=on_error, detector=detector)
-    bar = progress(desc=f"ingest {dataset}", unit="face")
+    bar = StageBar(f"ingest {dataset}", unit="face")
+    bar({"stage": "starting workers, loading the landmark model" if workers > 1 else "loading the landmark model",
+         "done": 0})
+    count_in_background(lambda: read_dataset(dataset, root, on_error="skip", skipped=[], **opts), bar)
 
     def tick(ok, failed):
-        bar.update(1)
-        bar.set_postfix(ok=ok, skipped=failed, refresh=False)
+        bar({"stage": f"{failed} skipped" if failed else "", "done": ok + failed})
 
     try:
         rep = ingest(records, out, dataset, cfg, workers=workers, root=root or "", skipped=skipped,

@@ -59,3 +59,26 @@ def test_render_piped_prints_no_bar_and_the_summary(sample_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert "\r" not in res.output and "sample/s]" not in res.output
     assert res.output.strip().splitlines()[-1].startswith(f"{tmp_path / 'r'}: 3 shard(s) made")
+
+
+def test_a_total_counted_in_the_background_keeps_the_work_done():
+    from ferdata.cli._progress import count_in_background
+
+    out = io.StringIO()
+    bar = StageBar("ingest ckplus", unit="face", every=1e9, file=out)
+    bar({"stage": "loading the landmark model", "done": 0})
+    bar({"stage": "", "done": 3})
+    count_in_background(lambda: iter(range(40)), bar).join(5)
+    assert (bar.done, bar.total) == (3, 40)
+    bar({"done": 4})
+    assert bar.line().startswith("ingest ckplus: 4 of 40 faces (10 %)")
+    count_in_background(lambda: (1 / 0 for _ in range(3)), bar).join(5)   # a failed count: no total change
+    assert bar.total == 40
+    bar.close()
+
+
+def test_ingest_piped_prints_no_bar(tmp_path):
+    res = CliRunner().invoke(main, ["ingest", "sample", "-o", str(tmp_path / "f.h5")])
+    assert res.exit_code == 0, res.output
+    assert "\r" not in res.output and "face/s]" not in res.output
+    assert res.output.strip().splitlines()[-1].startswith(f"{tmp_path / 'f.h5'}: ")
