@@ -4,6 +4,7 @@
     python benchmarks/lbp.py --sizes --before /tmp/lbp-before --pairs 3   # A/B only
 
     python benchmarks/lbp.py --kernels-before /tmp/lbp-before   # batch kernels, one process
+    python benchmarks/lbp.py --cold-start 1000 --before /tmp/lbp-before --pairs 3  # compile A/B
 
 (``--before``: a checkout of an older ferdata, e.g. ``git worktree add /tmp/lbp-before
 <commit>``; ``--sizes`` with no value skips the size table. ``--kernels-before`` times
@@ -245,6 +246,61 @@ def ab(before, pairs, min_time):
           "busy during these runs")
 
 
+def _run_kernel(kernel, img, out, extra):
+    """Call a plan's kernel: trees since issue 23 pass a fresh task counter third."""
+    py = getattr(getattr(kernel, "kernel", kernel), "py_func", None)
+    if py is not None and py.__code__.co_varnames[2] == "counter":
+        return kernel(img, out, np.zeros(1, np.int64), *extra)
+    return kernel(img, out, *extra)
+
+
+COLD = """
+import resource, sys, time
+t0, c0 = time.perf_counter(), time.process_time()
+import numpy as np
+from numba.core import event
+sigs = []
+class Count(event.Listener):
+    def on_start(self, e): pass
+    def on_end(self, e): sigs.append(e.data["dispatcher"].py_func.__name__)
+event.register("numba:compile", Count())
+from ferdata.features import lbp
+variant, P, R, n = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+img = np.random.default_rng(0).integers(0, 256, (n, 128, 128), dtype=np.uint8)
+t1, c1 = time.perf_counter(), time.process_time()
+lbp(img if n > 1 else img[0], variant, P, R)
+print(time.perf_counter() - t1, time.process_time() - c1, time.perf_counter() - t0, len(sigs))
+"""
+COLD_CASES = [("circle", 8, 1), ("uniform", 8, 1), ("ror", 8, 1), ("nri_uniform", 8, 1),
+              ("original", 8, 1), ("circle", 16, 2), ("uniform", 16, 2)]
+
+
+def cold_ab(before, pairs, n):
+    """First call of each variant on ``n`` 128^2 crops (2 threads; n=1: one crop) in a fresh
+    process with a fresh NUMBA_CACHE_DIR, ``before`` and this tree alternating; prints
+    the median wall and CPU seconds of the call and the dispatchers numba compiled."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sides = [("before", before), ("after", here)] if before else [("after", here)]
+    print(f"\nfirst call on a fresh numba cache, {n}x128^2, 2 threads: median of {pairs} "
+          "(wall s / CPU s of the call, compiled dispatchers incl. numba's own helpers)")
+    for variant, P, R in COLD_CASES:
+        res = {name: [] for name, _ in sides}
+        for i in range(pairs):
+            for name, root in (sides if i % 2 == 0 else sides[::-1]):
+                with tempfile.TemporaryDirectory() as cache:
+                    env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2",
+                               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+                    r = subprocess.run([sys.executable, "-c", COLD, variant, str(P), str(R), str(n)],
+                                       env=env, check=True, capture_output=True, text=True, cwd=root)
+                res[name].append([float(x) for x in r.stdout.split()])
+        row = f"  {variant:>11} P{P}R{R}"
+        for name, _ in sides:
+            v = np.array(res[name])
+            row += (f"  {name} {np.median(v[:, 0]):5.1f} / {np.median(v[:, 1]):5.1f} s, "
+                    f"{int(np.median(v[:, 3]))} compiles [wall {' '.join(f'{x:.1f}' for x in v[:, 0])}]")
+        print(row, flush=True)
+
+
 def kernels_ab(before, reps=10):
     """Batch kernels of ``before`` (a ferdata checkout) and of this tree in one process,
     called in alternation on 1000 real 128^2 crops: the VM's speed drifts alike for both,
@@ -270,14 +326,14 @@ def kernels_ab(before, reps=10):
                      for name, plan in (("before", plan_before), ("after", plan_after))}
             codes = {}
             for name, (kernel, extra) in sides.items():
-                kernel(img, out, *extra)
+                _run_kernel(kernel, img, out, extra)
                 codes[name] = out.copy()
             assert np.array_equal(codes["before"], codes["after"]), "codes differ"
             times = {name: [] for name in sides}
             for _ in range(reps):
                 for name, (kernel, extra) in sides.items():
                     t = time.perf_counter()
-                    kernel(img, out, *extra)
+                    _run_kernel(kernel, img, out, extra)
                     times[name].append(1e3 * (time.perf_counter() - t))
             print(f"  P{P}R{R} {threads} thr: " + "  ".join(
                 f"{name} {min(v):.1f} / {np.median(v):.1f}" for name, v in times.items()))
@@ -293,10 +349,15 @@ def main():
     ap.add_argument("--no-first-call", action="store_true", help="skip the compile-time figures")
     ap.add_argument("--kernels-before", metavar="DIR",
                     help="only: batch kernels of the checkout DIR vs this tree in one process")
+    ap.add_argument("--cold-start", type=int, metavar="N", nargs="?", const=1000,
+                    help="only: first call of each variant on N 128^2 crops, fresh cache "
+                         "(with --before: A/B, --pairs pairs)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return issue_cases(args.min_time)
+    if args.cold_start:
+        return cold_ab(args.before, args.pairs, args.cold_start)
     if args.kernels_before:
         if os.environ.get("_FERDATA_FRESH_NUMBA_CACHE") != "1":
             # the old tree's cached kernels were compiled as ferdata.features.*: loaded next

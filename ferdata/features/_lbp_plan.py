@@ -235,3 +235,28 @@ def register_run(key, kernel, args, shape, dtype):
     if len(_RUNS) >= _MAX_RUNS:
         _RUNS.clear()
     _RUNS[key] = run
+
+
+def _cached_on_disk(kernel, sig) -> bool:
+    """Whether numba's on-disk cache index of ``kernel`` holds ``sig`` (numba internals;
+    False if they moved)."""
+    try:
+        cache = kernel._cache
+        key = cache._index_key(sig, kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except (AttributeError, OSError, TypeError, ValueError, EOFError):
+        return False
+
+
+def is_compiled(kernel, args) -> bool:
+    """Whether calling ``kernel(*args)`` (a dispatcher or a :class:`Threaded` one) runs
+    without compiling: this process has the signature, or numba's on-disk cache has it
+    (then the call only loads it, well under a second)."""
+    kernel = getattr(kernel, "kernel", kernel)
+    try:
+        sig = tuple(kernel.typeof_pyval(a) for a in args)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    if sig in kernel.overloads:
+        return True
+    return _cached_on_disk(kernel, sig)

@@ -246,6 +246,32 @@ def _lbp(image, variant, P, R, out):
     return out
 
 
+def needs_compile(variant: str = "circle", P: int = 8, R: float = 1.0, dtype=np.uint8,
+                  shape=(128, 128), threads=None) -> bool:
+    """Whether the first :func:`lbp` call with these settings on images of ``dtype`` and
+    ``shape`` ((H, W) or (N, H, W)) compiles numba kernels (seconds) rather than running
+    compiled code or loading it from numba's on-disk cache (well under a second), so a
+    caller can say "compiling LBP kernels" first. ``threads``: the numba thread count
+    of the call (default: the current one). Checks only the kernel that call runs;
+    ``lbp_histogram`` is not included.
+
+    >>> needs_compile("uniform", 8, 1, "uint8", (1000, 48, 48)) in (True, False)
+    True
+    """
+    P, R, dt, _ = _settings(variant, P, R)
+    shape = tuple(int(x) for x in shape)
+    if len(shape) not in (2, 3) or 0 in shape:
+        raise ValueError(f"shape must be (H, W) or (N, H, W) with no 0; got {shape}")
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise ValueError(f"dtype must be boolean, integer or floating; got {dtype}")
+    shape3 = shape if len(shape) == 3 else (1,) + shape
+    img = np.empty((1, 1, 1), np.uint8 if dtype == _U8 else np.float64)
+    kernel, extra = _pl.kernel_args(variant, P, R, shape3, threads or _pl.num_threads())
+    args = (_pl.read_only(img), np.empty((1, 1, 1), dt), np.zeros(1, np.int64)) + extra
+    return not _pl.is_compiled(kernel, args)
+
+
 def warmup(report=None) -> float:
     """Compile every kernel signature :func:`lbp` and :func:`lbp_histogram` use, or load
     it from numba's on-disk cache, so that no later call pays the compile time.
