@@ -1,4 +1,5 @@
-"""A small render on 2 workers: does it use both cores? (issue 23.3, docs/rendering.md)
+"""A render on 2 workers: both cores busy (issue 23.3), and how far from the JPEG-encode
+floor (issue 23.4), before -> after (docs/rendering.md).
 
     python benchmarks/render_small.py [--per-face 3000] [--workers 2] [--pairs 3] [--before /tmp/before]
 
@@ -8,9 +9,14 @@ reports wall time, CPU time (the command and its workers) and CPU/wall. With
 ``--before DIR`` (a checkout of an older tree: ``git worktree add /tmp/before <rev>``)
 the old and this tree run alternately, ``--pairs`` times, and the medians and the
 per-pair ratios are printed; the shards of both must hold the same bytes (checked).
+
+The floor, measured in this process between the runs: JPEG-encode (cv2, the shards'
+quality) the same images, one process; the floor of W workers is that time / W.
+Printed: render wall / floor (1 = the render costs no more than encoding its JPEGs).
 """
 import argparse
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -38,6 +44,25 @@ def run(tree, out: Path, args, sample: Path) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu, "ratio": cpu / wall}
+
+
+def encode_floor(folder: Path, workers: int) -> float:
+    """Seconds to JPEG-encode every image of the render once, divided by ``workers``."""
+    import numpy as np
+
+    from ferdata.shards.reader import read_images
+    from ferdata.shards.schema import encode_jpeg
+
+    imgs = []
+    for p in sorted(folder.glob("shard-*.h5")):
+        with h5py.File(p, "r") as f:
+            q = json.loads(f.attrs["config"]).get("jpeg_quality", 95)
+            imgs.append(read_images(f, 0, len(f["image_offsets"]) - 1))
+    imgs = np.concatenate(imgs)
+    t = time.perf_counter()
+    for im in imgs:
+        encode_jpeg(im, q)
+    return (time.perf_counter() - t) / workers
 
 
 def hashes(folder: Path) -> str:
@@ -72,12 +97,15 @@ def main():
             for a in order:
                 out = tmp / f"{a}-{i}"
                 res[a].append(run(arms[a], out, args, tmp / "s"))
+                res[a][-1]["floor"] = encode_floor(out, args.workers)
                 digests.setdefault(a, hashes(out))
                 shutil.rmtree(out)
         for a, rs in res.items():
             print(f"  {a:6s}: wall {statistics.median(r['wall'] for r in rs):6.2f} s, "
                   f"CPU {statistics.median(r['cpu'] for r in rs):6.2f} s, CPU/wall median "
-                  f"{statistics.median(r['ratio'] for r in rs):.2f}  {[round(r['ratio'], 2) for r in rs]}")
+                  f"{statistics.median(r['ratio'] for r in rs):.2f}  {[round(r['ratio'], 2) for r in rs]}; "
+                  f"wall / encode floor median {statistics.median(r['wall'] / r['floor'] for r in rs):.1f}  "
+                  f"{[round(r['wall'] / r['floor'], 1) for r in rs]}")
         if args.before:
             sp = [b["wall"] / a["wall"] for a, b in zip(res["after"], res["before"])]
             print(f"  wall before/after per pair: {[round(x, 2) for x in sp]}, median {statistics.median(sp):.2f}x")

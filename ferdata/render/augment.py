@@ -30,21 +30,27 @@ def noise_window(size: int, channels: int, seed: int) -> np.ndarray:
     return bank[oy:oy + size, ox:ox + size]
 
 
-def photometric(img: np.ndarray, p: np.ndarray) -> np.ndarray:
+def photometric(img: np.ndarray, p: np.ndarray, inplace: bool = False) -> np.ndarray:
     """Brightness, contrast, gamma, Gaussian blur and Gaussian noise, in that order.
 
-    ``img`` float32 RGB in 0..255 (modified copy returned, float32, unclipped at the end
-    except where gamma needs [0,1]).
+    ``img`` float32 RGB in 0..255; returns float32, unclipped at the end except where
+    gamma needs [0,1]. ``inplace``: ``img`` is the caller's scratch array and is
+    overwritten (the same float32 operations in the same order: the same values,
+    without a new 3-channel array per step); otherwise a modified copy is returned.
     """
-    out = img * np.float32(p[P["brightness"]])
+    out = np.multiply(img, np.float32(p[P["brightness"]]), out=img if inplace else None)
     c = float(p[P["contrast"]])
     if c != 1.0:
         mean = float(out.mean())
-        out = (out - mean) * c + mean
+        out -= mean
+        out *= c
+        out += mean
     g = float(p[P["gamma"]])
     if g != 1.0:
         np.clip(out, 0, 255, out=out)
-        out = cv2.pow(out * (1 / 255.0), g) * 255.0
+        out *= 1 / 255.0
+        cv2.pow(out, g, dst=out)
+        out *= 255.0
     s = float(p[P["blur_sigma"]])
     if s > 0:
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT)

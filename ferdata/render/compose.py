@@ -154,8 +154,7 @@ def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: st
     else:
         raise ValueError(f"unknown luminance mode {mode!r}")
     np.clip(L, 0, 100, out=L)
-    rgb = cv2.cvtColor(lab_f, cv2.COLOR_Lab2RGB) * 255.0
-    face32[y0:y1, x0:x1] = rgb
+    np.multiply(cv2.cvtColor(lab_f, cv2.COLOR_Lab2RGB), 255.0, out=face32[y0:y1, x0:x1])
     return face32, w
 
 
@@ -200,12 +199,14 @@ def compose(face: PreparedFace, bg_image: np.ndarray, p: np.ndarray, cfg: Render
             a = hard.astype(np.float32)
         else:
             a = soft_alpha(hard, float(p[P["erode"]]), float(p[P["feather"]]), cfg.alpha_mode)
-        a = a[..., None]
         out = bg.astype(np.float32)
-        out += a * (f32 - out)
+        f32 -= out                  # out + a * (f32 - out), computed in the arrays this call owns
+        f32 *= a[..., None]
+        out += f32
     if photometric_on:
-        out = photometric(out, p)
-    img = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        out = photometric(out, p, inplace=True)
+    out += 0.5
+    img = np.clip(out, 0, 255, out=out).astype(np.uint8)
     if cfg.gray:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
     lm = transform_landmarks(face.landmarks, p, size, M).astype(np.float32)

@@ -26,7 +26,8 @@ from ..shards.writer import ShardBuffer, write_shard
 from .bg_lightness import LightnessCache
 from .compose import PreparedFace, compose, prepare_face
 from .identity import face_store_hash, identity_hash, legacy_matches, render_identity
-from .params import PARAM_NAMES, background_index, sample_params, sample_rng
+from .params import (PARAM_NAMES, background_index, params_from_uniforms, sample_params, sample_rng,
+                     sample_uniforms)
 from .parts import Assembly, part_limit, plan_parts
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,18 @@ class RenderContext:
     def n_shards(self) -> int:
         return -(-self.total // self.job.cfg.shard_size)
 
-    def render_sample(self, g: int, photometric_on: bool = True) -> dict:
+    def part_params(self, first: int, n: int) -> np.ndarray:
+        """The parameter vectors of samples ``first ... first + n - 1`` in one vectorised draw
+        (the same float32 rows as one generator per sample, ``ferdata.render.fast_rng``)."""
+        g = np.arange(first, first + n, dtype=np.int64)
+        return params_from_uniforms(sample_uniforms(self.job.cfg.seed, g % self.n_faces, g // self.n_faces),
+                                    self.job.cfg)
+
+    def render_sample(self, g: int, photometric_on: bool = True, p: Optional[np.ndarray] = None) -> dict:
+        """Sample ``g``; ``p``: its parameter vector when the caller drew it (``part_params``)."""
         cfg = self.job.cfg
         f, i = g % self.n_faces, g // self.n_faces
-        p = sample_params(sample_rng(cfg.seed, f, i), cfg)
+        p = sample_params(sample_rng(cfg.seed, f, i), cfg) if p is None else p
         bg_id = int(self.bg.ids[background_index(p, len(self.bg))])
         img = self.bg.load(bg_id)
         L = self.bg_lightness.get(bg_id, img, cfg.size) if cfg.luminance != "none" else None
@@ -136,8 +145,9 @@ class RenderContext:
     def render_part(self, first: int, n: int) -> ShardBuffer:
         """Samples ``first ... first + n - 1`` in a buffer of their own (a part of a shard)."""
         buf = self.new_buffer(n)
-        for g in range(first, first + n):
-            s = self.render_sample(g)
+        params = self.part_params(first, n)
+        for j, g in enumerate(range(first, first + n)):
+            s = self.render_sample(g, p=params[j])
             buf.add(s["image"], s["mask"], s["label"], s["landmarks"], s["face_index"], s["subject"],
                     s["params"], s["background"], s["bg_box"])
         return buf

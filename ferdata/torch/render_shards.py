@@ -27,7 +27,7 @@ class TorchRenderContext(RenderContext):
         super().__init__(job)
         self.renderer = TorchRenderer(self, self.bg, job.cfg, device=job.device)
 
-    def render_sample(self, g: int, photometric_on: bool = True) -> dict:
+    def render_sample(self, g: int, photometric_on: bool = True, p=None) -> dict:
         s = self._batch(np.array([g]), photometric_on)
         return {k: v[0] for k, v in s.items()}
 
