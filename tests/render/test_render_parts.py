@@ -99,3 +99,15 @@ def test_a_failing_part_keeps_finished_shards_and_writes_no_partial_one(sample_d
     monkeypatch.setattr(render_run, "_part_task", real)
     res = render(faces, bg, tmp_path / "r", cfg, workers=1)
     assert res["shards_skipped"] == 2 and res["shards_made"] == 2
+
+
+def test_a_parts_parameters_are_the_per_sample_draws(sample_dir, tmp_path):
+    from ferdata.render.params import sample_params, sample_rng
+
+    cfg = RenderConfig(per_face=40, size=64, perspective=0.05).validate().resolved()
+    ctx = get_context(RenderJob(str(sample_dir / "faces.h5"), str(sample_dir / "backgrounds"), str(tmp_path), cfg))
+    got = ctx.part_params(17, 30)
+    want = np.stack([sample_params(sample_rng(cfg.seed, g % ctx.n_faces, g // ctx.n_faces), cfg)
+                     for g in range(17, 47)])
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
