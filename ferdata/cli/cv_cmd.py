@@ -19,7 +19,8 @@ def _fit_with_progress(cfg, out, resume=False):
 
     shown = TrainProgress(f"fold {cfg.fold} {cfg.model}", prefix=f"fold {cfg.fold} ")
     try:
-        return ferdata.train.fit(cfg, out, resume=resume, on_step=shown.on_step, on_epoch=shown.on_epoch)
+        return ferdata.train.fit(cfg, out, resume=resume, on_step=shown.on_step, on_epoch=shown.on_epoch,
+                                 on_status=shown.on_status)
     finally:
         shown.close()
 

@@ -35,7 +35,7 @@ from .cv_summary import (CV_VERSION, METRICS, _read_json, fold_dir, fold_record,
                          write_outputs, write_text_atomic)
 
 #: TrainConfig keys that do not change the experiment (left out of its identity).
-RUNTIME_KEYS = ("fold", "name", "num_workers", "device", "compile", "eval_batch_size", "overwrite")
+RUNTIME_KEYS = ("fold", "name", "num_workers", "device", "compile", "eval_batch_size", "overwrite", "logger")
 
 __all__ = ["run_cv", "summarize", "fold_dir", "fold_state", "parse_folds", "config_identity", "n_folds_of",
            "load_cv", "table_header", "table_row", "write_json_atomic", "write_text_atomic", "mean_std", "METRICS"]

@@ -8,11 +8,12 @@ dict written to ``out/eval.json``: ``{"val": report, "test": report, "best_epoch
 """
 
 
-def fit(cfg, out, resume=False, on_step=None, on_epoch=None):
-    """Train per a :class:`ferdata.train.config.TrainConfig` (see :func:`ferdata.train.loop.fit`)."""
+def fit(cfg, out, resume=False, on_step=None, on_epoch=None, **hooks):
+    """Train per a :class:`ferdata.train.config.TrainConfig` (see :func:`ferdata.train.loop.fit`;
+    ``hooks``: its other callbacks, e.g. ``on_status``)."""
     from .loop import fit as _fit
 
-    return _fit(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch)
+    return _fit(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch, **hooks)
 
 
 def n_folds(cfg) -> int:

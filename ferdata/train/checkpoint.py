@@ -17,7 +17,8 @@ __all__ = ["CKPT_VERSION", "save_checkpoint", "save_epoch", "settle_best", "load
 
 CKPT_VERSION = 1
 RUN_FILES = ("config.json", "metrics.jsonl", "last.pt", "best.pt", "best.next.pt", "eval.json", "confusion.json",
-             "confusion.png", "embeddings.npz", "attention.png")
+             "confusion.png", "embeddings.npz", "attention.png", "steps.csv", "epochs.csv", "pictures.json",
+             "noise.png", "tsne.png", "retrieval.png")
 
 
 def save_checkpoint(path, state: dict) -> None:

@@ -181,7 +181,8 @@ class TrainConfig(TypedConfig):
     amp: str = setting("none", "runtime", "none | bf16 | fp16 (CUDA)", choices=("none", "bf16", "fp16"))
     channels_last: bool = setting(False, "runtime", "channels-last memory format")
     compile: bool = setting(False, "runtime", "torch.compile the model")
-    num_workers: int = setting(2, "runtime", "DataLoader workers", lo=0)
+    num_workers: Optional[int] = setting(None, "runtime", "DataLoader workers (none: automatic, 0 on CPU where the "
+                                         "decode threads use every core, 2 on CUDA)", lo=0)
     eval_batch_size: int = setting(256, "runtime", "samples per evaluation batch", lo=1)
     noise: tuple = setting((), "augmentation", "noise sweep sigmas of the final test evaluation", items_lo=0.0)
     noise_train: tuple = setting((), "augmentation", "FERAtt §4.4: fine-tune from best.pt with each sigma, then test",

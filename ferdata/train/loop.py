@@ -241,7 +241,8 @@ def run_epochs(run: Run, data, train_model, prog: Progress, out: Path, rank: int
         if on_step:
             on_step({**s, "global_step": prog.global_step, "epochs": cfg.epochs, "samples_per_epoch": per})
 
-    first = "starting loader workers" if cfg.num_workers > 0 and cfg.train_on != "live" else "reading the first batch"
+    workers = getattr(data.train_loader, "num_workers", 0)
+    first = "starting loader workers" if workers > 0 and cfg.train_on != "live" else "reading the first batch"
     _status(on_status, first, epochs=cfg.epochs, start_epoch=prog.start_epoch, samples_per_epoch=per)
     for epoch in range(prog.start_epoch, cfg.epochs if not prog.stopped else prog.start_epoch):
         data.set_epoch(epoch)
@@ -327,7 +328,7 @@ def _final_metrics(res: dict) -> dict:
 def _fit(cfg: TrainConfig, out: Path, resume: bool, rank: int, world: int, device, hooks: dict) -> dict:
     from .final import final_evaluation
 
-    threads = set_torch_threads(cfg.num_workers, device)
+    threads = set_torch_threads(tdata.train_loader_workers(cfg.num_workers, device), device)
     seed_everything(cfg.seed)
     inputs = model_inputs(cfg.model, **cfg.model_kwargs)
     _status(hooks["on_status"], "loading data")

@@ -34,7 +34,7 @@ class FakeFit:
         self.accs, self.subjects, self.crash_at, self.calls, self.n = accs, subjects, crash_at, [], n
         self.noise, self.crash_before_ckpt = noise, None
 
-    def __call__(self, cfg, out, resume=False, on_step=None, on_epoch=None):
+    def __call__(self, cfg, out, resume=False, on_step=None, on_epoch=None, on_status=None):
         self.calls.append((cfg.fold, resume))
         out.mkdir(parents=True, exist_ok=True)
         if not resume and (out / "config.json").exists() and not cfg.overwrite:   # fit's run-folder guard

@@ -33,9 +33,8 @@ def test_train_loader_on_cpu_uses_the_decode_threads(renders):
     assert dl2.num_workers == 2 and dl2.persistent_workers
 
 
-@pytest.mark.xfail(TrainConfig().num_workers is not None, strict=True,
-                   reason="TrainConfig.num_workers must default to None (automatic) for this (train/config.py)")
 def test_train_default_on_cpu_is_the_fast_path():
+    assert TrainConfig().num_workers is None
     assert train_loader_workers(TrainConfig().num_workers, CPU) == 0
 
 

@@ -2,6 +2,7 @@
 TensorBoard's own reader and the csv module, checked against metrics.jsonl; a resumed run
 appends without doubling; TensorBoard missing is one error; a one-class model is warned about."""
 import csv
+import dataclasses
 import json
 import logging
 import sys
@@ -118,7 +119,10 @@ def test_a_new_run_over_an_old_one_replaces_its_logs(tmp_path):
     run.mkdir()
     (run / "steps.csv").write_text("epoch,step,loss,lr\n5,99,1.0,0.1\n")
     (run / "events.out.tfevents.1.host.1.0").write_bytes(b"old")
-    fit(TrainConfig(**{**TINY, "epochs": 1, "max_steps_per_epoch": 1}, logger="csv"), run)
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "max_steps_per_epoch": 1}, logger="csv")
+    with pytest.raises(FerdataError, match=r"already holds a run \(steps.csv\)"):   # an old run's logs are kept
+        fit(cfg, run)
+    fit(dataclasses.replace(cfg, overwrite=True), run)
     assert (run / "steps.csv").read_text().splitlines()[1].startswith("0,1,")
     assert not (run / "events.out.tfevents.1.host.1.0").exists()
 
