@@ -173,11 +173,15 @@ def plot_noise(outs: Sequence, path) -> str:
     curve per run and study (``noise_train``: fine-tuned with noise; ``noise``: trained clean)."""
     from ..train.plots import noise_plot
 
-    curves, errors = {}, {}
+    curves, errors, counts = {}, {}, set()
     for r in load_runs(outs):
         c, e = noise_curves(r, label=r["name"])
         curves.update(c)
         errors.update(e)
+        if r.get("classes"):
+            counts.add(len(r["classes"]))
     if not curves:
         raise FerdataError("no run has a noise study (set noise = [...] or noise_train = [...] in the recipe)")
-    return noise_plot(curves, path, errors=errors, title="Test accuracy under Gaussian noise (mean ± sd over folds)")
+    # a chance line where every run has the same number of classes
+    return noise_plot(curves, path, errors=errors, title="Test accuracy under Gaussian noise (mean ± sd over folds)",
+                      num_classes=counts.pop() if len(counts) == 1 else None)

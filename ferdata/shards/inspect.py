@@ -148,7 +148,7 @@ def load_samples(folder, n: int, seed: int = 0) -> dict:
     total = sum(sizes)
     idx = np.arange(min(n, total)) if seed < 0 else np.sort(np.random.default_rng(seed).permutation(total)[:n])
     starts = np.cumsum([0] + sizes)
-    out = {"image": [], "mask": [], "landmarks": [], "label": []}
+    out = {k: [] for k in ("image", "mask", "landmarks", "label", "index", "face_index", "subject")}
     for s, name in enumerate(names):
         sel = idx[(idx >= starts[s]) & (idx < starts[s + 1])] - starts[s]
         if len(sel) == 0:
@@ -157,8 +157,17 @@ def load_samples(folder, n: int, seed: int = 0) -> dict:
             size = int(f.attrs["size"])
             for j in sel:
                 out["image"].append(read_images(f, int(j), int(j) + 1)[0])
-            out["mask"].append(unpack_masks(f["mask"][np.sort(sel)], size))
-            out["landmarks"].append(f["landmarks"][np.sort(sel)].astype(np.float32))
-            out["label"].append(f["label"][np.sort(sel)])
-    return {"image": np.stack(out["image"]), "mask": np.concatenate(out["mask"]),
-            "landmarks": np.concatenate(out["landmarks"]), "label": np.concatenate(out["label"])}
+            out["mask"].append(unpack_masks(f["mask"][sel], size))
+            out["landmarks"].append(f["landmarks"][sel].astype(np.float32))
+            out["label"].append(f["label"][sel])
+            # the render's global sample index, the source face and its subject (docs/shards.md)
+            out["index"].append(int(f.attrs.get("first_sample", starts[s])) + sel)
+            out["face_index"].append(f["face_index"][sel] if "face_index" in f else np.full(len(sel), -1))
+            names_ = json.loads(f.attrs["subjects"]) if "subjects" in f.attrs else []
+            ids = f["subject"][sel] if "subject" in f else np.full(len(sel), -1)
+            out["subject"].append([names_[i] if 0 <= i < len(names_) else "" for i in ids.tolist()])
+    res = {"image": np.stack(out["image"]), "mask": np.concatenate(out["mask"])}
+    for k in ("landmarks", "label", "index", "face_index"):
+        res[k] = np.concatenate(out[k])
+    res["subject"] = [x for part in out["subject"] for x in part]
+    return res

@@ -18,7 +18,7 @@ from ..errors import FerdataError
 from .augment import Augmenter
 from .checkpoint import load_checkpoint, write_json
 from .data import check_render_source, eval_dataset, read_spec
-from .final import evaluate_model, write_pictures
+from .final import evaluate_model, run_label, write_pictures
 from .models import ModelInputs, create_model
 from .prep import BatchPrep
 from .runtime import amp_ctx, resolve_device
@@ -100,7 +100,8 @@ def evaluate_checkpoint(checkpoint, data, out, noise=(), device="auto", subjects
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     status({"stage": "evaluating", "total": len(ds) * (1 + len(noise))})
-    res = evaluate_model(model, loader, prep, amp_ctx(cfg.amp, dev), classes, out, noise=noise, seed=cfg.seed)
+    res = evaluate_model(model, loader, prep, amp_ctx(cfg.amp, dev), classes, out, noise=noise, seed=cfg.seed,
+                         name=run_label(cfg.name, Path(checkpoint).parent), split=split or "all faces")
     result = {"eval": res["report"], "checkpoint": str(checkpoint), "data": str(data), "split": split}
     if "noise" in res:
         result["noise"] = res["noise"]

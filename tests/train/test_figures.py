@@ -148,4 +148,4 @@ def test_fit_and_eval_title_confusion_and_record_pictures(tmp_path, monkeypatch)
     assert set(pictures["written"]) | set(pictures["not_drawn"]) == {"noise.png", "tsne.png", "retrieval.png"}
     ev = evaluate_checkpoint(tmp_path / "tiny" / "best.pt", tmp_path / "tiny" / "sample-data" / "test",
                              tmp_path / "ev", device="cpu")
-    assert titles[1].startswith("ev · eval · n=") and titles[1].endswith(f"{100 * ev['eval']['accuracy']:.2f} %")
+    assert titles[1].startswith("tiny · all faces · n=") and titles[1].endswith(f"{100 * ev['eval']['accuracy']:.2f} %")
