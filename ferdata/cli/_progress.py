@@ -94,10 +94,19 @@ class StageBar:
     def __call__(self, event: dict) -> None:
         with self._lock:
             stage = str(event["stage"] or "") if "stage" in event else self.stage
-            if event.get("total") is not None:
-                self.total = int(event["total"])
+            if event.get("unit") and event["unit"] != self.unit:
+                self.unit = event["unit"]
+                if self._bar is not None:
+                    self._bar.unit = self.unit
+            if "total" in event:
+                self.total = None if event["total"] is None else int(event["total"])
             if event.get("done") is not None:
-                self.done = int(event["done"])
+                done = int(event["done"])
+                if done < self.done:   # a new piece of work counts from 0 (reproduce: ingest, then renders)
+                    self._work_start = time.monotonic()
+                    if self._bar is not None:
+                        self._bar.reset(total=self.total)
+                self.done = done
             if self._work_start is None and (event.get("total") is not None or self.done > 0):
                 self._work_start = time.monotonic()   # the rate counts from the start of the work
             if stage != self.stage:

@@ -70,7 +70,7 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
 
     def start(total, unit):
         bar.unit = unit
-        bar({"stage": "", "done": 0, "total": total})
+        bar({"done": 0, "total": total})   # the stage (compiling ...) stays until the first images are done
 
         def tick(n):
             done[0] += n
@@ -78,7 +78,8 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
         return tick
 
     try:
-        res = add_lbp(path, variant, P, R, out=out, workers=workers, start=start)
+        res = add_lbp(path, variant, P, R, out=out, workers=workers, start=start,
+                      status=lambda text: bar({"stage": text}))
     except FerdataError as exc:
         done = getattr(exc, "result", None)
         if done:

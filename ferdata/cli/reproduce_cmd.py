@@ -9,6 +9,7 @@ from ferdata.errors import Interrupted
 from ferdata.signals import stop_on_signals
 
 from ._common import parse_key_values
+from ._progress import StageBar
 
 
 def _list() -> None:
@@ -52,18 +53,26 @@ def reproduce_command(table, list_tables, data, out, sets, render_sets, ingest_s
     if not roots:
         raise click.BadParameter("give at least one NAME=ROOT (ferdata reproduce --list)", param_hint="--data")
 
+    from .cv_cmd import _fit_with_progress
+
+    bar = StageBar("reproduce", unit="face")
+
     def on_cell(ev):
-        click.echo(f"cell {ev['column']}: {ev['row']} -> {Path(out) / 'cells' / ev['cell']}")
+        bar.close()   # the data is made: from here each fold has its own bar
+        click.echo(f"cell {ev['index'] + 1} of {ev['cells']}, {ev['column']}: {ev['row']} -> "
+                   f"{Path(out) / 'cells' / ev['cell']}")
 
     try:
         with stop_on_signals():
             res = reproduce(table, roots, out, sets=parse_key_values(sets, "--set"),
                             render_sets=parse_key_values(render_sets, "--render-set"),
                             ingest_sets=parse_key_values(ingest_sets, "--ingest-set"), backgrounds=backgrounds,
-                            on_cell=on_cell)
+                            on_cell=on_cell, on_progress=bar, fit=_fit_with_progress)
     except Interrupted as exc:
         exc.hint = f"finished steps, cells and folds are kept in {out}; run the same command to continue"
         raise
+    finally:
+        bar.close()
     click.echo((Path(out) / "table.md").read_text().rstrip())
     if res["missing_data"]:
         click.echo("-> add " + ", ".join(res["missing_data"]) + " for the other cells", err=True)

@@ -50,7 +50,7 @@ def plan(t: Table, data: Dict[str, str]) -> dict:
     return {"run": run, "missing": sorted({c.data for c in t.cells if c.data not in data})}
 
 
-def _faces(name: str, t: Table, root: str, out: Path, ingest_sets: dict) -> Path:
+def _faces(name: str, t: Table, root: str, out: Path, ingest_sets: dict, tell=None) -> Path:
     from ..config import IngestConfig
     from ..datasets import read_dataset
     from ..faces.ingest import ingest
@@ -67,19 +67,25 @@ def _faces(name: str, t: Table, root: str, out: Path, ingest_sets: dict) -> Path
         return store
     store.parent.mkdir(parents=True, exist_ok=True)
     records = read_dataset(spec["reader"], root, on_error="skip", skipped=(skipped := []), **spec["options"])
-    ingest(records, store, spec["reader"], IngestConfig(**ingest_sets), root=root, skipped=skipped)
+    stage = f"ingesting {name}"
+    tell = tell or (lambda e: None)
+    tell({"stage": stage, "done": 0, "total": None, "unit": "face"})
+    ingest(records, store, spec["reader"], IngestConfig(**ingest_sets), root=root, skipped=skipped,
+           on_progress=lambda ok, failed: tell({"stage": stage, "done": ok + failed}))
     write_json_atomic(record, spec)
     return store
 
 
-def _renders(store: Path, backgrounds: str, render_sets: dict) -> Dict[str, str]:
+def _renders(store: Path, backgrounds: str, render_sets: dict, tell=None) -> Dict[str, str]:
     from ..config import RenderConfig
     from ..render.run import render
 
     out = {}
     for key, seed in (("train", 0), ("test", 1)):
         folder = store.parent / ("renders" if key == "train" else "renders-test")
-        render(store, backgrounds, folder, RenderConfig(**{**render_sets, "seed": seed}))
+        stage = f"rendering {store.parent.name} ({key})"
+        render(store, backgrounds, folder, RenderConfig(**{**render_sets, "seed": seed}),
+               on_progress=None if tell is None else (lambda e, s=stage: tell({**e, "stage": s, "unit": "sample"})))
         out[key] = str(folder)
     return out
 
@@ -123,8 +129,13 @@ def _row(t: Table, cell: Cell, out: Path) -> dict:
 def reproduce(name: str, data: Dict[str, str], out, sets: Optional[dict] = None,
               render_sets: Optional[dict] = None, ingest_sets: Optional[dict] = None,
               backgrounds: Optional[str] = None, fit: Optional[Callable] = None,
-              on_cell: Optional[Callable[[dict], None]] = None) -> dict:
-    """Run table ``name`` on ``data`` into ``out``; returns the ``table.json`` dict."""
+              on_cell: Optional[Callable[[dict], None]] = None,
+              on_progress: Optional[Callable[[dict], None]] = None) -> dict:
+    """Run table ``name`` on ``data`` into ``out``; returns the ``table.json`` dict.
+
+    ``fit``: what trains one fold (``ferdata.train.fit``; the CLI's adds a bar);
+    ``on_cell({"cell", "row", "column", "index", "cells"})`` before each cell;
+    ``on_progress({"stage", "done", "total", "unit"})`` while the faces are ingested and rendered."""
     from .cv import run_cv
 
     t = table(name)
@@ -133,16 +144,16 @@ def reproduce(name: str, data: Dict[str, str], out, sets: Optional[dict] = None,
     out.mkdir(parents=True, exist_ok=True)
     sets, render_sets, ingest_sets = dict(sets or {}), dict(render_sets or {}), dict(ingest_sets or {})
     with file_lock(out / "reproduce"):
-        stores = {n: _faces(n, t, data[n], out, ingest_sets) for n in sorted({c.data for c in p["run"]})}
+        stores = {n: _faces(n, t, data[n], out, ingest_sets, on_progress) for n in sorted({c.data for c in p["run"]})}
         renders = {}
         if t.renders:
             bgs = backgrounds or _sample_backgrounds(out)
-            renders = {n: _renders(s, bgs, render_sets) for n, s in stores.items()}
-        for cell in p["run"]:
+            renders = {n: _renders(s, bgs, render_sets, on_progress) for n, s in stores.items()}
+        for i, cell in enumerate(p["run"]):
             check_stop(f"before cell {cell.id}")
             cfg = _cell_config(t, cell, stores[cell.data], renders.get(cell.data), sets)
             if on_cell:
-                on_cell({"cell": cell.id, "row": cell.row, "column": cell.column})
+                on_cell({"cell": cell.id, "row": cell.row, "column": cell.column, "index": i, "cells": len(p["run"])})
             run_cv(dataclasses.replace(cfg, fold=0), out / "cells" / cell.id, fit=fit, name=cfg.name,
                    meta={"table": t.name, "cell": cell.id})
         return write_table(t, out, p["missing"])

@@ -102,17 +102,48 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
         ds.attrs[k] = v
     pool = thread_pool(threads, "lbp-decode") if threads > 1 else None
     reader = thread_pool(1, "lbp-read") if threads > 1 else None
+    bounds = block_bounds(n, block)
+    if bounds:   # a first run compiles the kernel on a thread while the first block is read
+        compile_ahead(variant, P, R, (bounds[0][1] - bounds[0][0], H, W))
 
-    def read(a):
-        return a, read_images(src, a, min(n, a + block), gray=True, pool=pool)
+    def read(ab):
+        return ab[0], read_images(src, ab[0], ab[1], gray=True, pool=pool)
 
-    with closing(_prefetched(read, range(0, n, block), reader)) as blocks:
+    with closing(_prefetched(read, bounds, reader)) as blocks:
         for a, gray in blocks:
             ds[a:a + len(gray)] = lbp(gray, variant, P, R)
             if guard.error is not None:
                 raise guard.error
             if progress is not None:
                 progress(len(gray))
+
+
+def block_bounds(n: int, block: int) -> list:
+    """``[(a, b), ...]`` blocks of ``block`` images, a short last one joined to the one before
+    (a block of a few crops would run, and on a first run compile, another kernel)."""
+    out = [(a, min(n, a + block)) for a in range(0, n, block)]
+    if len(out) > 1 and out[-1][1] - out[-1][0] < block // 2:
+        out[-2:] = [(out[-2][0], n)]
+    return out
+
+
+def compile_ahead(variant: str, P: int, R: float, shape: tuple):
+    """If :func:`lbp` on uint8 images of ``shape`` would compile (a fresh kernel cache), start
+    that compile on a thread now (the caller's numba thread count); returns its future or None."""
+    import numba
+
+    from ..parallel import thread_pool
+    from .lbp import needs_compile
+
+    threads = numba.get_num_threads()
+    if not needs_compile(variant, P, R, np.uint8, shape, threads=threads):
+        return None
+
+    def run():
+        numba.set_num_threads(threads)
+        lbp(np.zeros(shape, np.uint8), variant, P, R)
+
+    return thread_pool(1, "lbp-compile").submit(run)
 
 
 def _prefetched(read, starts, reader):

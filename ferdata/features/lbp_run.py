@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from ..errors import FerdataError
 from ..shards.manifest import load_manifest
 from .lbp import dataset_name
@@ -27,11 +29,12 @@ def target_kind(path) -> Optional[str]:
 
 
 def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=None, workers: int = 1,
-            start: Optional[Start] = None) -> dict:
+            start: Optional[Start] = None, status: Optional[Callable[[str], None]] = None) -> dict:
     """Add codes ``lbp/<variant>_P<P>_R<R>`` to ``path`` (or write PNGs to ``out`` for an image folder).
 
     ``start(total, unit)`` is called once the kind of ``path`` is known and returns the
-    progress callback (items done). Returns ``{"kind": "shards"|"h5"|"images", "name":
+    progress callback (items done). ``status(text)`` is told what the run waits for before
+    the first item (``compiling LBP kernels`` on a fresh kernel cache). Returns ``{"kind": "shards"|"h5"|"images", "name":
     dataset name, ...counts}``. A failure after some shards were done raises with
     ``exc.result`` holding the per-shard outcome so far.
     """
@@ -39,6 +42,12 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
     path = Path(path)
     start = start or (lambda total, unit: None)
     kind = target_kind(path)
+    status = status or (lambda text: None)
+    if kind in ("shards", "h5"):
+        note = _compile_note(path if kind == "h5" else None, path if kind == "shards" else path.parent,
+                             (variant, P, R))
+        if note:
+            status(note)
     if kind == "shards":
         _no_out(out, path)
         return _shards(path, variant, P, R, workers, name, None, start)
@@ -54,6 +63,31 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
         added = add_lbp_to_h5(path, variant, P, R, progress=start(_h5_images(path), "img"), threads=workers)
         return {"kind": "h5", "name": name, "added": added}
     raise FerdataError(f"{path}: expected a shard folder, a face store (.h5) or an image folder")
+
+
+def _compile_note(h5, folder, spec) -> Optional[str]:
+    """``"compiling LBP kernels ..."`` when the first block's kernel is not compiled or cached."""
+    import h5py
+
+    from .lbp import needs_compile
+    from .lbp_h5 import block_bounds
+
+    try:
+        if h5 is not None and not _listed_shard(Path(h5)):
+            with h5py.File(h5, "r") as f:
+                n, size = len(f["image"]), f["image"].shape[1]
+        else:
+            m = load_manifest(folder)
+            first = next(iter(sorted(m["shards"].items())), None)
+            if first is None or "size" not in m:
+                return None
+            n, size = int(first[1]["n"]), int(m["size"])
+        a, b = block_bounds(n, 1024)[0] if n else (0, 0)
+        if b <= a or not needs_compile(*spec, np.uint8, (b - a, size, size)):
+            return None
+    except (OSError, KeyError, ValueError, RuntimeError):
+        return None   # the run itself reports what is wrong with the file
+    return "compiling LBP kernels, first run only"
 
 
 def _no_out(out, path: Path) -> None:

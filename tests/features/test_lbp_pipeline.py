@@ -125,3 +125,36 @@ def test_a_failed_hash_is_that_shards_problem_only(tmp_path, monkeypatch):
     m = load_manifest(folder)["shards"]
     assert [m[f"shard-00000{k}.h5"].get("lbp", []) for k in range(3)] == [["lbp/circle_P8_R1"], [], ["lbp/circle_P8_R1"]]
     assert not list(folder.glob("*.tmp-*")) and _consistent(folder)
+
+
+def test_blocks_never_end_on_a_few_crops():
+    from ferdata.features.lbp_h5 import block_bounds
+
+    assert block_bounds(2078, 1024) == [(0, 1024), (1024, 2078)]          # 30 left: joined
+    assert block_bounds(2600, 1024) == [(0, 1024), (1024, 2048), (2048, 2600)]
+    assert block_bounds(10, 1024) == [(0, 10)] and block_bounds(0, 1024) == []
+
+
+def test_lbp_says_it_is_compiling_on_a_fresh_kernel_cache(tmp_path, monkeypatch):
+    """The status comes before any image when the kernel the first block runs is not compiled."""
+    import importlib
+
+    from ferdata.features.lbp_run import add_lbp
+
+    L = importlib.import_module("ferdata.features.lbp")
+
+    folder = _folder(tmp_path, shards=1)
+    m = load_manifest(folder)
+    m["size"] = 24
+    from ferdata.atomic import write_json_atomic
+    write_json_atomic(folder / "manifest.json", m)
+    seen = []
+    monkeypatch.setattr(L, "needs_compile", lambda *a, **k: seen.append((a, k)) or True)
+    notes = []
+    add_lbp(folder, "uniform", 8, 1, status=notes.append, start=lambda total, unit: (lambda n: notes.append(n)))
+    assert notes[0] == "compiling LBP kernels, first run only" and notes[1:] == [9]
+    assert seen[0][0][:3] == ("uniform", 8, 1) and seen[0][0][4] == (9, 24, 24)
+    monkeypatch.setattr(L, "needs_compile", lambda *a, **k: False)
+    notes.clear()
+    add_lbp(folder, "circle", 8, 1, status=notes.append)
+    assert notes == []
