@@ -66,6 +66,18 @@ def floor(folder: Path, args) -> float:
     return time.perf_counter() - t
 
 
+def floor_process(folder: Path, args) -> float:
+    """:func:`floor` as a fresh command: interpreter start, imports and loading the cached
+    kernels included, as the command pays them (the wall time of the whole process)."""
+    code = ("import sys, argparse; sys.path.insert(0, %r); import lbp_end_to_end as b; "
+            "from pathlib import Path; a = argparse.Namespace(workers=%d, variant=%r, P=%d, R=%r); "
+            "b.floor(Path(%r), a)") % (str(Path(__file__).parent), args.workers, args.variant, args.P, args.R,
+                                       str(folder))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - t
+
+
 def code_hashes(folder: Path) -> dict:
     out = {}
     for p in sorted(folder.glob("shard-*.h5")):
@@ -108,12 +120,13 @@ def main():
             shutil.rmtree(warm)
         floor(src, args)                  # page cache and kernels warm for the floor too
         times = {a: [] for a in arms}
-        floors = []
+        floors, pfloors = [], []
         hashes = {}
         print(f"ferdata lbp {src} --variant {args.variant} -P {args.P} -R {args.R} --workers {args.workers}: "
               f"{n} samples, cores={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
         for i in range(args.pairs):
             floors.append(floor(src, args))
+            pfloors.append(floor_process(src, args))
             for a in (arms if i % 2 == 0 else reversed(list(arms))):
                 copy = tmp / f"{a}-{i}"
                 shutil.copytree(src, copy)
@@ -124,10 +137,16 @@ def main():
         fl = statistics.median(floors)
         print(f"  floor (decode on {args.workers} threads + kernel, one process): {fl:.2f} s  "
               f"{[round(x, 2) for x in floors]}")
+        pf = statistics.median(pfloors)
+        print(f"  the same floor as a fresh process (start, imports, cached kernels loaded): {pf:.2f} s  "
+              f"{[round(x, 2) for x in pfloors]}")
         for a, ts in times.items():
             ratios = [f / t for f, t in zip(floors, ts)]
+            pratios = [f / t for f, t in zip(pfloors, ts)]
             print(f"  {a:6s}: {statistics.median(ts):.2f} s  {[round(x, 2) for x in ts]}; floor / command "
-                  f"per pair {[round(r, 2) for r in ratios]}, median {statistics.median(ratios):.2f}")
+                  f"per pair {[round(r, 2) for r in ratios]}, median {statistics.median(ratios):.2f}; "
+                  f"process floor / command median {statistics.median(pratios):.2f} "
+                  f"{[round(r, 2) for r in pratios]}")
         if args.before:
             print(f"  same datasets (codes and everything else) before and after: "
                   f"{hashes['before'] == hashes['after']} ({len(hashes['after'])} datasets)")

@@ -47,14 +47,16 @@ def _lbp_attrs(variant, P, R):
 
 
 def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progress=None,
-             threads: int = 1) -> Path:
+             threads: int = 1, sync: bool = True) -> Path:
     """Copy ``path`` to its temp name with dataset ``lbp/...`` added; fsynced; returns the temp.
 
     Images are read from ``path`` (so a bad JPEG is reported with its file and sample
     index) and decoded straight to gray on ``threads`` threads (the kernels run on
     numba's threads, ``numba.set_num_threads``); HDF5 writes through a
     :class:`~ferdata.atomic.GuardedFile` (a full disk is a clean error, not a crash at
-    exit). ``progress(n)``: ``n`` more images done. On any error the temp is removed.
+    exit). ``progress(n)``: ``n`` more images done. ``sync=False``: flushed, not
+    fsynced — the caller fsyncs it (:func:`ferdata.atomic.fsync_file`) before it renames
+    it. On any error the temp is removed.
     """
     import h5py
 
@@ -70,7 +72,7 @@ def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progres
         try:
             with h5py.File(path, "r") as src, h5py.File(guard, "a") as dst:
                 _add_codes(src, dst, name, (variant, P, R), block, progress, guard, threads)
-            guard.sync()
+            guard.sync() if sync else guard.flush()
         finally:
             guard.close()
         if guard.error is not None:
@@ -109,13 +111,43 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
     def read(ab):
         return ab[0], read_images(src, ab[0], ab[1], gray=True, pool=pool)
 
+    writer = thread_pool(1, "lbp-write") if threads > 1 else None
+    pending = None   # with threads: block b is written while block b+1 is coded
+
+    def done(fut, n_done):
+        fut.result()
+        if guard.error is not None:
+            raise guard.error
+        if progress is not None:
+            progress(n_done)
+
     with closing(_prefetched(read, bounds, reader)) as blocks:
-        for a, gray in blocks:
-            ds[a:a + len(gray)] = lbp(gray, variant, P, R)
-            if guard.error is not None:
-                raise guard.error
-            if progress is not None:
-                progress(len(gray))
+        try:
+            for a, gray in blocks:
+                codes = lbp(gray, variant, P, R)
+                if pending is not None:
+                    done(*pending)
+                    pending = None
+                if writer is None:
+                    ds[a:a + len(gray)] = codes
+                    done(_DONE, len(gray))
+                else:
+                    pending = (writer.submit(ds.__setitem__, slice(a, a + len(gray)), codes), len(gray))
+            if pending is not None:
+                done(*pending)
+                pending = None
+        finally:   # never leave a write running past the file's close
+            if pending is not None and not pending[0].cancel():
+                pending[0].exception()
+
+
+class _Done:
+    @staticmethod
+    def result():
+        return None
+
+
+_DONE = _Done()
 
 
 def block_bounds(n: int, block: int) -> list:
@@ -127,21 +159,28 @@ def block_bounds(n: int, block: int) -> list:
     return out
 
 
+_AHEAD: set = set()   # (variant, P, R, shape, threads) made ready ahead in this process
+
+
 def compile_ahead(variant: str, P: int, R: float, shape: tuple):
-    """If :func:`lbp` on uint8 images of ``shape`` would compile (a fresh kernel cache), start
-    that compile on a thread now (the caller's numba thread count); returns its future or None."""
+    """Make :func:`lbp` on uint8 images of ``shape`` ready on a thread now (the caller's numba
+    thread count), while the first block is read: compiled on a fresh kernel cache, else
+    loaded from numba's on-disk cache (~0.3 s). Once per settings and process; returns the
+    future or None."""
     import numba
 
     from ..parallel import thread_pool
-    from .lbp import needs_compile
+    from .lbp import lbp as kernel_call   # the kernel itself, not this module's name for it
 
     threads = numba.get_num_threads()
-    if not needs_compile(variant, P, R, np.uint8, shape, threads=threads):
+    key = (variant, P, R, tuple(shape), threads)
+    if key in _AHEAD:
         return None
+    _AHEAD.add(key)
 
     def run():
         numba.set_num_threads(threads)
-        lbp(np.zeros(shape, np.uint8), variant, P, R)
+        kernel_call(np.zeros(shape, np.uint8), variant, P, R)
 
     return thread_pool(1, "lbp-compile").submit(run)
 

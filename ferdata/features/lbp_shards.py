@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import FerdataError, ShardError
 from ..shards.manifest import entry_problem, file_sha256, load_manifest, set_entry_state, shard_lbp
-from ..atomic import file_lock, publish, remove_dead_temps
+from ..atomic import file_lock, fsync_file, publish, remove_dead_temps
 from .lbp import dataset_name
 
 
@@ -64,9 +64,9 @@ def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R:
     return True
 
 
-def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress):
-    """Under the shard's lock: check it, write the temp with the codes added (fsynced).
-    ``None`` if the shard has the dataset already, else ``(entry, temp)``."""
+def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress, sync: bool = True):
+    """Under the shard's lock: check it, write the temp with the codes added (fsynced
+    unless ``sync=False``). ``None`` if the shard has the dataset already, else ``(entry, temp)``."""
     from .lbp_h5 import lbp_copy
 
     path = folder / shard
@@ -76,7 +76,7 @@ def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress):
         if sorted(e.get("lbp", [])) != present:
             set_entry_state(folder, shard, e["sha256"], lbp=present)
         return None
-    return e, lbp_copy(path, *spec, threads=threads, progress=progress)
+    return e, lbp_copy(path, *spec, threads=threads, progress=progress, sync=sync)
 
 
 def _finish(folder: Path, shard: str, e: dict, tmp: Path, sha: str) -> None:
@@ -90,9 +90,15 @@ def _finish(folder: Path, shard: str, e: dict, tmp: Path, sha: str) -> None:
     set_entry_state(folder, shard, e["sha256"], pending=None, **new)
 
 
+def _synced_sha256(tmp: Path) -> str:
+    """fsync the temp (before it may be renamed), then its sha256 (from the page cache)."""
+    fsync_file(tmp)
+    return file_sha256(tmp)
+
+
 class _Pipeline:
-    """Shards one after the other, the sha256 of shard k's temp taken on a thread while
-    shard k+1 is coded; shard k is renamed and committed, and its lock released, once
+    """Shards one after the other, the fsync and sha256 of shard k's temp taken on a thread
+    while shard k+1 is coded; shard k is renamed and committed, and its lock released, once
     its hash is known (at most two shard locks are held, both by this thread)."""
 
     def __init__(self, folder: Path, spec: tuple, threads: int):
@@ -107,7 +113,7 @@ class _Pipeline:
         lock = file_lock(self.folder / shard)
         lock.__enter__()
         try:
-            job = _begin(self.folder, shard, self.spec, self.threads, progress)
+            job = _begin(self.folder, shard, self.spec, self.threads, progress, sync=False)
         except (FerdataError, OSError, RuntimeError) as exc:
             lock.__exit__(None, None, None)
             self.problems.append((shard, str(exc)))
@@ -120,7 +126,7 @@ class _Pipeline:
             self.result[shard] = False
             return self.settle()
         self.settle()
-        self.open = (shard, lock, *job, self.hasher.submit(file_sha256, job[1]))
+        self.open = (shard, lock, *job, self.hasher.submit(_synced_sha256, job[1]))
 
     def settle(self) -> None:
         """Finish the shard whose hash is running (waits for it)."""
