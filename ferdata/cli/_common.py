@@ -56,9 +56,24 @@ class FerdataGroup(click.Group):
             sys.exit(1)
 
 
+class _BarSafeHandler(logging.StreamHandler):
+    """Log records on stderr through ``tqdm.write``: a warning printed while a progress bar
+    is drawn gets its own line and the bar is redrawn below it (not spliced into the bar)."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def setup_logging(verbose: int, debug: bool) -> None:
     level = logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = _BarSafeHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def progress(total=None, desc="", unit="it", disable=None, **kw):
