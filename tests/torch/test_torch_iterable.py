@@ -29,6 +29,7 @@ class _FakeWorker:
 @pytest.mark.parametrize("batch", [None, 8])
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.filterwarnings("ignore:ShardIterableDataset. epoch .* without set_epoch:UserWarning")  # replays on purpose
 def test_every_sample_once_per_epoch(renders, monkeypatch, world, drop_last, batch):
     seen_per_rank = []
     for rank in range(world):
