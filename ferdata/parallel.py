@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
@@ -80,23 +80,40 @@ def worker_died(exc: BaseException) -> FerdataError:
                         "the work finished before it is kept, rerun the same command to resume")
 
 
-def _pool_tasks(fn, args, workers):
+def _pool_tasks(fn, args, workers, window: int):
+    """Tasks in a bounded window (``window`` submitted and not yet taken): a finished task's
+    result is dropped once yielded, so a long run of large results (render parts) never
+    piles up in this process."""
+    todo = iter(args)
     with process_pool(workers) as ex:
-        futs = {ex.submit(fn, a): a for a in args}
+        futs = {}
         first_error = None
+
+        def fill():
+            for a in todo:
+                futs[ex.submit(fn, a)] = a
+                if len(futs) >= window:
+                    return
+
         try:
-            for fut in as_completed(futs):
-                try:
-                    res = fut.result()
-                except CancelledError:
-                    continue
-                except BaseException as exc:
-                    if first_error is None:
-                        first_error = exc
-                        for f in futs:
-                            f.cancel()
-                    continue
-                yield futs[fut], res
+            fill()
+            while futs:
+                done, _ = wait(futs, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: _order(futs, f)):
+                    a = futs.pop(fut)
+                    try:
+                        res = fut.result()
+                    except CancelledError:
+                        continue
+                    except BaseException as exc:
+                        if first_error is None:
+                            first_error = exc
+                            for f in futs:
+                                f.cancel()
+                        continue
+                    yield a, res
+                if first_error is None:
+                    fill()
         except BaseException:
             for f in futs:
                 f.cancel()
@@ -107,12 +124,22 @@ def _pool_tasks(fn, args, workers):
             raise first_error
 
 
+def _order(futs: dict, fut) -> int:
+    """Submission order of ``fut`` among ``futs`` (dicts keep insertion order)."""
+    for i, f in enumerate(futs):
+        if f is fut:
+            return i
+    return len(futs)
+
+
 def run_tasks(fn: Callable, args: Iterable, executor: str = "process", workers: int = 1,
               scheduler: str | None = None) -> Iterator:
     """Yield ``(arg, fn(arg))`` as tasks complete.
 
     When a task fails, tasks not yet started are cancelled, the ones finished or
-    running are still yielded, and then the first error is raised.
+    running are still yielded, and then the first error is raised. Process pools keep
+    at most ``4 × workers`` tasks submitted and drop each result once yielded (results
+    may be large: a render's parts).
     """
     args = list(args)
     if executor == "serial" or (executor == "process" and workers <= 1):
@@ -120,7 +147,7 @@ def run_tasks(fn: Callable, args: Iterable, executor: str = "process", workers: 
             yield a, fn(a)
         return
     if executor == "process":
-        yield from _pool_tasks(fn, args, workers)
+        yield from _pool_tasks(fn, args, workers, window=4 * workers)
         return
     if executor == "dask":
         try:
@@ -134,8 +161,12 @@ def run_tasks(fn: Callable, args: Iterable, executor: str = "process", workers: 
         try:
             futs = client.map(fn, args, pure=False)
             back = {f.key: a for f, a in zip(futs, args)}
-            for fut in das_completed(futs):
-                yield back[fut.key], fut.result()
+            done = das_completed(futs)
+            del futs   # each result is released on the cluster once taken
+            for fut in done:
+                res = fut.result()
+                fut.release()
+                yield back.pop(fut.key), res
         finally:
             client.close()
         return

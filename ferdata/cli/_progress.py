@@ -93,6 +93,8 @@ class StageBar:
 
     def __call__(self, event: dict) -> None:
         with self._lock:
+            if self._stop.is_set():   # closed: a late event (a background count) prints nothing
+                return
             stage = str(event["stage"] or "") if "stage" in event else self.stage
             if event.get("unit") and event["unit"] != self.unit:
                 self.unit = event["unit"]

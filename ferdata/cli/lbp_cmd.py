@@ -22,7 +22,7 @@ from ._progress import StageBar
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False),
               help="Output folder for the PNG code images (image-folder input only).")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="all cores",
-              help="Shards: processes; face store: LBP threads; image folder: I/O and LBP threads.")
+              help="Cores: JPEG decode and LBP threads (shards, face store); image folder: I/O and LBP threads.")
 @click.option("--warmup", is_flag=True,
               help="Compile every LBP kernel now (cached on disk), so no later call waits; no PATH.")
 def lbp_command(path, variant, P, R, out, workers, warmup):

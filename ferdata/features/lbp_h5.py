@@ -105,14 +105,26 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
     pool = thread_pool(threads, "lbp-decode") if threads > 1 else None
     reader = thread_pool(1, "lbp-read") if threads > 1 else None
     bounds = block_bounds(n, block)
-    if bounds:   # a first run compiles the kernel on a thread while the first block is read
-        compile_ahead(variant, P, R, (bounds[0][1] - bounds[0][0], H, W))
+    # the kernel is compiled (first run) or loaded on a thread while the first block is read;
+    # waited for before the first call here (numba's workqueue layer allows one caller at a time)
+    ahead = compile_ahead(variant, P, R, (bounds[0][1] - bounds[0][0], H, W)) if bounds else None
 
     def read(ab):
         return ab[0], read_images(src, ab[0], ab[1], gray=True, pool=pool)
 
     writer = thread_pool(1, "lbp-write") if threads > 1 else None
-    pending = None   # with threads: block b is written while block b+1 is coded
+    try:
+        with closing(_prefetched(read, bounds, reader)) as blocks:
+            _code_blocks(ds, blocks, (variant, P, R), ahead, writer, progress, guard)
+    finally:   # a compile still running would meet the next caller of the kernel
+        if ahead is not None and not ahead.cancel():
+            ahead.exception()
+
+
+def _code_blocks(ds, blocks, spec, ahead, writer, progress, guard) -> None:
+    """Code each block and write it: with a ``writer`` thread, block b is written while
+    block b+1 is coded; ``ahead`` (the kernel being made ready) is waited for first."""
+    pending = None
 
     def done(fut, n_done):
         fut.result()
@@ -121,24 +133,26 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
         if progress is not None:
             progress(n_done)
 
-    with closing(_prefetched(read, bounds, reader)) as blocks:
-        try:
-            for a, gray in blocks:
-                codes = lbp(gray, variant, P, R)
-                if pending is not None:
-                    done(*pending)
-                    pending = None
-                if writer is None:
-                    ds[a:a + len(gray)] = codes
-                    done(_DONE, len(gray))
-                else:
-                    pending = (writer.submit(ds.__setitem__, slice(a, a + len(gray)), codes), len(gray))
+    try:
+        for a, gray in blocks:
+            if ahead is not None:
+                ahead.result()
+                ahead = None
+            codes = lbp(gray, *spec)
             if pending is not None:
                 done(*pending)
                 pending = None
-        finally:   # never leave a write running past the file's close
-            if pending is not None and not pending[0].cancel():
-                pending[0].exception()
+            if writer is None:
+                ds[a:a + len(gray)] = codes
+                done(_DONE, len(gray))
+            else:
+                pending = (writer.submit(ds.__setitem__, slice(a, a + len(gray)), codes), len(gray))
+        if pending is not None:
+            done(*pending)
+            pending = None
+    finally:   # never leave a write running past the file's close
+        if pending is not None and not pending[0].cancel():
+            pending[0].exception()
 
 
 class _Done:

@@ -99,14 +99,17 @@ def _synced_sha256(tmp: Path) -> str:
 class _Pipeline:
     """Shards one after the other, the fsync and sha256 of shard k's temp taken on a thread
     while shard k+1 is coded; shard k is renamed and committed, and its lock released, once
-    its hash is known (at most two shard locks are held, both by this thread)."""
+    its hash is known (at most two shard locks are held, both by this thread). Open shards
+    (coded, their hash running or done) wait in ``open``, oldest first."""
 
     def __init__(self, folder: Path, spec: tuple, threads: int):
+        from collections import deque
+
         from ..parallel import thread_pool
 
         self.folder, self.spec, self.threads = folder, spec, threads
         self.hasher = thread_pool(1, "lbp-hash")
-        self.open = None   # (shard, lock, entry, temp, future sha)
+        self.open = deque()   # (shard, lock, entry, temp, future sha)
         self.result, self.problems = {}, []
 
     def run(self, shard: str, progress) -> None:
@@ -125,29 +128,37 @@ class _Pipeline:
             lock.__exit__(None, None, None)
             self.result[shard] = False
             return self.settle()
-        self.settle()
-        self.open = (shard, lock, *job, self.hasher.submit(_synced_sha256, job[1]))
+        self.open.append((shard, lock, *job, self.hasher.submit(_synced_sha256, job[1])))
+        self.settle(keep=1)
 
-    def settle(self) -> None:
-        """Finish the shard whose hash is running (waits for it)."""
-        if self.open is None:
-            return
-        shard, lock, e, tmp, fut = self.open
-        self.open = None
-        try:
-            _finish(self.folder, shard, e, tmp, fut.result())
-            self.result[shard] = True
-        except (FerdataError, OSError, RuntimeError) as exc:
-            self.problems.append((shard, str(exc)))
-        finally:
-            tmp.unlink(missing_ok=True)
-            lock.__exit__(None, None, None)
+    def settle(self, keep: int = 0) -> None:
+        """Finish the open shards but the newest ``keep`` (waits for their hashes). Stopped
+        while waiting (Ctrl-C), the shard stays open: the caller settles or abandons it."""
+        while len(self.open) > keep:
+            shard, lock, e, tmp, fut = job = self.open.popleft()
+            try:
+                sha = fut.result()
+            except BaseException as exc:
+                if isinstance(exc, (FerdataError, OSError, RuntimeError)):
+                    self.problems.append((shard, str(exc)))
+                    tmp.unlink(missing_ok=True)
+                    lock.__exit__(None, None, None)
+                    continue
+                self.open.appendleft(job)
+                raise
+            try:
+                _finish(self.folder, shard, e, tmp, sha)
+                self.result[shard] = True
+            except (FerdataError, OSError, RuntimeError) as exc:
+                self.problems.append((shard, str(exc)))
+            finally:
+                tmp.unlink(missing_ok=True)
+                lock.__exit__(None, None, None)
 
     def abandon(self) -> None:
-        """A run stopped (Ctrl-C): the open shard's temp goes, its lock is released, the shard is as it was."""
-        if self.open is not None:
-            shard, lock, e, tmp, fut = self.open
-            self.open = None
+        """A run stopped: the open shards' temps go, their locks are released, the shards are as they were."""
+        while self.open:
+            shard, lock, e, tmp, fut = self.open.popleft()
             if not fut.cancel():
                 fut.exception()
             tmp.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ def _decode_into(dst: np.ndarray, filename, j: int, buf: np.ndarray, channels: i
         raise ShardError(f"{filename}: sample {j}: JPEG is {img.shape[1]}x{img.shape[0]}, the shard says {size} px")
     if img.shape[:2] != dst.shape[:2]:
         raise ShardError(f"{filename}: sample {j}: JPEG is {img.shape[1]}x{img.shape[0]}, "
-                         f"sample {j - 1} is {dst.shape[1]}x{dst.shape[0]}")
+                         f"the block's first image is {dst.shape[1]}x{dst.shape[0]}")
     if channels == 1:
         dst.reshape(img.shape)[...] = img
     else:   # BGR -> gray equals RGB -> gray of the same pixels (same weights per channel)

@@ -82,3 +82,14 @@ def test_ingest_piped_prints_no_bar(tmp_path):
     assert res.exit_code == 0, res.output
     assert "\r" not in res.output and "face/s]" not in res.output
     assert res.output.strip().splitlines()[-1].startswith(f"{tmp_path / 'f.h5'}: ")
+
+
+def test_a_closed_bar_prints_nothing_more():
+    """Found in review: a total counted after ingest closed its bar printed a stray line."""
+    out = io.StringIO()
+    bar = StageBar("ingest x", unit="face", every=0, file=out)
+    bar({"stage": "", "done": 3})
+    bar.close()
+    before = out.getvalue()
+    bar({"total": 10})
+    assert out.getvalue() == before

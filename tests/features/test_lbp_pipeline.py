@@ -13,27 +13,11 @@ from ferdata.features import lbp_h5, lbp_shards
 from ferdata.features.lbp_io import to_gray
 from ferdata.shards.manifest import file_sha256, load_manifest
 from ferdata.shards.reader import read_images
-from ferdata.shards.schema import encode_jpeg
+from fixtures.lbp_reference import small_shard, small_shard_folder
 
 
-def _shard(path, n=9, size=24, channels=3, encoding="jpeg", seed=0):
-    rng = np.random.default_rng(seed)
-    imgs = cv_smooth(rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8))
-    with h5py.File(path, "w") as f:
-        if encoding == "raw":
-            f.create_dataset("image", data=imgs)
-        else:
-            blobs = [np.frombuffer(encode_jpeg(im if channels == 3 else im[..., 0]), np.uint8) for im in imgs]
-            f.create_dataset("image", data=np.concatenate(blobs))
-            f.create_dataset("image_offsets", data=np.cumsum([0] + [len(b) for b in blobs]))
-        f.attrs.update(encoding=encoding, size=size, channels=channels)
-    return imgs
-
-
-def cv_smooth(imgs):
-    import cv2
-
-    return np.stack([cv2.GaussianBlur(im, (5, 5), 1.5).reshape(im.shape) for im in imgs])
+def _shard(path, **kw):
+    return small_shard(path, **kw)
 
 
 @pytest.mark.parametrize("channels,encoding", [(3, "jpeg"), (1, "jpeg"), (3, "raw")])
@@ -67,16 +51,7 @@ def test_blocks_read_ahead_give_the_codes_of_one_pass(tmp_path):
 
 
 def _folder(tmp_path, shards=3):
-    from ferdata.shards.manifest import init_manifest, record_shard, shard_name
-
-    folder = tmp_path / "r"
-    folder.mkdir()
-    init_manifest(folder, {"config_hash": "test"})
-    for k in range(shards):
-        _shard(folder / shard_name(k), seed=k)
-        p = folder / shard_name(k)
-        record_shard(folder, shard_name(k), {"n": 9, "bytes": p.stat().st_size, "sha256": file_sha256(p)})
-    return folder
+    return small_shard_folder(tmp_path / "r", shards=shards)
 
 
 def _consistent(folder) -> bool:
@@ -144,10 +119,6 @@ def test_lbp_says_it_is_compiling_on_a_fresh_kernel_cache(tmp_path, monkeypatch)
     L = importlib.import_module("ferdata.features.lbp")
 
     folder = _folder(tmp_path, shards=1)
-    m = load_manifest(folder)
-    m["size"] = 24
-    from ferdata.atomic import write_json_atomic
-    write_json_atomic(folder / "manifest.json", m)
     seen = []
     monkeypatch.setattr(L, "needs_compile", lambda *a, **k: seen.append((a, k)) or True)
     notes = []
@@ -158,3 +129,53 @@ def test_lbp_says_it_is_compiling_on_a_fresh_kernel_cache(tmp_path, monkeypatch)
     notes.clear()
     add_lbp(folder, "circle", 8, 1, status=notes.append)
     assert notes == []
+
+
+def test_ctrl_c_while_waiting_for_a_hash_keeps_that_shard_and_removes_the_next_temp(tmp_path, monkeypatch):
+    """Found in review: Ctrl-C while shard k's hash was awaited (shard k+1 already coded) lost
+    shard k and left shard k+1's temp behind."""
+    import ferdata.parallel as par
+
+    folder = _folder(tmp_path)
+    before = {n: file_sha256(folder / n) for n in load_manifest(folder)["shards"]}
+    real_pool = par.thread_pool
+
+    class Stopped:   # the first wait for a hash is interrupted; the future itself completes
+        def __init__(self, fut):
+            self.fut, self.hit = fut, False
+
+        def result(self):
+            if not self.hit:
+                self.hit = True
+                raise KeyboardInterrupt
+            return self.fut.result()
+
+        def cancel(self):
+            return self.fut.cancel()
+
+        def exception(self):
+            return self.fut.exception()
+
+    class Pool:
+        def __init__(self, pool):
+            self.pool, self.first = pool, True
+
+        def submit(self, *a):
+            fut = self.pool.submit(*a)
+            if self.first:
+                self.first = False
+                return Stopped(fut)
+            return fut
+
+    monkeypatch.setattr(par, "thread_pool", lambda n, name: Pool(real_pool(n, name)) if name == "lbp-hash"
+                        else real_pool(n, name))
+    with pytest.raises(KeyboardInterrupt):
+        add_lbp_to_shards(folder, "circle", 8, 1, workers=2)
+    m = load_manifest(folder)["shards"]
+    # the shard whose hash was awaited and the one coded after it are both finished and kept
+    assert m["shard-000000.h5"]["lbp"] == m["shard-000001.h5"]["lbp"] == ["lbp/circle_P8_R1"]
+    assert file_sha256(folder / "shard-000002.h5") == before["shard-000002.h5"]
+    assert not list(folder.glob("*.tmp-*")) and _consistent(folder)
+    monkeypatch.setattr(par, "thread_pool", real_pool)
+    assert add_lbp_to_shards(folder, "circle", 8, 1, workers=2) == {
+        "shard-000000.h5": False, "shard-000001.h5": False, "shard-000002.h5": True}
