@@ -66,17 +66,7 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
                                  else "only for an image-folder input", param_hint="--out")
     numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
     bar = StageBar(f"lbp {name}", unit="img")
-    done = [0]
-
-    def start(total, unit):
-        bar.unit = unit
-        bar({"done": 0, "total": total})   # the stage (compiling ...) stays until the first images are done
-
-        def tick(n):
-            done[0] += n
-            bar({"stage": "", "done": done[0], "total": total})
-        return tick
-
+    start = _starter(bar)
     try:
         res = add_lbp(path, variant, P, R, out=out, workers=workers, start=start,
                       status=lambda text: bar({"stage": text}))
@@ -88,6 +78,25 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
         raise
     finally:
         bar.close()
+    _report(res, path, out, name)
+
+
+def _starter(bar: StageBar):
+    """``add_lbp``'s ``start(total, unit)``: sizes ``bar`` and returns its per-item callback."""
+    done = [0]
+
+    def start(total, unit):
+        bar.unit = unit
+        bar({"done": 0, "total": total})   # the stage (compiling ...) stays until the first images are done
+
+        def tick(n):
+            done[0] += n
+            bar({"stage": "", "done": done[0], "total": total})
+        return tick
+    return start
+
+
+def _report(res: dict, path, out, name) -> None:
     if res["kind"] == "shards":
         click.echo(f"{path}: {name} added to {res['added']} shards, {res['present']} already had it")
     elif res["kind"] == "images":

@@ -264,9 +264,8 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     is refused, naming what differs. Temporary files of this host's killed runs are
     removed.
 
-    Work is sent to the workers in parts of shards (:mod:`ferdata.render.parts`): a
-    render of one shard keeps every worker busy, the parent joins the parts and writes
-    each shard (atomically) as soon as it is complete, then lists it in the manifest.
+    Workers render parts of shards (:mod:`ferdata.render.parts`); the parent joins them
+    and writes each shard atomically as soon as it is complete.
 
     ``device`` ("cpu", "cuda", "cuda:N") with ``context`` (the torch renderer's per-process
     context class, ``ferdata.torch.render_shards.TorchRenderContext``; or call
@@ -274,9 +273,8 @@ def render(faces, backgrounds, out, cfg: RenderConfig | None = None, coco_split:
     renderer (same schema, ``renderer`` recorded in the manifest and every shard); None
     (default) uses this module's renderer. This module never imports torch.
 
-    ``on_shard(entry)``: each shard written. ``on_progress({"stage", "done", "total"})``:
-    what the run waits for (``stage``) and samples rendered of those to do, at least
-    once per part.
+    ``on_shard(entry)``: each shard written; ``on_progress({"stage", "done", "total"})``:
+    what the run waits for and samples done of those to do, once per part.
 
     Returns a summary dict (shards made/skipped, samples, seconds, samples/s).
     """
