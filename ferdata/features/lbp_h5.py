@@ -173,14 +173,15 @@ def block_bounds(n: int, block: int) -> list:
     return out
 
 
-_AHEAD: set = set()   # (variant, P, R, shape, threads) made ready ahead in this process
+_AHEAD: dict = {}   # (variant, P, R, shape, threads) -> the future that made it ready in this process
 
 
 def compile_ahead(variant: str, P: int, R: float, shape: tuple):
     """Make :func:`lbp` on uint8 images of ``shape`` ready on a thread now (the caller's numba
     thread count), while the first block is read: compiled on a fresh kernel cache, else
-    loaded from numba's on-disk cache (~0.3 s). Once per settings and process; returns the
-    future or None."""
+    loaded from numba's on-disk cache (~0.3 s). Once per settings and process: returns the
+    future, the same one to every caller (wait for it before calling the kernel: numba's
+    workqueue layer takes one caller at a time)."""
     import numba
 
     from ..parallel import thread_pool
@@ -189,14 +190,14 @@ def compile_ahead(variant: str, P: int, R: float, shape: tuple):
     threads = numba.get_num_threads()
     key = (variant, P, R, tuple(shape), threads)
     if key in _AHEAD:
-        return None
-    _AHEAD.add(key)
+        return _AHEAD[key]
 
     def run():
         numba.set_num_threads(threads)
         kernel_call(np.zeros(shape, np.uint8), variant, P, R)
 
-    return thread_pool(1, "lbp-compile").submit(run)
+    fut = _AHEAD[key] = thread_pool(1, "lbp-compile").submit(run)
+    return fut
 
 
 def _prefetched(read, starts, reader):

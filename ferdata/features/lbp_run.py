@@ -44,10 +44,8 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
     kind = target_kind(path)
     status = status or (lambda text: None)
     if kind in ("shards", "h5"):
-        note = _compile_note(path if kind == "h5" else None, path if kind == "shards" else path.parent,
-                             (variant, P, R))
-        if note:
-            status(note)
+        _kernel_ahead(path if kind == "h5" else None, path if kind == "shards" else path.parent, (variant, P, R),
+                      status)
     if kind == "shards":
         _no_out(out, path)
         return _shards(path, variant, P, R, workers, name, None, start)
@@ -65,11 +63,24 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
     raise FerdataError(f"{path}: expected a shard folder, a face store (.h5) or an image folder")
 
 
-def _compile_note(h5, folder, spec) -> Optional[str]:
-    """``"compiling LBP kernels ..."`` when the first block's kernel is not compiled or cached."""
+def _kernel_ahead(h5, folder, spec, status) -> None:
+    """Start making the first block's kernel ready on a thread (loaded from numba's cache, or
+    compiled: then ``status`` says so) while the first shard is checked, copied and read."""
+    from .lbp import needs_compile
+    from .lbp_h5 import compile_ahead
+
+    shape = _first_block(h5, folder)
+    if shape is None:
+        return
+    if needs_compile(*spec, np.uint8, shape):
+        status("compiling LBP kernels, first run only")
+    compile_ahead(*spec, shape)
+
+
+def _first_block(h5, folder) -> Optional[tuple]:
+    """The (n, H, W) of the first block :func:`ferdata.features.lbp_h5.lbp_copy` will code, or None."""
     import h5py
 
-    from .lbp import needs_compile
     from .lbp_h5 import block_bounds
 
     try:
@@ -83,11 +94,9 @@ def _compile_note(h5, folder, spec) -> Optional[str]:
                 return None
             n, size = int(first[1]["n"]), int(m["size"])
         a, b = block_bounds(n, 1024)[0] if n else (0, 0)
-        if b <= a or not needs_compile(*spec, np.uint8, (b - a, size, size)):
-            return None
     except (OSError, KeyError, ValueError, RuntimeError):
         return None   # the run itself reports what is wrong with the file
-    return "compiling LBP kernels, first run only"
+    return (b - a, size, size) if b > a else None
 
 
 def _no_out(out, path: Path) -> None:
