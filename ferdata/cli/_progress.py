@@ -82,6 +82,10 @@ class StageBar:
         self._ticker = threading.Thread(target=self._tick, name="ferdata-progress", daemon=True)
         self._ticker.start()
 
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
     def rate(self):
         if self._work_start is None:
             return None
@@ -156,10 +160,19 @@ def count_in_background(make_iter, bar: StageBar) -> threading.Thread:
     ``bar`` its total when done (a dataset's listing: cheap next to finding landmarks).
     A pass that fails leaves the bar without a total; the work itself reports the error."""
     def run():
+        it, n = None, 0
         try:
-            n = sum(1 for _ in make_iter())
+            it = make_iter()
+            for _ in it:
+                n += 1
+                if bar.closed:   # the command ended first: stop reading
+                    return
         except Exception:  # noqa: BLE001 - only the total is lost; the ingest names the problem
             return
+        finally:   # the reader's files are closed now, not when garbage-collected
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
         bar({"total": n})
 
     t = threading.Thread(target=run, name="ferdata-count", daemon=True)

@@ -13,7 +13,6 @@ receives ``(source, reason)`` for every item left out).
 from __future__ import annotations
 
 import inspect
-import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -91,4 +90,16 @@ def read_dataset(name: str, root, **options) -> Iterator[FaceRecord]:
         skipped = options.get("skipped")
         note = f" ({len(skipped)} items skipped)" if skipped else ""
         raise DatasetFormatError(f"no labelled images found under {Path(root)}{note}")
-    return itertools.chain([first], it)
+    return _chained(first, it)
+
+
+def _chained(first, it):
+    """``first`` then the rest of ``it``; closing this generator closes the reader's (its
+    open csv or file handles are released at once, not when garbage-collected)."""
+    try:
+        yield first
+        yield from it
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
