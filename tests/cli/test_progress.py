@@ -93,3 +93,42 @@ def test_a_closed_bar_prints_nothing_more():
     before = out.getvalue()
     bar({"total": 10})
     assert out.getvalue() == before
+
+
+def test_the_background_count_closes_its_reader_and_stops_when_the_command_ended():
+    """Found in CI: a count still reading a dataset csv when the ingest ended left the file to
+    the garbage collector (ResourceWarning)."""
+    from ferdata.cli._progress import count_in_background
+
+    closed = []
+
+    def reader(n):
+        try:
+            for i in range(n):
+                yield i
+        finally:
+            closed.append(n)
+
+    bar = StageBar("ingest x", unit="face", every=1e9, file=io.StringIO())
+    count_in_background(lambda: reader(5), bar).join(5)
+    assert closed == [5] and bar.total == 5
+    bar.close()
+    count_in_background(lambda: reader(10 ** 9), bar).join(5)   # a closed bar: stops at once
+    assert closed == [5, 10 ** 9]
+
+
+def test_read_dataset_close_closes_the_readers_file(tmp_path):
+    import gc
+    import warnings
+
+    from ferdata.datasets import read_dataset
+    from fixtures import dataset_fixtures as fx
+
+    root = fx.make_fer2013(tmp_path / "f", fx.sample_faces(), n_rows=3)
+    it = read_dataset("fer2013", root)
+    next(it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)   # an unclosed csv would raise in gc
+        it.close()                                        # itertools.chain had no close()
+        del it
+        gc.collect()
