@@ -75,6 +75,13 @@ def thread_pool(threads: int, name: str) -> ThreadPoolExecutor:
         return pool
 
 
+def drain(fut) -> None:
+    """Make sure ``fut`` is not running any more: cancel it, or wait for it (its error is
+    dropped: the caller is already handling another)."""
+    if fut is not None and not fut.cancel():
+        fut.exception()
+
+
 def worker_died(exc: BaseException) -> FerdataError:
     return FerdataError(f"a worker process ended abruptly (killed, or out of memory?): {exc or 'no detail'}; "
                         "the work finished before it is kept, rerun the same command to resume")
@@ -99,7 +106,7 @@ def _pool_tasks(fn, args, workers, window: int):
             fill()
             while futs:
                 done, _ = wait(futs, return_when=FIRST_COMPLETED)
-                for fut in sorted(done, key=lambda f: _order(futs, f)):
+                for fut in [f for f in futs if f in done]:   # in submission order
                     a = futs.pop(fut)
                     try:
                         res = fut.result()
@@ -122,14 +129,6 @@ def _pool_tasks(fn, args, workers, window: int):
             if isinstance(first_error, BrokenProcessPool):
                 raise worker_died(first_error) from first_error
             raise first_error
-
-
-def _order(futs: dict, fut) -> int:
-    """Submission order of ``fut`` among ``futs`` (dicts keep insertion order)."""
-    for i, f in enumerate(futs):
-        if f is fut:
-            return i
-    return len(futs)
 
 
 def run_tasks(fn: Callable, args: Iterable, executor: str = "process", workers: int = 1,

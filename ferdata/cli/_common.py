@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -76,18 +77,26 @@ def setup_logging(verbose: int, debug: bool) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def progress(total=None, desc="", unit="it", disable=None, **kw):
-    """A tqdm progress bar on stderr: total, rate and ETA, redrawn at most twice a second as the
-    work reports. Disabled when stderr is not a terminal unless forced, and on DDP ranks other
-    than 0 (``RANK`` set by torchrun)."""
-    import os
-
+def progress(total=None, desc="", unit="it", disable=None, file=None, **kw):
+    """A tqdm progress bar on ``file`` (stderr): total, rate and ETA, redrawn at most twice a
+    second as the work reports. Disabled when it is not a terminal unless forced, and on DDP
+    ranks other than 0 (``RANK`` set by torchrun). A terminal that reports 0 columns (``script``,
+    some CI consoles) gets 100: tqdm would draw nothing there."""
     from tqdm.auto import tqdm
 
+    file = file or sys.stderr
     if disable is None and os.environ.get("RANK", "0") != "0":
         disable = True
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
-                disable=disable, mininterval=0.5, **kw)
+    kw.setdefault("mininterval", 0.5)
+    width = {"dynamic_ncols": True} if _columns(file) else {"ncols": 100, "nrows": 20}
+    return tqdm(total=total, desc=desc, unit=unit, file=file, disable=disable, **width, **kw)
+
+
+def _columns(file) -> int:
+    try:
+        return os.get_terminal_size(file.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def parse_key_values(pairs, option: str) -> dict:

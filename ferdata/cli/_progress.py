@@ -18,6 +18,8 @@ import time
 
 import click
 
+from ._common import progress
+
 
 def _clock(seconds: float) -> str:
     s = int(round(max(seconds, 0.0)))
@@ -43,15 +45,6 @@ def status_line(desc: str, unit: str, done: int, total, rate, stage: str = "") -
     return ", ".join(parts)
 
 
-def _columns(file) -> int:
-    import os
-
-    try:
-        return os.get_terminal_size(file.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        return 0
-
-
 class StageBar:
     """A progress callback for ``{"stage", "done", "total"}`` events (see the module doc).
 
@@ -74,11 +67,7 @@ class StageBar:
         self._stop = threading.Event()
         self._bar = None
         if self.tty:
-            from tqdm.auto import tqdm
-
-            cols = _columns(self.file)   # a pty that reports 0 columns (script, some CI consoles) gets 100
-            self._bar = tqdm(total=None, desc=desc, unit=unit, file=self.file, mininterval=0.2,
-                             **({"dynamic_ncols": True} if cols else {"ncols": 100, "nrows": 20}))
+            self._bar = progress(desc=desc, unit=unit, disable=False, file=self.file, mininterval=0.2)
         self._ticker = threading.Thread(target=self._tick, name="ferdata-progress", daemon=True)
         self._ticker.start()
 

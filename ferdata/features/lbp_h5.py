@@ -46,7 +46,10 @@ def _lbp_attrs(variant, P, R):
     return {"variant": variant, "P": P, "R": R, "gray": GRAY, "ferdata_version": __version__}
 
 
-def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progress=None,
+BLOCK = 1024   # images read, coded and written at a time
+
+
+def lbp_copy(path, variant: str, P: int, R: float, *, block: int = BLOCK, progress=None,
              threads: int = 1, sync: bool = True) -> Path:
     """Copy ``path`` to its temp name with dataset ``lbp/...`` added; fsynced; returns the temp.
 
@@ -89,7 +92,7 @@ def lbp_copy(path, variant: str, P: int, R: float, *, block: int = 1024, progres
 
 
 def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> None:
-    from ..parallel import thread_pool
+    from ..parallel import drain, thread_pool
     from ..shards.reader import read_images
 
     variant, P, R = spec
@@ -117,17 +120,19 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
         with closing(_prefetched(read, bounds, reader)) as blocks:
             _code_blocks(ds, blocks, (variant, P, R), ahead, writer, progress, guard)
     finally:   # a compile still running would meet the next caller of the kernel
-        if ahead is not None and not ahead.cancel():
-            ahead.exception()
+        drain(ahead)
 
 
 def _code_blocks(ds, blocks, spec, ahead, writer, progress, guard) -> None:
     """Code each block and write it: with a ``writer`` thread, block b is written while
     block b+1 is coded; ``ahead`` (the kernel being made ready) is waited for first."""
-    pending = None
+    from ..parallel import drain
+
+    pending = None   # (write future or None, images) of the block last coded
 
     def done(fut, n_done):
-        fut.result()
+        if fut is not None:
+            fut.result()
         if guard.error is not None:
             raise guard.error
         if progress is not None:
@@ -144,24 +149,14 @@ def _code_blocks(ds, blocks, spec, ahead, writer, progress, guard) -> None:
                 pending = None
             if writer is None:
                 ds[a:a + len(gray)] = codes
-                done(_DONE, len(gray))
+                done(None, len(gray))
             else:
                 pending = (writer.submit(ds.__setitem__, slice(a, a + len(gray)), codes), len(gray))
         if pending is not None:
             done(*pending)
             pending = None
     finally:   # never leave a write running past the file's close
-        if pending is not None and not pending[0].cancel():
-            pending[0].exception()
-
-
-class _Done:
-    @staticmethod
-    def result():
-        return None
-
-
-_DONE = _Done()
+        drain(pending[0] if pending is not None else None)
 
 
 def block_bounds(n: int, block: int) -> list:
@@ -200,21 +195,22 @@ def compile_ahead(variant: str, P: int, R: float, shape: tuple):
     return fut
 
 
-def _prefetched(read, starts, reader):
-    """``read(a)`` for each start; with a ``reader`` thread, block b+1 is read and decoded
+def _prefetched(read, items, reader):
+    """``read(item)`` for each item; with a ``reader`` thread, block b+1 is read and decoded
     while the caller codes block b. Closing it waits for a read still running (never
     past the source file's close)."""
-    starts = list(starts)
+    from ..parallel import drain
+
+    items = list(items)
     if reader is None:
-        for a in starts:
-            yield read(a)
+        for it in items:
+            yield read(it)
         return
-    nxt = reader.submit(read, starts[0]) if starts else None
+    nxt = reader.submit(read, items[0]) if items else None
     try:
-        for j in range(len(starts)):
+        for j in range(len(items)):
             got = nxt.result()
-            nxt = reader.submit(read, starts[j + 1]) if j + 1 < len(starts) else None
+            nxt = reader.submit(read, items[j + 1]) if j + 1 < len(items) else None
             yield got
     finally:
-        if nxt is not None and not nxt.cancel():
-            nxt.exception()
+        drain(nxt)

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import FerdataError
 from ..atomic import atomic_save, file_lock, publish, remove_dead_temps, write_json_atomic
 from .lbp import code_dtype, dataset_name, lbp
-from .lbp_h5 import GRAY, _lbp_attrs, lbp_copy, to_gray
+from .lbp_h5 import BLOCK, GRAY, _lbp_attrs, lbp_copy, to_gray
 from .lbp_shards import add_lbp_to_shards
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -27,7 +27,7 @@ __all__ = ["GRAY", "to_gray", "lbp_copy", "add_lbp_to_h5", "add_lbp_to_shards", 
 
 
 def add_lbp_to_h5(path, variant: str = "circle", P: int = 8, R: float = 1.0, *,
-                  block: int = 1024, progress=None, threads: int = 1) -> bool:
+                  block: int = BLOCK, progress=None, threads: int = 1) -> bool:
     """Add the codes of every image of an HDF5 file as dataset ``lbp/<variant>_P<P>_R<R>``.
 
     Works on a face store (``image (N,S,S,3) uint8`` RGB) and on a shard (raw or

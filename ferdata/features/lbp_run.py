@@ -42,34 +42,31 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
     path = Path(path)
     start = start or (lambda total, unit: None)
     kind = target_kind(path)
-    status = status or (lambda text: None)
-    if kind in ("shards", "h5"):
-        _kernel_ahead(path if kind == "h5" else None, path if kind == "shards" else path.parent, (variant, P, R),
-                      status)
-    if kind == "shards":
-        _no_out(out, path)
-        return _shards(path, variant, P, R, workers, name, None, start)
     if kind == "images":
         if not out:
             raise FerdataError(f"{path}: an image folder needs an output folder for the code images (out)")
         res = lbp_image_folder(path, out, variant, P, R, workers=workers, progress=start(None, "img"))
         return {"kind": "images", "name": name, **res}
-    if kind == "h5":
-        _no_out(out, path)
-        if _listed_shard(path):  # one shard of a render folder: keep its manifest entry right
-            return _shards(path.parent, variant, P, R, workers, name, [path.name], start)
-        added = add_lbp_to_h5(path, variant, P, R, progress=start(_h5_images(path), "img"), threads=workers)
-        return {"kind": "h5", "name": name, "added": added}
-    raise FerdataError(f"{path}: expected a shard folder, a face store (.h5) or an image folder")
+    if kind not in ("shards", "h5"):
+        raise FerdataError(f"{path}: expected a shard folder, a face store (.h5) or an image folder")
+    _no_out(out, path)
+    one_shard = kind == "h5" and _listed_shard(path)  # one shard of a render folder: keep its manifest right
+    folder = path if kind == "shards" else path.parent if one_shard else None
+    _kernel_ahead(path, folder, path.name if one_shard else None, (variant, P, R), status or (lambda text: None))
+    if folder is not None:
+        return _shards(folder, variant, P, R, workers, name, [path.name] if one_shard else None, start)
+    added = add_lbp_to_h5(path, variant, P, R, progress=start(_h5_images(path), "img"), threads=workers)
+    return {"kind": "h5", "name": name, "added": added}
 
 
-def _kernel_ahead(h5, folder, spec, status) -> None:
+def _kernel_ahead(path, folder, shard, spec, status) -> None:
     """Start making the first block's kernel ready on a thread (loaded from numba's cache, or
-    compiled: then ``status`` says so) while the first shard is checked, copied and read."""
+    compiled: then ``status`` says so) while the first shard is checked, copied and read.
+    ``folder``: a render folder (its first shard, or ``shard``); None: ``path`` is a face store."""
     from .lbp import needs_compile
     from .lbp_h5 import compile_ahead
 
-    shape = _first_block(h5, folder)
+    shape = _first_block(path, folder, shard)
     if shape is None:
         return
     if needs_compile(*spec, np.uint8, shape):
@@ -77,23 +74,23 @@ def _kernel_ahead(h5, folder, spec, status) -> None:
     compile_ahead(*spec, shape)
 
 
-def _first_block(h5, folder) -> Optional[tuple]:
+def _first_block(path, folder, shard) -> Optional[tuple]:
     """The (n, H, W) of the first block :func:`ferdata.features.lbp_h5.lbp_copy` will code, or None."""
     import h5py
 
-    from .lbp_h5 import block_bounds
+    from .lbp_h5 import BLOCK, block_bounds
 
     try:
-        if h5 is not None and not _listed_shard(Path(h5)):
-            with h5py.File(h5, "r") as f:
+        if folder is None:
+            with h5py.File(path, "r") as f:
                 n, size = len(f["image"]), f["image"].shape[1]
         else:
             m = load_manifest(folder)
-            first = next(iter(sorted(m["shards"].items())), None)
-            if first is None or "size" not in m:
+            name = shard or min(m["shards"], default=None)
+            if name is None or "size" not in m:
                 return None
-            n, size = int(first[1]["n"]), int(m["size"])
-        a, b = block_bounds(n, 1024)[0] if n else (0, 0)
+            n, size = int(m["shards"][name]["n"]), int(m["size"])
+        a, b = block_bounds(n, BLOCK)[0] if n else (0, 0)
     except (OSError, KeyError, ValueError, RuntimeError):
         return None   # the run itself reports what is wrong with the file
     return (b - a, size, size) if b > a else None

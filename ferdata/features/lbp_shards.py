@@ -135,34 +135,40 @@ class _Pipeline:
         """Finish the open shards but the newest ``keep`` (waits for their hashes). Stopped
         while waiting (Ctrl-C), the shard stays open: the caller settles or abandons it."""
         while len(self.open) > keep:
-            shard, lock, e, tmp, fut = job = self.open.popleft()
+            job = self.open.popleft()
+            shard, _, e, tmp, fut = job
             try:
-                sha = fut.result()
-            except BaseException as exc:
-                if isinstance(exc, (FerdataError, OSError, RuntimeError)):
-                    self.problems.append((shard, str(exc)))
-                    tmp.unlink(missing_ok=True)
-                    lock.__exit__(None, None, None)
-                    continue
+                sha, problem = fut.result(), None
+            except (FerdataError, OSError, RuntimeError) as exc:
+                sha, problem = None, str(exc)
+            except BaseException:
                 self.open.appendleft(job)
                 raise
             try:
-                _finish(self.folder, shard, e, tmp, sha)
-                self.result[shard] = True
+                if problem is None:
+                    _finish(self.folder, shard, e, tmp, sha)
+                    self.result[shard] = True
             except (FerdataError, OSError, RuntimeError) as exc:
-                self.problems.append((shard, str(exc)))
+                problem = str(exc)
             finally:
-                tmp.unlink(missing_ok=True)
-                lock.__exit__(None, None, None)
+                _close(job)
+            if problem is not None:
+                self.problems.append((shard, problem))
 
     def abandon(self) -> None:
         """A run stopped: the open shards' temps go, their locks are released, the shards are as they were."""
+        from ..parallel import drain
+
         while self.open:
-            shard, lock, e, tmp, fut = self.open.popleft()
-            if not fut.cancel():
-                fut.exception()
-            tmp.unlink(missing_ok=True)
-            lock.__exit__(None, None, None)
+            job = self.open.popleft()
+            drain(job[4])
+            _close(job)
+
+
+def _close(job) -> None:
+    """An open shard's end, finished or not: its temp removed, its lock released."""
+    job[3].unlink(missing_ok=True)
+    job[1].__exit__(None, None, None)
 
 
 def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.0, *,
@@ -205,9 +211,8 @@ def add_lbp_to_shards(folder, variant: str = "circle", P: int = 8, R: float = 1.
             pipe.run(shard, tick)
             if progress is not None and int(listed[shard].get("n", 0)) > done[0]:
                 progress(int(listed[shard].get("n", 0)) - done[0])   # skipped or failed: counted as done
-        pipe.settle()
-    finally:  # a run stopped mid-shard (Ctrl-C): lbp_copy removed that shard's temp; the shard
-        try:      # before it, coded and being hashed, is still finished (work done is kept)
+    finally:  # the last shards are finished here; stopped mid-shard (Ctrl-C), lbp_copy removed that
+        try:      # shard's temp and the one before it, coded and being hashed, is still finished
             pipe.settle()
         except BaseException:
             pipe.abandon()

@@ -331,9 +331,10 @@ def _run_parts(job: RenderJob, ctx: RenderContext, todo, executor, workers, sche
     """Render shards ``todo`` as parts on the workers; the parent joins and writes each shard."""
     from ..parallel import run_tasks
 
-    sizes = {k: ctx.shard_span(k)[1] for k in todo}
-    parts = plan_parts(sizes.items(), workers if executor != "serial" else 1, ctx.part_limit())
-    total = sum(sizes.values())
+    spans = {k: ctx.shard_span(k) for k in todo}   # shard -> (first sample, samples)
+    parts = plan_parts([(k, n) for k, (_, n) in spans.items()], workers if executor != "serial" else 1,
+                       ctx.part_limit())
+    total = sum(n for _, n in spans.values())
     stage = f"starting {workers} workers" if workers > 1 and executor != "serial" else "rendering"
     tell({"stage": stage, "done": 0, "total": total})
     asm = Assembly(ctx.new_buffer)
@@ -341,10 +342,10 @@ def _run_parts(job: RenderJob, ctx: RenderContext, todo, executor, workers, sche
     for (_, k, offset, n), (part, sec) in run_tasks(_part_task, [(job, k, o, n) for k, o, n in parts],
                                                     executor, workers, scheduler):
         samples += n
-        whole = asm.add(k, sizes[k], offset, part, sec)
+        whole = asm.add(k, spans[k][1], offset, part, sec)
         if whole is not None:
             tell({"stage": f"writing shard {k}", "done": samples, "total": total})
-            entry = ctx.write(k, ctx.shard_span(k)[0], whole[0], job.out)
+            entry = ctx.write(k, spans[k][0], whole[0], job.out)
             entry["seconds"] = round(whole[1], 3)
             record_shard(job.out, shard_name(k), entry)
             made += 1

@@ -16,13 +16,9 @@ from ferdata.shards.reader import read_images
 from fixtures.lbp_reference import small_shard, small_shard_folder
 
 
-def _shard(path, **kw):
-    return small_shard(path, **kw)
-
-
 @pytest.mark.parametrize("channels,encoding", [(3, "jpeg"), (1, "jpeg"), (3, "raw")])
 def test_gray_read_equals_rgb_read_then_gray(tmp_path, channels, encoding):
-    _shard(tmp_path / "s.h5", n=150, channels=channels, encoding=encoding)
+    small_shard(tmp_path / "s.h5", n=150, channels=channels, encoding=encoding)
     with h5py.File(tmp_path / "s.h5", "r") as f:
         ref = to_gray(read_images(f, 0, 150))
         for pool in (None, ThreadPoolExecutor(2)):
@@ -33,7 +29,7 @@ def test_gray_read_equals_rgb_read_then_gray(tmp_path, channels, encoding):
 
 
 def test_a_corrupt_jpeg_read_on_threads_is_named(tmp_path):
-    _shard(tmp_path / "s.h5", n=100)
+    small_shard(tmp_path / "s.h5", n=100)
     with h5py.File(tmp_path / "s.h5", "r+") as f:
         off = f["image_offsets"][:]
         f["image"][off[70] + 2:off[71] - 2] = 0
@@ -43,15 +39,11 @@ def test_a_corrupt_jpeg_read_on_threads_is_named(tmp_path):
 
 
 def test_blocks_read_ahead_give_the_codes_of_one_pass(tmp_path):
-    imgs = _shard(tmp_path / "s.h5", n=11)
+    imgs = small_shard(tmp_path / "s.h5", n=11)
     tmp = lbp_h5.lbp_copy(tmp_path / "s.h5", "uniform", 8, 1.0, block=2, threads=2)
     with h5py.File(tmp, "r") as f, h5py.File(tmp_path / "s.h5", "r") as src:
         np.testing.assert_array_equal(f["lbp/uniform_P8_R1"][:], lbp(to_gray(read_images(src, 0, 11)), "uniform"))
     assert len(imgs) == 11
-
-
-def _folder(tmp_path, shards=3):
-    return small_shard_folder(tmp_path / "r", shards=shards)
 
 
 def _consistent(folder) -> bool:
@@ -61,7 +53,7 @@ def _consistent(folder) -> bool:
 
 
 def test_ctrl_c_in_a_later_shard_keeps_the_earlier_ones_and_leaves_the_rest_whole(tmp_path, monkeypatch):
-    folder = _folder(tmp_path)
+    folder = small_shard_folder(tmp_path / "r")
     before = {n: file_sha256(folder / n) for n in load_manifest(folder)["shards"]}
     real, calls = lbp_h5.lbp, []
 
@@ -86,7 +78,7 @@ def test_ctrl_c_in_a_later_shard_keeps_the_earlier_ones_and_leaves_the_rest_whol
 
 
 def test_a_failed_hash_is_that_shards_problem_only(tmp_path, monkeypatch):
-    folder = _folder(tmp_path)
+    folder = small_shard_folder(tmp_path / "r")
     real = lbp_shards.file_sha256
 
     def bad_disk(path):
@@ -118,7 +110,7 @@ def test_lbp_says_it_is_compiling_on_a_fresh_kernel_cache(tmp_path, monkeypatch)
 
     L = importlib.import_module("ferdata.features.lbp")
 
-    folder = _folder(tmp_path, shards=1)
+    folder = small_shard_folder(tmp_path / "r", shards=1)
     seen = []
     monkeypatch.setattr(L, "needs_compile", lambda *a, **k: seen.append((a, k)) or True)
     notes = []
@@ -136,7 +128,7 @@ def test_ctrl_c_while_waiting_for_a_hash_keeps_that_shard_and_removes_the_next_t
     shard k and left shard k+1's temp behind."""
     import ferdata.parallel as par
 
-    folder = _folder(tmp_path)
+    folder = small_shard_folder(tmp_path / "r")
     before = {n: file_sha256(folder / n) for n in load_manifest(folder)["shards"]}
     real_pool = par.thread_pool
 
