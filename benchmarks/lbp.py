@@ -192,6 +192,8 @@ def issue_cases(min_time):
     batch = face_crops()
     ticks0, cpu0 = cpu_ticks(), time.process_time()
     res = {"ferdata": os.path.dirname(ferdata.__file__)}
+    for _, P, R in CASES:  # a crop-sized call compiles or loads the parallel kernel, as
+        lbp(batch[0], "circle", P, R)  # `ferdata lbp --warmup` does once after install
     for case, P, R in CASES:
         ref = np.stack([skimage_lbp(im, P, R, "default") for im in batch[:100]])
         if case.startswith("batch"):

@@ -117,7 +117,8 @@ def kernel_args(variant, P, R, shape3, threads):
     it) costs more than it saves. From :data:`THREAD_WORK` pixel-neighbours (batches)
     the one-thread kernel runs on ``threads`` Python threads (:class:`Threaded`; it
     releases the GIL), so a batch needs no parallel (parfor) compile, which costs more
-    than the kernel's own. In between (a crop or a few), the parallel kernel's workers
+    than the kernel's own (:func:`parallel_if_compiled` swaps the parallel kernel in once
+    it is compiled). In between (a crop or a few), the parallel kernel's workers
     take tasks of rows from a shared counter (see :func:`_layout` for the task size; a
     128^2 crop is 4 tasks with 2 threads: 1.4-1.7x the one-thread kernel, docs/lbp.md).
     """
@@ -156,6 +157,18 @@ class Threaded:
         finally:
             for f in futures:
                 f.result()
+
+
+def parallel_if_compiled(kernel, args):
+    """The parallel (parfor) twin of a :class:`Threaded` batch kernel when calling it with
+    ``args`` needs no compile (this process or numba's on-disk cache has it: after
+    ``ferdata lbp --warmup`` or any crop-sized call), else ``kernel``: numba's workers run
+    a 1000-crop batch 5-15 % faster than Python threads (docs/lbp.md), but compiling
+    them costs more than the batch."""
+    if not isinstance(kernel, Threaded):
+        return kernel
+    twin = {_k.lbp_circle_serial: _k.lbp_circle, _o.lbp_original_serial: _o.lbp_original}.get(kernel.kernel)
+    return twin if twin is not None and is_compiled(twin, args) else kernel
 
 
 @functools.lru_cache(maxsize=64)

@@ -238,6 +238,7 @@ def _lbp(image, variant, P, R, out):
     threads = _pl.num_threads()
     kernel, extra = _pl.kernel_args(variant, P, R, img3.shape, threads)
     args = (_pl.read_only(img3), res3, np.zeros(1, np.int64)) + extra
+    kernel = _pl.parallel_if_compiled(kernel, args)
     kernel(*args)
     if fast:
         _pl.register_run(key_args + (img.shape, threads), kernel, args, img.shape, dt)

@@ -65,3 +65,22 @@ def test_split_crop_codes_equal_skimage():
     for _ in range(2):  # second call: the registered fast path
         np.testing.assert_array_equal(lbp(img, "circle", 16, 2),
                                       local_binary_pattern(img, 16, 2).astype(np.uint16))
+
+
+def test_batch_runs_numba_workers_once_they_are_compiled(monkeypatch):
+    """A batch runs on Python threads until the parallel kernel is compiled (or cached on
+    disk), then on numba's workers; the codes are the same either way."""
+    imgs = np.random.default_rng(5).integers(0, 256, (300, 128, 128), dtype=np.uint8)
+    for variant, twin in (("circle", k.lbp_circle), ("original", o.lbp_original)):
+        kernel, extra = pl.kernel_args(variant, 8, 1.0, imgs.shape, 2)
+        assert isinstance(kernel, pl.Threaded)
+        outs = [np.zeros(imgs.shape, np.uint8) for _ in range(2)]
+        args = [(pl.read_only(imgs), out, np.zeros(1, np.int64)) + extra for out in outs]
+        monkeypatch.setattr(pl, "is_compiled", lambda kernel, args: False)
+        assert pl.parallel_if_compiled(kernel, args[0]) is kernel
+        kernel(*args[0])
+        monkeypatch.undo()
+        twin(*args[1])  # compiles (or loads) the parallel kernel for these types
+        assert pl.parallel_if_compiled(kernel, args[1]) is twin
+        np.testing.assert_array_equal(outs[0], outs[1])
+    assert pl.parallel_if_compiled(k.lbp_circle_serial, args[0]) is k.lbp_circle_serial
