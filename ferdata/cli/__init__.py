@@ -23,6 +23,17 @@ def main(ctx, debug, verbose):
     setup_logging(verbose, debug)
 
 
+def run():
+    """The console entry point (``ferdata``, ``python -m ferdata``): :func:`main`, then a
+    quick exit for a command that allowed it (:mod:`ferdata.cli._exit`)."""
+    from . import _exit
+
+    try:
+        main(prog_name="ferdata")
+    except SystemExit as exc:
+        _exit.finish(exc.code)
+
+
 def _register():
     from . import commands_core, cv_cmd, export_cmd, lbp_cmd, render_cmd, reproduce_cmd, train_cmd
 

@@ -7,6 +7,7 @@ import click
 
 from ferdata.errors import FerdataError
 
+from . import _exit
 from ._progress import StageBar
 
 
@@ -79,6 +80,7 @@ def lbp_command(path, variant, P, R, out, workers, warmup):
     finally:
         bar.close()
     _report(res, path, out, name)
+    _exit.allow()   # every shard committed and closed: skip the interpreter's teardown
 
 
 def _starter(bar: StageBar):

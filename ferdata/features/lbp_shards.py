@@ -49,6 +49,26 @@ def _trusted_entry(folder: Path, shard: str) -> dict:
                      "(corrupt or modified outside ferdata); left untouched, see `ferdata verify`")
 
 
+def _entry_to_check(folder: Path, shard: str, checker):
+    """``(entry, future sha256 of the file or None)``: the common case (a plain entry and a
+    file of its size) starts the file's hash on ``checker`` and trusts the file for now
+    (:func:`_verified` before anything is written from it); any other case is checked
+    here (:func:`_trusted_entry`)."""
+    path = folder / shard
+    e = load_manifest(folder)["shards"].get(shard)
+    if (checker is None or e is None or entry_problem(e) or "pending" in e or not path.exists()
+            or path.stat().st_size != e["bytes"]):
+        return _trusted_entry(folder, shard), None
+    return e, checker.submit(file_sha256, path)
+
+
+def _verified(path: Path, e: dict, check) -> None:
+    """Raise the shard's ShardError if its hash (``check``, a future) differs from ``e``."""
+    if check is not None and check.result() != e["sha256"]:
+        raise ShardError(f"{path}: sha256 differs from the manifest (corrupt or modified outside "
+                         "ferdata); left untouched, see `ferdata verify`")
+
+
 def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R: float = 1.0, *,
                      threads: int = 1, progress=None) -> bool:
     """Add ``lbp/...`` to one listed shard and record it in the manifest; False if present.
@@ -60,23 +80,32 @@ def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R:
         job = _begin(folder, shard, (variant, P, R), threads, progress)
         if job is None:
             return False
-        _finish(folder, shard, *job, sha=file_sha256(job[1]))
+        _finish(folder, shard, *job[:2], sha=file_sha256(job[1]))
     return True
 
 
-def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress, sync: bool = True):
+def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress, sync: bool = True,
+           checker=None):
     """Under the shard's lock: check it, write the temp with the codes added (fsynced
-    unless ``sync=False``). ``None`` if the shard has the dataset already, else ``(entry, temp)``."""
+    unless ``sync=False``). ``None`` if the shard has the dataset already, else ``(entry,
+    temp, check)``. With a ``checker`` pool the file's hash is taken there while the
+    codes are made; ``check`` is its future, for :func:`_verified` before the temp is
+    used (a file that fails is reported as such, whatever else went wrong with it)."""
     from .lbp_h5 import lbp_copy
 
     path = folder / shard
-    e = _trusted_entry(folder, shard)
-    present = shard_lbp(path)
-    if dataset_name(*spec) in present:
-        if sorted(e.get("lbp", [])) != present:
-            set_entry_state(folder, shard, e["sha256"], lbp=present)
-        return None
-    return e, lbp_copy(path, *spec, threads=threads, progress=progress, sync=sync)
+    e, check = _entry_to_check(folder, shard, checker)
+    try:
+        present = shard_lbp(path)
+        if dataset_name(*spec) in present:
+            _verified(path, e, check)
+            if sorted(e.get("lbp", [])) != present:
+                set_entry_state(folder, shard, e["sha256"], lbp=present)
+            return None
+        return e, lbp_copy(path, *spec, threads=threads, progress=progress, sync=sync), check
+    except (FerdataError, OSError, RuntimeError):
+        _verified(path, e, check)
+        raise
 
 
 def _finish(folder: Path, shard: str, e: dict, tmp: Path, sha: str) -> None:
@@ -90,17 +119,25 @@ def _finish(folder: Path, shard: str, e: dict, tmp: Path, sha: str) -> None:
     set_entry_state(folder, shard, e["sha256"], pending=None, **new)
 
 
-def _synced_sha256(tmp: Path) -> str:
-    """fsync the temp (before it may be renamed), then its sha256 (from the page cache)."""
+def _sync_and_finish(folder: Path, shard: str, e: dict, tmp: Path, check) -> None:
+    """Once the source shard's ``check`` has passed: fsync the temp (before it may be
+    renamed), hash it (from the page cache), then :func:`_finish` it: on the pipeline's
+    thread, under the lock its caller holds."""
+    try:
+        _verified(folder / shard, e, check)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_file(tmp)
-    return file_sha256(tmp)
+    _finish(folder, shard, e, tmp, file_sha256(tmp))
 
 
 class _Pipeline:
-    """Shards one after the other, the fsync and sha256 of shard k's temp taken on a thread
-    while shard k+1 is coded; shard k is renamed and committed, and its lock released, once
-    its hash is known (at most two shard locks are held, both by this thread). Open shards
-    (coded, their hash running or done) wait in ``open``, oldest first."""
+    """Shards one after the other; while shard k+1 is coded, a thread fsyncs and hashes
+    shard k's temp, renames it and commits it (its manifest writes, fsynced too, wait for
+    the disk off the coding path). Shard k's lock, taken by this thread, is released here
+    once that is done (at most two shard locks are held, both by this thread). Open shards
+    (coded, their finish running or done) wait in ``open``, oldest first."""
 
     def __init__(self, folder: Path, spec: tuple, threads: int):
         from collections import deque
@@ -109,14 +146,16 @@ class _Pipeline:
 
         self.folder, self.spec, self.threads = folder, spec, threads
         self.hasher = thread_pool(1, "lbp-hash")
-        self.open = deque()   # (shard, lock, entry, temp, future sha)
+        self.checker = thread_pool(1, "lbp-check")   # each source shard's sha256, while it is coded
+        self.open = deque()   # (shard, lock, entry, temp, source check, future finish)
         self.result, self.problems = {}, []
 
     def run(self, shard: str, progress) -> None:
         lock = file_lock(self.folder / shard)
         lock.__enter__()
         try:
-            job = _begin(self.folder, shard, self.spec, self.threads, progress, sync=False)
+            job = _begin(self.folder, shard, self.spec, self.threads, progress, sync=False,
+                         checker=self.checker)
         except (FerdataError, OSError, RuntimeError) as exc:
             lock.__exit__(None, None, None)
             self.problems.append((shard, str(exc)))
@@ -128,40 +167,33 @@ class _Pipeline:
             lock.__exit__(None, None, None)
             self.result[shard] = False
             return self.settle()
-        self.open.append((shard, lock, *job, self.hasher.submit(_synced_sha256, job[1])))
+        self.open.append((shard, lock, *job, self.hasher.submit(_sync_and_finish, self.folder, shard, *job)))
         self.settle(keep=1)
 
     def settle(self, keep: int = 0) -> None:
-        """Finish the open shards but the newest ``keep`` (waits for their hashes). Stopped
+        """Close the open shards but the newest ``keep`` (waits for their finish). Stopped
         while waiting (Ctrl-C), the shard stays open: the caller settles or abandons it."""
         while len(self.open) > keep:
             job = self.open.popleft()
-            shard, _, e, tmp, fut = job
             try:
-                sha, problem = fut.result(), None
+                job[-1].result()
+                self.result[job[0]] = True
             except (FerdataError, OSError, RuntimeError) as exc:
-                sha, problem = None, str(exc)
+                self.problems.append((job[0], str(exc)))
             except BaseException:
                 self.open.appendleft(job)
                 raise
-            try:
-                if problem is None:
-                    _finish(self.folder, shard, e, tmp, sha)
-                    self.result[shard] = True
-            except (FerdataError, OSError, RuntimeError) as exc:
-                problem = str(exc)
-            finally:
-                _close(job)
-            if problem is not None:
-                self.problems.append((shard, problem))
+            _close(job)
 
     def abandon(self) -> None:
-        """A run stopped: the open shards' temps go, their locks are released, the shards are as they were."""
+        """A run stopped: each open shard's finish is cancelled, or waited for if it has
+        begun (a shard is renamed and committed whole or not at all); the temps go and
+        the locks are released."""
         from ..parallel import drain
 
         while self.open:
             job = self.open.popleft()
-            drain(job[4])
+            drain(job[-1])
             _close(job)
 
 

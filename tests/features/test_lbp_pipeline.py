@@ -11,7 +11,7 @@ from ferdata.errors import ShardError
 from ferdata.features import add_lbp_to_shards, lbp
 from ferdata.features import lbp_h5, lbp_shards
 from ferdata.features.lbp_io import to_gray
-from ferdata.shards.manifest import file_sha256, load_manifest
+from ferdata.shards.manifest import file_sha256, load_manifest, shard_lbp
 from ferdata.shards.reader import read_images
 from fixtures.lbp_reference import small_shard, small_shard_folder
 
@@ -171,3 +171,44 @@ def test_ctrl_c_while_waiting_for_a_hash_keeps_that_shard_and_removes_the_next_t
     monkeypatch.setattr(par, "thread_pool", real_pool)
     assert add_lbp_to_shards(folder, "circle", 8, 1, workers=2) == {
         "shard-000000.h5": False, "shard-000001.h5": False, "shard-000002.h5": True}
+
+
+def test_a_changed_shard_is_reported_as_changed_even_when_its_jpegs_no_longer_decode(tmp_path):
+    """The source's sha256 is taken while it is coded: a shard whose bytes changed (here a
+    JPEG zeroed, same size) is still reported as differing from the manifest, untouched,
+    and the other shards are done."""
+    folder = small_shard_folder(tmp_path / "r", n=[40, 40, 40])
+    p = folder / "shard-000001.h5"
+    with h5py.File(p, "r+") as f:
+        off = f["image_offsets"][:]
+        f["image"][off[7] + 2:off[8] - 2] = 0
+    changed = p.read_bytes()
+    with pytest.raises(ShardError, match=r"shard-000001\.h5: sha256 differs from the manifest") as ei:
+        add_lbp_to_shards(folder, "circle", 8, 1, workers=2)
+    assert "corrupt JPEG" not in str(ei.value)
+    assert ei.value.result == {"shard-000000.h5": True, "shard-000002.h5": True}
+    assert p.read_bytes() == changed and not list(folder.glob("*.tmp-*"))
+
+
+def test_a_changed_shard_that_still_decodes_is_refused_before_its_temp_is_used(tmp_path, monkeypatch):
+    """The check is waited for before the temp is published: a slow hash that fails still
+    stops that shard, and nothing of it is renamed or recorded."""
+    import time
+
+    folder = small_shard_folder(tmp_path / "r", n=[30, 30])
+    m0 = load_manifest(folder)["shards"]["shard-000000.h5"]
+    real = lbp_shards.file_sha256
+
+    def slow_wrong(path, *a):
+        if path.name == "shard-000000.h5" and path.parent == folder:
+            time.sleep(0.5)
+            return "0" * 64
+        return real(path, *a)
+
+    monkeypatch.setattr(lbp_shards, "file_sha256", slow_wrong)
+    with pytest.raises(ShardError, match=r"shard-000000\.h5: sha256 differs") as ei:
+        add_lbp_to_shards(folder, "circle", 8, 1, workers=2)
+    assert ei.value.result == {"shard-000001.h5": True}
+    assert load_manifest(folder)["shards"]["shard-000000.h5"] == m0
+    assert shard_lbp(folder / "shard-000000.h5") == []
+    assert not list(folder.glob("*.tmp-*"))
