@@ -11,6 +11,7 @@ from ferdata.config import MAX_PER_FACE
 from ferdata.errors import FerdataError
 
 from ._common import parse_key_values, render_option
+from . import _exit
 from ._progress import StageBar
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def render_command(faces, backgrounds, coco, coco_split, out, config_file, per_f
     click.echo(f"{out}: {res['shards_made']} shard(s) made, {res['shards_skipped']} already complete, "
                f"{res['num_shards']} in all; {res['samples']} samples"
                + (f" at {res['samples_per_s']}/s" if res["samples_per_s"] else ""))
+    _exit.allow()   # every shard written and recorded, the pool shut down: skip the teardown
 
 
 def register(main):

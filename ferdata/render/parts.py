@@ -14,6 +14,7 @@ from typing import Iterable, Optional
 
 PARTS_PER_WORKER = 4   # a small render is cut into at least this many parts per worker
 MIN_PART = 32          # samples: below this the per-task overhead shows
+TAIL_SPLIT = 4         # the job's last ``workers`` parts are cut into this many pieces each
 
 
 def part_limit(size: int, base: int = 512) -> int:
@@ -27,22 +28,32 @@ def plan_parts(spans: Iterable[tuple[int, int]], workers: int, limit: int) -> li
 
     Each shard is cut into near-equal parts of at most ``limit`` samples; when the whole
     job is small, parts shrink (to ``MIN_PART``) until there are ``PARTS_PER_WORKER``
-    parts per worker.
+    parts per worker. With several workers, the job's last ``workers`` parts are cut
+    into ``TAIL_SPLIT`` pieces each (of at least ``MIN_PART``): the workers start at
+    different times, and a whole part left to one of them at the end kept the others
+    idle for up to a part's time (~0.6 s of a 7 s render on 2 cores).
     """
     spans = [(int(k), int(n)) for k, n in spans]
     total = sum(n for _, n in spans)
     part = max(1, int(limit))
     if workers > 1 and total:
         part = min(part, max(MIN_PART, -(-total // (PARTS_PER_WORKER * workers))))
+    out = [p for k, n in spans for p in _cut(k, 0, n, max(1, -(-n // part)))]
+    if workers > 1:
+        tail = out[len(out) - workers:]
+        out[len(out) - len(tail):] = [p for k, off, n in tail
+                                      for p in _cut(k, off, n, min(TAIL_SPLIT, max(1, n // MIN_PART)))]
+    return out
+
+
+def _cut(k: int, off: int, n: int, pieces: int) -> list[tuple[int, int, int]]:
+    """Samples ``off .. off+n-1`` of shard ``k`` in ``pieces`` near-equal parts."""
+    base, extra = divmod(n, pieces)
     out = []
-    for k, n in spans:
-        pieces = max(1, -(-n // part))
-        base, extra = divmod(n, pieces)
-        off = 0
-        for j in range(pieces):
-            m = base + (1 if j < extra else 0)
-            out.append((k, off, m))
-            off += m
+    for j in range(pieces):
+        m = base + (1 if j < extra else 0)
+        out.append((k, off, m))
+        off += m
     return out
 
 

@@ -44,3 +44,15 @@ def test_finish_without_allow_or_after_a_failure_raises_systemexit(monkeypatch):
     with pytest.raises(SystemExit) as ei:
         _exit.finish(2)
     assert ei.value.code == 2
+
+
+def test_render_as_a_process_writes_and_records_every_shard(sample_dir, tmp_path):
+    r = _ferdata("render", str(sample_dir / "faces.h5"), "--backgrounds", str(sample_dir / "backgrounds"),
+                 "-o", str(tmp_path / "o"), "--per-face", "40", "--shard-size", "32", "--size", "48",
+                 "--workers", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "3 shard(s) made, 0 already complete, 3 in all; 80 samples" in r.stdout
+    m = load_manifest(tmp_path / "o")
+    assert sorted(m["shards"]) == ["shard-000000.h5", "shard-000001.h5", "shard-000002.h5"]
+    assert all(e["sha256"] == file_sha256(tmp_path / "o" / n) for n, e in m["shards"].items())
+    assert (tmp_path / "o" / "render_config.json").exists()

@@ -111,3 +111,19 @@ def test_a_parts_parameters_are_the_per_sample_draws(sample_dir, tmp_path):
                      for g in range(17, 47)])
     assert got.dtype == want.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+def test_the_last_parts_are_cut_smaller_so_no_worker_finishes_alone():
+    """The job's last ``workers`` parts are cut in TAIL_SPLIT pieces: at the end a worker
+    waits for at most a small piece, not a whole part (found in issue 23.4's timeline: one
+    core idle for the last 0.6 s of a 7 s render)."""
+    from ferdata.render.parts import TAIL_SPLIT
+
+    for spans, workers in (([(0, 6000)], 2), ([(0, 8192), (1, 8192), (2, 2078)], 2), ([(0, 8192)], 3)):
+        parts = plan_parts(spans, workers=workers, limit=512)
+        body, tail = parts[:-workers * TAIL_SPLIT], parts[-workers * TAIL_SPLIT:]
+        assert max(m for *_, m in tail) * (TAIL_SPLIT - 1) < min(m for *_, m in body)
+        assert sum(m for *_, m in parts) == sum(n for _, n in spans)
+    assert plan_parts([(0, 6000)], workers=1, limit=512)[-1][2] > 256   # one worker: nothing to balance
+    # parts already under 2 x MIN_PART are not cut further
+    assert [m for *_, m in plan_parts([(0, 100)], workers=2, limit=512)] == [25, 25, 25, 25]
