@@ -4,7 +4,7 @@
 
 ``--folder``: a render (default: the README's job, ``ferdata render --workers 2`` on the
 built-in sample, made in a temporary folder). For each run the folder is copied (not
-timed) and ``ferdata lbp COPY --variant circle -P 8 -R 1 --workers W`` runs as a fresh
+timed, and synced to disk before the command starts) and ``ferdata lbp COPY --variant circle -P 8 -R 1 --workers W`` runs as a fresh
 command, kernels already compiled and cached (a warm-up run on a one-shard copy first).
 
 The floor, measured in the same run in one process on the same number of cores: read
@@ -31,14 +31,31 @@ import h5py
 import numpy as np
 
 
+
+def arm_env(tree):
+    """``(env, cwd)`` that run ``python -m ferdata`` from ``tree`` (None: this checkout).
+    The cwd matters: ``-m`` puts it before PYTHONPATH on sys.path, so a command started
+    from this checkout's root ran this tree whatever PYTHONPATH said (the A/B figures
+    of issue 23's first round compared this tree with itself)."""
+    root = Path(tree).resolve() if tree else Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return env, root
+
+
+def arm_package(tree) -> str:
+    """The ferdata package an arm's commands import (printed, so an A/B shows what it compared)."""
+    env, root = arm_env(tree)
+    out = subprocess.run([sys.executable, "-c", "import ferdata, os; print(os.path.dirname(ferdata.__file__))"],
+                         env=env, cwd=root, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 def command(tree, folder: Path, args) -> float:
-    env = dict(os.environ)
-    if tree:
-        env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+    env, root = arm_env(tree)
     cmd = [sys.executable, "-m", "ferdata", "lbp", str(folder), "--variant", args.variant, "-P", str(args.P),
            "-R", str(args.R), "--workers", str(args.workers)]
     t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, env=env, cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
@@ -122,6 +139,8 @@ def main():
         times = {a: [] for a in arms}
         floors, pfloors = [], []
         hashes = {}
+        for name, tree in arms.items():
+            print(f"  {name}: ferdata from {arm_package(tree)}")
         print(f"ferdata lbp {src} --variant {args.variant} -P {args.P} -R {args.R} --workers {args.workers}: "
               f"{n} samples, cores={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
         for i in range(args.pairs):
@@ -130,6 +149,7 @@ def main():
             for a in (arms if i % 2 == 0 else reversed(list(arms))):
                 copy = tmp / f"{a}-{i}"
                 shutil.copytree(src, copy)
+                os.sync()   # the copy's own writes are set-up, not the command's (not timed)
                 times[a].append(command(arms[a], copy, args))
                 if a not in hashes:
                     hashes[a] = code_hashes(copy)

@@ -30,16 +30,33 @@ from pathlib import Path
 import h5py
 
 
+
+def arm_env(tree):
+    """``(env, cwd)`` that run ``python -m ferdata`` from ``tree`` (None: this checkout).
+    The cwd matters: ``-m`` puts it before PYTHONPATH on sys.path, so a command started
+    from this checkout's root ran this tree whatever PYTHONPATH said (the A/B figures
+    of issue 23's first round compared this tree with itself)."""
+    root = Path(tree).resolve() if tree else Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return env, root
+
+
+def arm_package(tree) -> str:
+    """The ferdata package an arm's commands import (printed, so an A/B shows what it compared)."""
+    env, root = arm_env(tree)
+    out = subprocess.run([sys.executable, "-c", "import ferdata, os; print(os.path.dirname(ferdata.__file__))"],
+                         env=env, cwd=root, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 def run(tree, out: Path, args, sample: Path) -> dict:
-    env = dict(os.environ)
-    if tree:
-        env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+    env, root = arm_env(tree)
     cmd = [sys.executable, "-m", "ferdata", "render", str(sample / "faces.h5"), "--backgrounds",
            str(sample / "backgrounds"), "-o", str(out), "--per-face", str(args.per_face), "--size", str(args.size),
            "--workers", str(args.workers)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, env=env, cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -92,6 +109,8 @@ def main():
         digests = {}
         print(f"ferdata render --per-face {args.per_face} --size {args.size} --workers {args.workers} "
               f"(2 faces: {2 * args.per_face} samples), cores={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
+        for name, tree in arms.items():
+            print(f"  {name}: ferdata from {arm_package(tree)}")
         for i in range(args.pairs):
             order = list(arms) if i % 2 == 0 else list(reversed(arms))
             for a in order:
