@@ -60,9 +60,14 @@ def add_lbp(path, variant: str = "circle", P: int = 8, R: float = 1.0, *, out=No
 
 
 def _kernel_ahead(path, folder, shard, spec, status) -> None:
-    """Start making the first block's kernel ready on a thread (loaded from numba's cache, or
-    compiled: then ``status`` says so) while the first shard is checked, copied and read.
-    ``folder``: a render folder (its first shard, or ``shard``); None: ``path`` is a face store."""
+    """Make the first block's kernel ready (loaded from numba's cache, or compiled: then
+    ``status`` says so) before the first shard is read. ``folder``: a render folder (its
+    first shard, or ``shard``); None: ``path`` is a face store.
+
+    Waited for here, not overlapped with the first block: loading is GIL-bound Python,
+    and the decode threads, which need the GIL between JPEGs, each waited out the
+    interpreter's 5 ms switch interval behind it (the first block took 0.6-0.9 s instead
+    of 0.2 s; the whole README-render run was 0.4-0.6 s slower, docs/lbp.md)."""
     from .lbp import needs_compile
     from .lbp_h5 import compile_ahead
 
@@ -71,7 +76,7 @@ def _kernel_ahead(path, folder, shard, spec, status) -> None:
         return
     if needs_compile(*spec, np.uint8, shape):
         status("compiling LBP kernels, first run only")
-    compile_ahead(*spec, shape)
+    compile_ahead(*spec, shape).result()
 
 
 def _first_block(path, folder, shard) -> Optional[tuple]:
