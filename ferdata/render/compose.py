@@ -78,7 +78,7 @@ def transform_landmarks(landmarks: np.ndarray, p: np.ndarray, size: int, M=None)
     """
     if M is None:
         M = geometry_matrix(p, size)
-    h = np.c_[landmarks, np.ones(len(landmarks))] @ M.T
+    h = np.concatenate([landmarks, np.ones((len(landmarks), 1))], axis=1) @ M.T   # np.c_, without its indexing machinery
     out = h[:, :2] / h[:, 2:3]
     if p[P["flip"]] > 0.5:
         out = out[_MIRROR]
@@ -104,11 +104,20 @@ def background_crop(bg: np.ndarray, p: np.ndarray, size: int):
 
 
 def _bbox(mask):
-    ys = np.flatnonzero(mask.any(1))
-    xs = np.flatnonzero(mask.any(0))
-    if len(ys) == 0:
+    """``(y0, y1, x0, x1)`` of the nonzero pixels of a bool mask, None if there are none
+    (cv2.boundingRect of its uint8 view: the same box, a third of the time of numpy's)."""
+    m8 = np.ascontiguousarray(mask if mask.dtype == bool else mask != 0).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(m8)
+    if w == 0:
         return None
-    return ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    return y, y + h, x, x + w
+
+
+def _mean(a: np.ndarray) -> float:
+    """``float(a.mean())`` of a 1-D float array, the same value (numpy's own steps: its
+    pairwise sum, then ``dtype(sum / n)``) without numpy's ~12 us of Python around them."""
+    s = np.add.reduce(a)
+    return float(s.dtype.type(s / a.size))
 
 
 def lab_lightness(rgb: np.ndarray) -> np.ndarray:
@@ -142,14 +151,14 @@ def match_luminance(face: np.ndarray, bg: np.ndarray, hard: np.ndarray, mode: st
     lab_f = cv2.cvtColor(face32[y0:y1, x0:x1] * (1 / 255.0), cv2.COLOR_RGB2Lab)
     Lb_box = lab_lightness(bg[y0:y1, x0:x1]) if bg_lightness is None else bg_lightness[y0:y1, x0:x1]
     Lf, Lb = lab_f[..., 0][m], Lb_box[m]
-    mf, mb = float(Lf.mean()), float(Lb.mean())
-    w = float(np.clip(mb / max(mf, 1e-3), lo, hi))
+    mf, mb = _mean(Lf), _mean(Lb)
+    w = min(max(mb / max(mf, 1e-3), lo), hi)   # np.clip of a scalar, without its ~20 us
     L = lab_f[..., 0]
     if mode == "ratio":
         L *= w
     elif mode == "reinhard":
         sf, sb = float(Lf.std()), float(Lb.std())
-        k = float(np.clip(sb / max(sf, 1e-3), lo, hi))
+        k = min(max(sb / max(sf, 1e-3), lo), hi)
         L[:] = (L - mf) * k + mf * w
     else:
         raise ValueError(f"unknown luminance mode {mode!r}")

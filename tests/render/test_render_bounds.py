@@ -1,6 +1,7 @@
 """A typo in the sample count is one error before any planning, not minutes at 100 % CPU."""
 import time
 
+import numpy as np
 from click.testing import CliRunner
 
 from ferdata.cli import main
@@ -48,3 +49,34 @@ def test_verify_fails_an_unfinished_render_unless_partial(sample_dir, tmp_path):
     CliRunner().invoke(main, ["render", faces, "--backgrounds", bgs, "-o", str(out), "--size", "32",
                               "--per-face", "30", "--shard-size", "16"])
     assert CliRunner().invoke(main, ["verify", str(out)]).exit_code == 0
+
+
+def test_bbox_is_numpys_box_of_the_nonzero_pixels():
+    """compose._bbox (cv2.boundingRect since issue 23.4) against the numpy definition it
+    replaced, on random masks of every shape (bool and not), empty ones included."""
+    from ferdata.render.compose import _bbox
+
+    def ref(mask):
+        ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        return None if len(ys) == 0 else (ys[0], ys[-1] + 1, xs[0], xs[-1] + 1)
+
+    rng = np.random.default_rng(3)
+    for trial in range(3000):
+        m = np.zeros((int(rng.integers(1, 140)), int(rng.integers(1, 140))), bool)
+        for _ in range(int(rng.integers(0, 4))):
+            y, x = rng.integers(0, m.shape[0]), rng.integers(0, m.shape[1])
+            m[y:y + int(rng.integers(1, 40)), x:x + int(rng.integers(1, 40))] = True
+        want = ref(m)
+        for mask in (m, m.astype(np.uint8) * 255, m.astype(np.float32), m[:, ::-1][:, ::-1]):
+            got = _bbox(mask)
+            assert (got is None and want is None) or tuple(map(int, want)) == got, (trial, got, want)
+
+
+def test_mean_is_numpys_mean():
+    from ferdata.render.compose import _mean
+
+    rng = np.random.default_rng(4)
+    for n in list(range(1, 260)) + [1000, 4000, 5357, 16384]:
+        for dt in (np.float32, np.float64):
+            a = (rng.random(n) * 100).astype(dt)
+            assert _mean(a) == float(a.mean()), (n, dt)
