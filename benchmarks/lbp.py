@@ -248,6 +248,16 @@ def ab(before, pairs, min_time):
           "busy during these runs")
 
 
+def _batch_kernel(plan, P, R, shape, threads):
+    """A plan's batch kernel as a warm process runs it: trees with
+    ``parallel_if_compiled`` run the parallel twin of their threaded batch kernel once it
+    is compiled (here it is compiled on its first call)."""
+    kernel, extra = plan.kernel_args("circle", P, R, shape, threads)
+    if hasattr(plan, "parallel_if_compiled") and isinstance(kernel, plan.Threaded):
+        kernel = {plan._k.lbp_circle_serial: plan._k.lbp_circle}.get(kernel.kernel, kernel)
+    return kernel, extra
+
+
 def _run_kernel(kernel, img, out, extra):
     """Call a plan's kernel: trees since issue 23 pass a fresh task counter third."""
     py = getattr(getattr(kernel, "kernel", kernel), "py_func", None)
@@ -324,7 +334,7 @@ def kernels_ab(before, reps=10):
         numba.set_num_threads(threads)
         for P, R in ((8, 1), (16, 2)):
             out = np.empty(crops.shape, np.uint16 if P > 8 else np.uint8)
-            sides = {name: plan.kernel_args("circle", P, R, crops.shape, threads)
+            sides = {name: _batch_kernel(plan, P, R, crops.shape, threads)
                      for name, plan in (("before", plan_before), ("after", plan_after))}
             codes = {}
             for name, (kernel, extra) in sides.items():
