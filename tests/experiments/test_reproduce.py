@@ -14,7 +14,7 @@ TINY = ["--ingest-set", "size=64", "--render-set", "per_face=4", "--render-set",
         "--render-set", "shard_size=64", "--set", "batch_size=8", "--set", "num_workers=0",
         "--set", "subjects_per_fold=null", "--set", "folds=2", "--set", "val_subjects=1",
         "--set", "neutral_subjects=null", "--set", "classes=null", "--set", "pretrained=none", "--set", "noise=[]", "--set", "noise_train=[]",
-        "--set", 'model_kwargs={"width": 8}']
+        "--set", 'model_kwargs={"width": 8, "input_size": [32, 32]}']
 
 
 def test_list_names_each_table_and_its_data():

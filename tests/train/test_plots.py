@@ -116,7 +116,8 @@ def test_feratt_fig8_attention_png_per_noise_level(tmp_path):
     from ferdata.train.attention_fig import attention_rows
     from ferdata.train.config import TrainConfig
 
-    cfg = TrainConfig(model="feratt_cls", model_kwargs={"width": 8, "rep_size": 8}, epochs=1, batch_size=8,
+    cfg = TrainConfig(model="feratt_cls", model_kwargs={"width": 8, "rep_size": 8, "input_size": [32, 32]},
+                      epochs=1, batch_size=8,
                       lr=1e-3, num_workers=0, sample_per_face=16, sample_size=32, eval_batch_size=32,
                       eval_on="renders", protocol="holdout", noise=(0.1, 0.3), w_rep=0.0)
     fit(cfg, tmp_path / "run")
