@@ -108,8 +108,9 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
     pool = thread_pool(threads, "lbp-decode") if threads > 1 else None
     reader = thread_pool(1, "lbp-read") if threads > 1 else None
     bounds = block_bounds(n, block)
-    # the kernel is compiled (first run) or loaded on a thread while the first block is read;
-    # waited for before the first call here (numba's workqueue layer allows one caller at a time)
+    # the kernel is made ready (compiled on a first run, else loaded) before the first block is
+    # read: loading beside the decode threads held them back at the GIL (docs/lbp.md); the
+    # future is still waited for before the first call (one caller at a time in numba's layer)
     ahead = compile_ahead(variant, P, R, (bounds[0][1] - bounds[0][0], H, W)) if bounds else None
 
     def read(ab):
@@ -117,6 +118,8 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
 
     writer = thread_pool(1, "lbp-write") if threads > 1 else None
     try:
+        if ahead is not None:
+            ahead.result()
         with closing(_prefetched(read, bounds, reader)) as blocks:
             _code_blocks(ds, blocks, (variant, P, R), ahead, writer, progress, guard)
     finally:   # a compile still running would meet the next caller of the kernel
@@ -172,11 +175,12 @@ _AHEAD: dict = {}   # (variant, P, R, shape, threads) -> the future that made it
 
 
 def compile_ahead(variant: str, P: int, R: float, shape: tuple):
-    """Make :func:`lbp` on uint8 images of ``shape`` ready on a thread now (the caller's numba
-    thread count), while the first block is read: compiled on a fresh kernel cache, else
-    loaded from numba's on-disk cache (~0.3 s). Once per settings and process: returns the
-    future, the same one to every caller (wait for it before calling the kernel: numba's
-    workqueue layer takes one caller at a time)."""
+    """Make :func:`lbp` on uint8 images of ``shape`` ready on a thread (the caller's numba
+    thread count): compiled on a fresh kernel cache, else loaded from numba's on-disk cache
+    (~0.5 s). Once per settings and process: returns the future, the same one to every
+    caller. Callers wait for it before they read the first block (loading is GIL-bound and
+    held the decode threads back) and before calling the kernel (numba's workqueue layer
+    takes one caller at a time); a caller stopped while it waits drains it."""
     import numba
 
     from ..parallel import thread_pool
