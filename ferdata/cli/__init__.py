@@ -28,10 +28,29 @@ def run():
     quick exit for a command that allowed it (:mod:`ferdata.cli._exit`)."""
     from . import _exit
 
+    _spawn_main()
     try:
         main(prog_name="ferdata")
     except SystemExit as exc:
         _exit.finish(exc.code)
+
+
+def _spawn_main() -> None:
+    """Started as the ``ferdata`` console script, name ``ferdata.__main__`` as the main
+    module, as ``python -m ferdata`` does: a spawned worker (render, ingest, a spawn
+    DataLoader) then skips re-running the main module, where it re-ran the script and
+    imported this whole command line (~0.3 s per worker) for nothing. Only the script
+    pip writes (named ``ferdata``) is changed; any other main module is left alone."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    main_mod = sys.modules.get("__main__")
+    if main_mod is None or getattr(main_mod, "__spec__", None) is not None:
+        return
+    name = Path(getattr(main_mod, "__file__", "") or "").name.lower()
+    if name in ("ferdata", "ferdata.exe", "ferdata-script.py"):
+        main_mod.__spec__ = importlib.util.find_spec("ferdata.__main__")
 
 
 def _register():
