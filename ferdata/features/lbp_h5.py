@@ -121,14 +121,14 @@ def _add_codes(src, dst, name, spec, block, progress, guard, threads: int) -> No
         if ahead is not None:
             ahead.result()
         with closing(_prefetched(read, bounds, reader)) as blocks:
-            _code_blocks(ds, blocks, (variant, P, R), ahead, writer, progress, guard)
+            _code_blocks(ds, blocks, (variant, P, R), writer, progress, guard)
     finally:   # a compile still running would meet the next caller of the kernel
         drain(ahead)
 
 
-def _code_blocks(ds, blocks, spec, ahead, writer, progress, guard) -> None:
+def _code_blocks(ds, blocks, spec, writer, progress, guard) -> None:
     """Code each block and write it: with a ``writer`` thread, block b is written while
-    block b+1 is coded; ``ahead`` (the kernel being made ready) is waited for first."""
+    block b+1 is coded (the kernel is ready: :func:`compile_ahead` was waited for)."""
     from ..parallel import drain
 
     pending = None   # (write future or None, images) of the block last coded
@@ -143,9 +143,6 @@ def _code_blocks(ds, blocks, spec, ahead, writer, progress, guard) -> None:
 
     try:
         for a, gray in blocks:
-            if ahead is not None:
-                ahead.result()
-                ahead = None
             codes = lbp(gray, *spec)
             if pending is not None:
                 done(*pending)

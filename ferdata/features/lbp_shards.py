@@ -24,6 +24,12 @@ from ..atomic import file_lock, fsync_file, publish, remove_dead_temps
 from .lbp import dataset_name
 
 
+def _differs(path: Path, what: str) -> ShardError:
+    """The error of a shard whose ``what`` (size or sha256) differs from its manifest entry."""
+    return ShardError(f"{path}: {what} differs from the manifest (corrupt or modified outside ferdata); "
+                      "left untouched, see `ferdata verify`")
+
+
 def _trusted_entry(folder: Path, shard: str) -> dict:
     """The shard's manifest entry once its file is checked against it (raises ShardError)."""
     path = folder / shard
@@ -45,8 +51,7 @@ def _trusted_entry(folder: Path, shard: str) -> dict:
         # renamed by a run killed before its manifest update: finish that update
         return set_entry_state(folder, shard, e["sha256"], bytes=pending["bytes"], sha256=pending["sha256"],
                                lbp=pending.get("lbp", []), pending=None)
-    raise ShardError(f"{path}: {'size' if size != e['bytes'] else 'sha256'} differs from the manifest "
-                     "(corrupt or modified outside ferdata); left untouched, see `ferdata verify`")
+    raise _differs(path, "size" if size != e["bytes"] else "sha256")
 
 
 def _entry_to_check(folder: Path, shard: str, checker):
@@ -56,8 +61,7 @@ def _entry_to_check(folder: Path, shard: str, checker):
     here (:func:`_trusted_entry`)."""
     path = folder / shard
     e = load_manifest(folder)["shards"].get(shard)
-    if (checker is None or e is None or entry_problem(e) or "pending" in e or not path.exists()
-            or path.stat().st_size != e["bytes"]):
+    if e is None or entry_problem(e) or "pending" in e or not path.exists() or path.stat().st_size != e["bytes"]:
         return _trusted_entry(folder, shard), None
     return e, checker.submit(file_sha256, path)
 
@@ -65,32 +69,16 @@ def _entry_to_check(folder: Path, shard: str, checker):
 def _verified(path: Path, e: dict, check) -> None:
     """Raise the shard's ShardError if its hash (``check``, a future) differs from ``e``."""
     if check is not None and check.result() != e["sha256"]:
-        raise ShardError(f"{path}: sha256 differs from the manifest (corrupt or modified outside "
-                         "ferdata); left untouched, see `ferdata verify`")
+        raise _differs(path, "sha256")
 
 
-def add_lbp_to_shard(folder, shard: str, variant: str = "circle", P: int = 8, R: float = 1.0, *,
-                     threads: int = 1, progress=None) -> bool:
-    """Add ``lbp/...`` to one listed shard and record it in the manifest; False if present.
-
-    ``threads``: JPEG decode threads (the kernels use numba's thread count);
-    ``progress(n)``: ``n`` more images of this shard done."""
-    folder = Path(folder)
-    with file_lock(folder / shard):
-        job = _begin(folder, shard, (variant, P, R), threads, progress)
-        if job is None:
-            return False
-        _finish(folder, shard, *job[:2], sha=file_sha256(job[1]))
-    return True
-
-
-def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress, sync: bool = True,
-           checker=None):
-    """Under the shard's lock: check it, write the temp with the codes added (fsynced
-    unless ``sync=False``). ``None`` if the shard has the dataset already, else ``(entry,
-    temp, check)``. With a ``checker`` pool the file's hash is taken there while the
-    codes are made; ``check`` is its future, for :func:`_verified` before the temp is
-    used (a file that fails is reported as such, whatever else went wrong with it)."""
+def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress, checker):
+    """Under the shard's lock: check it, write the temp with the codes added (flushed; the
+    pipeline fsyncs it). ``None`` if the shard has the dataset already, else ``(entry,
+    temp, check)``: ``check`` is the future of the file's hash, taken on ``checker`` while
+    the codes are made (or None if the file was checked here), for :func:`_verified`
+    before the temp is used (a file that fails is reported as such, whatever else went
+    wrong with it)."""
     from .lbp_h5 import lbp_copy
 
     path = folder / shard
@@ -102,7 +90,7 @@ def _begin(folder: Path, shard: str, spec: tuple, threads: int, progress, sync: 
             if sorted(e.get("lbp", [])) != present:
                 set_entry_state(folder, shard, e["sha256"], lbp=present)
             return None
-        return e, lbp_copy(path, *spec, threads=threads, progress=progress, sync=sync), check
+        return e, lbp_copy(path, *spec, threads=threads, progress=progress, sync=False), check
     except (FerdataError, OSError, RuntimeError):
         _verified(path, e, check)
         raise
@@ -123,11 +111,7 @@ def _sync_and_finish(folder: Path, shard: str, e: dict, tmp: Path, check) -> Non
     """Once the source shard's ``check`` has passed: fsync the temp (before it may be
     renamed), hash it (from the page cache), then :func:`_finish` it: on the pipeline's
     thread, under the lock its caller holds."""
-    try:
-        _verified(folder / shard, e, check)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _verified(folder / shard, e, check)   # a failed check: _close removes the temp
     fsync_file(tmp)
     _finish(folder, shard, e, tmp, file_sha256(tmp))
 
@@ -154,8 +138,7 @@ class _Pipeline:
         lock = file_lock(self.folder / shard)
         lock.__enter__()
         try:
-            job = _begin(self.folder, shard, self.spec, self.threads, progress, sync=False,
-                         checker=self.checker)
+            job = _begin(self.folder, shard, self.spec, self.threads, progress, self.checker)
         except (FerdataError, OSError, RuntimeError) as exc:
             lock.__exit__(None, None, None)
             self.problems.append((shard, str(exc)))
